@@ -1,0 +1,333 @@
+//! The seam between the runtime and a broker, in KIP-932 words.
+//!
+//! Everything above this seam (the dispatcher, lease renewal, backoff, dead letters, metrics) is
+//! written once; a broker implements [`Broker`] and [`Member`]. Two implementations ship with the
+//! crate: [`EmbeddedBroker`](crate::EmbeddedBroker) (in-process) and the Kafka backend.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::Error;
+
+mod headers;
+
+pub use headers::{Header, Headers};
+
+/// Where a record lives: topic, partition and offset.
+///
+/// Cloning is cheap (the topic name is shared).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordId {
+    /// The topic's name.
+    pub topic: Arc<str>,
+    /// The partition's index within the topic.
+    pub partition: i32,
+    /// The record's offset within the partition.
+    pub offset: i64,
+}
+
+impl RecordId {
+    /// A record id from its parts.
+    ///
+    /// ```
+    /// let id = shareworker::RecordId::new("emails", 0, 42);
+    /// assert_eq!(id.to_string(), "emails-0@42");
+    /// ```
+    pub fn new(topic: impl Into<Arc<str>>, partition: i32, offset: i64) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+            offset,
+        }
+    }
+}
+
+impl fmt::Display for RecordId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}@{}", self.topic, self.partition, self.offset)
+    }
+}
+
+impl fmt::Debug for RecordId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// A record acquired by a [`Member`]: its data, its delivery count and how long its lock lasts.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    /// Where the record lives.
+    pub id: RecordId,
+    /// The record's key, if it has one.
+    pub key: Option<Bytes>,
+    /// The record's value (`None` for a tombstone).
+    pub value: Option<Bytes>,
+    /// The record's headers.
+    pub headers: Headers,
+    /// The record's timestamp.
+    pub timestamp: SystemTime,
+    /// How many times the record has been delivered, this delivery included (from 1).
+    pub delivery_count: u16,
+    /// How long the acquisition lock lasts from the moment of acquisition; a RENEW restarts it.
+    pub lock_duration: Duration,
+}
+
+/// How a member settles an acquired record (KIP-932 acknowledgement types).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AckKind {
+    /// Processed: the record is done for the group.
+    Accept,
+    /// Give the record back: it becomes available again and its next delivery counts one more.
+    Release,
+    /// Done with the record without processing it: it is archived and never delivered again.
+    Reject,
+    /// Keep the record acquired and restart its lock timer; the delivery count is unchanged.
+    Renew,
+}
+
+impl AckKind {
+    /// The acknowledgement type's number on the Kafka wire (1 ACCEPT, 2 RELEASE, 3 REJECT, 4 RENEW).
+    pub const fn wire_code(self) -> i8 {
+        match self {
+            AckKind::Accept => 1,
+            AckKind::Release => 2,
+            AckKind::Reject => 3,
+            AckKind::Renew => 4,
+        }
+    }
+}
+
+impl fmt::Display for AckKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AckKind::Accept => "accept",
+            AckKind::Release => "release",
+            AckKind::Reject => "reject",
+            AckKind::Renew => "renew",
+        })
+    }
+}
+
+/// The answer to one acknowledgement in [`Member::settle`].
+pub type SettleResult = Result<(), Error>;
+
+/// A record to write with [`Broker::produce`].
+#[derive(Clone, Debug, Default)]
+pub struct OutgoingRecord {
+    /// The key; records with equal keys go to the same partition.
+    pub key: Option<Bytes>,
+    /// The value (`None` writes a tombstone).
+    pub value: Option<Bytes>,
+    /// Headers, in order.
+    pub headers: Headers,
+    /// A fixed partition, or `None` to pick one from the key (or spread records without a key).
+    pub partition: Option<i32>,
+}
+
+impl OutgoingRecord {
+    /// A record with this value and nothing else set.
+    pub fn new(value: impl Into<Bytes>) -> Self {
+        Self {
+            value: Some(value.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the key.
+    pub fn with_key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.headers.push(key, value);
+        self
+    }
+}
+
+/// Where a produced record was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Produced {
+    /// The partition it went to.
+    pub partition: i32,
+    /// Its offset there.
+    pub offset: i64,
+}
+
+/// Share lag of one topic for one group: records not yet delivery-complete (KIP-1226), in-flight
+/// records included.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicLag {
+    /// The topic.
+    pub topic: String,
+    /// The lag summed over the topic's partitions.
+    pub lag: u64,
+    /// The lag per partition, as `(partition, lag)`.
+    pub partitions: Vec<(i32, u64)>,
+}
+
+/// Limits the broker applies to a share group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupLimits {
+    /// Deliveries after which the broker archives a record (`share.delivery.count.limit`).
+    pub delivery_count_limit: u16,
+    /// How long an acquisition lock lasts (`share.record.lock.duration.ms`).
+    pub lock_duration: Duration,
+    /// How many records of one partition may be acquired at once (`share.partition.max.record.locks`).
+    pub max_record_locks: u32,
+}
+
+impl Default for GroupLimits {
+    /// Kafka's defaults: 5 deliveries, 30 s locks, 2000 locks per partition.
+    fn default() -> Self {
+        Self {
+            delivery_count_limit: 5,
+            lock_duration: Duration::from_secs(30),
+            max_record_locks: 2000,
+        }
+    }
+}
+
+/// Where a new share group starts reading (`share.auto.offset.reset`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StartFrom {
+    /// From the end of each partition at the moment the group first reads it (Kafka's default).
+    #[default]
+    Latest,
+    /// From the start of each partition.
+    Earliest,
+}
+
+/// Share-group settings that [`Broker::configure_group`] changes; `None` leaves a setting as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GroupConfig {
+    /// `share.auto.offset.reset`.
+    pub start_from: Option<StartFrom>,
+    /// `share.delivery.count.limit`.
+    pub delivery_count_limit: Option<u16>,
+    /// `share.record.lock.duration.ms`.
+    pub lock_duration: Option<Duration>,
+    /// `share.partition.max.record.locks`.
+    pub max_record_locks: Option<u32>,
+}
+
+impl GroupConfig {
+    /// Sets where a new group starts reading.
+    pub fn start_from(mut self, start: StartFrom) -> Self {
+        self.start_from = Some(start);
+        self
+    }
+
+    /// Sets the delivery count limit.
+    pub fn delivery_count_limit(mut self, limit: u16) -> Self {
+        self.delivery_count_limit = Some(limit);
+        self
+    }
+
+    /// Sets the acquisition lock duration.
+    pub fn lock_duration(mut self, lock: Duration) -> Self {
+        self.lock_duration = Some(lock);
+        self
+    }
+
+    /// Sets the per-partition limit of acquired records.
+    pub fn max_record_locks(mut self, locks: u32) -> Self {
+        self.max_record_locks = Some(locks);
+        self
+    }
+}
+
+/// A broker that holds topics and share groups.
+///
+/// Implemented by [`EmbeddedBroker`](crate::EmbeddedBroker) and by the Kafka backend. The runtime
+/// uses nothing else, so a new backend plugs in here and passes the conformance suite in `tests/`.
+#[async_trait]
+pub trait Broker: Send + Sync + 'static {
+    /// Joins `group` as a new member subscribed to `topics`.
+    ///
+    /// # Errors
+    /// When the broker cannot be reached or refuses the member (for example the group is full).
+    async fn join(&self, group: &str, topics: &[String]) -> Result<Box<dyn Member>, Error>;
+
+    /// Writes records to `topic` and waits until the broker has them (acks=all on Kafka).
+    ///
+    /// Returns where each record was written, in order.
+    ///
+    /// # Errors
+    /// When the topic does not exist and cannot be created, or the write fails; then none of the
+    /// records may be assumed written.
+    async fn produce(&self, topic: &str, records: Vec<OutgoingRecord>) -> Result<Vec<Produced>, Error>;
+
+    /// Creates `topic` with `partitions` partitions if it does not exist yet.
+    ///
+    /// # Errors
+    /// When the broker refuses to create it.
+    async fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), Error>;
+
+    /// Share lag of `group` for each topic it has read.
+    ///
+    /// # Errors
+    /// When the broker cannot answer.
+    async fn lag(&self, group: &str) -> Result<Vec<TopicLag>, Error>;
+
+    /// The limits the broker applies to `group`.
+    ///
+    /// # Errors
+    /// When the broker cannot answer.
+    async fn group_limits(&self, group: &str) -> Result<GroupLimits, Error>;
+
+    /// Changes share-group settings of `group`.
+    ///
+    /// # Errors
+    /// When a value is out of the broker's range or the broker refuses.
+    async fn configure_group(&self, group: &str, config: &GroupConfig) -> Result<(), Error>;
+
+    /// A short name for logs and metrics, such as `embedded` or `kafka`.
+    fn kind(&self) -> &'static str;
+}
+
+/// One member of a share group, as returned by [`Broker::join`].
+///
+/// A process has one member per group whatever its concurrency: it acquires records while others
+/// are in flight and settles each one when its handler is done.
+#[async_trait]
+pub trait Member: Send + Sync {
+    /// Acquires up to `max` records, waiting at most `wait` for the first one.
+    ///
+    /// Returns an empty list when nothing arrived in time. Never returns more than `max`.
+    ///
+    /// # Cancel safety
+    /// Dropping the future must not lose records: either it acquires nothing, or records it
+    /// acquired are released when the member leaves.
+    ///
+    /// # Errors
+    /// When the broker fails; the caller retries after a pause.
+    async fn acquire(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, Error>;
+
+    /// Settles many records at once; one result per acknowledgement, in the same order.
+    ///
+    /// A record whose lock was lost (it expired, or the member no longer owns it) answers with an
+    /// error for which [`Error::is_lock_lost`] is true.
+    ///
+    /// # Errors
+    /// When the whole request failed; then no acknowledgement may be assumed applied.
+    async fn settle(&self, acks: Vec<(RecordId, AckKind)>) -> Result<Vec<SettleResult>, Error>;
+
+    /// Leaves the group: records still acquired by this member are released.
+    ///
+    /// # Errors
+    /// When the broker cannot be told; the records then come back when their locks expire.
+    async fn leave(self: Box<Self>) -> Result<(), Error>;
+
+    /// The member's id within its group.
+    fn member_id(&self) -> &str;
+}

@@ -1,0 +1,203 @@
+//! A job handler with its settings, as `#[job]` generates it or as written by hand.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use tower::util::{BoxCloneService, BoxService};
+use tower::{Layer, Service, ServiceExt};
+
+use crate::config::{DeadLetter, HandlerOverrides};
+use crate::job::{BoxError, Job, JobError};
+
+/// The type-erased tower service a handler runs as.
+pub type HandlerService = BoxCloneService<Job<Bytes>, (), BoxError>;
+
+/// The service a [`Layer`] given to [`JobDefinition::layer`] wraps.
+pub type InnerService = BoxService<Job<Bytes>, (), BoxError>;
+
+type LayeredFactory = Box<dyn FnOnce() -> InnerService + Send>;
+
+enum Stack {
+    Plain(HandlerService),
+    Layered(LayeredFactory),
+}
+
+/// A handler, the topic it reads and its settings in code.
+///
+/// `#[shareworker::job]` makes one for each handler (`send_email::definition()`); it can also be
+/// written by hand. Settings here sit between the built-in defaults and the configuration file,
+/// so operators can still change them without recompiling.
+///
+/// ```
+/// use std::time::Duration;
+/// use shareworker::{Job, JobDefinition, JobError};
+///
+/// async fn resize(job: Job<String>) -> Result<(), JobError> {
+///     println!("resizing {}", job.payload());
+///     Ok(())
+/// }
+///
+/// let def = JobDefinition::new("resize", "images", resize)
+///     .concurrency(4)
+///     .max_attempts(3)
+///     .timeout(Duration::from_secs(60))
+///     .layer(tower::limit::ConcurrencyLimitLayer::new(2));
+/// assert_eq!(def.name(), "resize");
+/// ```
+pub struct JobDefinition {
+    pub(crate) name: Arc<str>,
+    pub(crate) topic: String,
+    pub(crate) overrides: HandlerOverrides,
+    stack: Stack,
+}
+
+impl fmt::Debug for JobDefinition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobDefinition")
+            .field("name", &self.name)
+            .field("topic", &self.topic)
+            .field("overrides", &self.overrides)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JobDefinition {
+    /// A definition for an async handler taking a [`Job<T>`].
+    pub fn new<F, T, Fut, E>(name: &str, topic: &str, handler: F) -> Self
+    where
+        F: Fn(Job<T>) -> Fut + Clone + Send + Sync + 'static,
+        T: DeserializeOwned + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<JobError>,
+    {
+        let service = tower::service_fn(move |job: Job<Bytes>| {
+            let handler = handler.clone();
+            async move {
+                let job = job.decode::<T>().map_err(BoxError::from)?;
+                handler(job)
+                    .await
+                    .map_err(|e| BoxError::from(e.into()))
+            }
+        });
+        Self::from_service(name, topic, service)
+    }
+
+    /// A definition for any tower service over [`Job<Bytes>`]. Its errors are retryable unless
+    /// they are a [`JobError`] that says otherwise.
+    pub fn from_service<S>(name: &str, topic: &str, service: S) -> Self
+    where
+        S: Service<Job<Bytes>, Response = ()> + Clone + Send + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+    {
+        Self {
+            name: Arc::from(name),
+            topic: topic.to_owned(),
+            overrides: HandlerOverrides::default(),
+            stack: Stack::Plain(BoxCloneService::new(service.map_err(Into::into))),
+        }
+    }
+
+    /// Wraps the handler in a tower layer (timeout, rate limit, your own). The first layer added
+    /// is the innermost. Layered handlers share one instance of the stack through a buffer, so
+    /// stateful layers such as rate limits hold across concurrent jobs.
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<InnerService> + Send + 'static,
+        L::Service: Service<Job<Bytes>, Response = ()> + Send + 'static,
+        <L::Service as Service<Job<Bytes>>>::Error: Into<BoxError>,
+        <L::Service as Service<Job<Bytes>>>::Future: Send + 'static,
+    {
+        let prev = match self.stack {
+            Stack::Plain(s) => Box::new(move || BoxService::new(s)) as LayeredFactory,
+            Stack::Layered(f) => f,
+        };
+        self.stack = Stack::Layered(Box::new(move || {
+            BoxService::new(layer.layer(prev()).map_err(Into::into))
+        }));
+        self
+    }
+
+    /// The handler's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The topic it reads.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Sets the share group (default: the handler's name).
+    pub fn group(mut self, group: &str) -> Self {
+        self.overrides.group = Some(group.to_owned());
+        self
+    }
+
+    /// Sets the most jobs running at once (default 32).
+    pub fn concurrency(mut self, n: u32) -> Self {
+        self.overrides.concurrency = Some(n);
+        self
+    }
+
+    /// Sets how many records are acquired ahead of free slots (default 16).
+    pub fn prefetch(mut self, n: u32) -> Self {
+        self.overrides.prefetch = Some(n);
+        self
+    }
+
+    /// Sets the attempts before the dead-letter topic (default and ceiling: the group's delivery
+    /// count limit).
+    pub fn max_attempts(mut self, n: u16) -> Self {
+        self.overrides.max_attempts = Some(n);
+        self
+    }
+
+    /// Sets the backoff between attempts (see [`BackoffConfig`](crate::BackoffConfig)).
+    pub fn backoff(mut self, initial: Duration, max: Duration, multiplier: f64, jitter: f64) -> Self {
+        self.overrides.backoff.initial = Some(initial);
+        self.overrides.backoff.max = Some(max);
+        self.overrides.backoff.multiplier = Some(multiplier);
+        self.overrides.backoff.jitter = Some(jitter);
+        self
+    }
+
+    /// Sets how long one attempt may run.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.overrides.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the dead-letter topic (default `<topic>.dlq`).
+    pub fn dead_letter(mut self, topic: &str) -> Self {
+        self.overrides.dead_letter = Some(DeadLetter::Topic(topic.to_owned()));
+        self
+    }
+
+    /// Turns dead-lettering off: after the last attempt the record is only rejected.
+    pub fn no_dead_letter(mut self) -> Self {
+        self.overrides.dead_letter = Some(DeadLetter::Off);
+        self
+    }
+
+    /// Sets how many records may wait out a backoff delay at once (default 1000).
+    pub fn max_held(mut self, n: u32) -> Self {
+        self.overrides.max_held = Some(n);
+        self
+    }
+
+    /// Builds the service; must run inside a tokio runtime when layers were added.
+    pub(crate) fn into_service(self, buffer: usize) -> (Arc<str>, HandlerService) {
+        let svc = match self.stack {
+            Stack::Plain(s) => s,
+            Stack::Layered(f) => {
+                BoxCloneService::new(tower::buffer::Buffer::new(f(), buffer.max(1)))
+            }
+        };
+        (self.name, svc)
+    }
+}

@@ -1,0 +1,160 @@
+use std::borrow::Cow;
+use std::fmt;
+
+type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The error of every fallible function in this crate.
+///
+/// Ask what went wrong with the predicates (`is_config`, `is_lock_lost`, ...). `Display` prints this
+/// level only; the cause, if any, comes from [`source`](std::error::Error::source).
+pub struct Error {
+    kind: Kind,
+    message: Cow<'static, str>,
+    source: Option<Source>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A configuration value is missing or out of range.
+    Config,
+    /// The broker answered with an error or could not be reached.
+    Broker,
+    /// The record is not (or no longer) acquired by this member.
+    LockLost,
+    /// The topic does not exist.
+    UnknownTopic,
+    /// The member, broker or worker was already closed.
+    Closed,
+    /// Something did not finish in time.
+    Timeout,
+    /// A payload could not be encoded or decoded.
+    Codec,
+    /// Bad input from the caller.
+    InvalidInput,
+}
+
+impl Error {
+    pub(crate) fn new(kind: Kind, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub(crate) fn with_source(mut self, source: impl Into<Source>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    pub(crate) fn config(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(Kind::Config, message)
+    }
+
+    pub(crate) fn broker(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(Kind::Broker, message)
+    }
+
+    pub(crate) fn lock_lost(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(Kind::LockLost, message)
+    }
+
+    pub(crate) fn closed(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(Kind::Closed, message)
+    }
+
+    pub(crate) fn invalid_input(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(Kind::InvalidInput, message)
+    }
+
+    pub(crate) fn codec(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(Kind::Codec, message)
+    }
+
+    pub(crate) fn unknown_topic(topic: &str) -> Self {
+        Self::new(Kind::UnknownTopic, format!("topic `{topic}` does not exist"))
+    }
+
+    pub(crate) fn timeout(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(Kind::Timeout, message)
+    }
+
+    /// A configuration value is missing or out of range; the message names the key.
+    pub fn is_config(&self) -> bool {
+        self.kind == Kind::Config
+    }
+
+    /// The broker answered with an error or could not be reached.
+    pub fn is_broker(&self) -> bool {
+        self.kind == Kind::Broker
+    }
+
+    /// The record is not acquired by this member (its lock expired, or it was settled already).
+    pub fn is_lock_lost(&self) -> bool {
+        self.kind == Kind::LockLost
+    }
+
+    /// The topic does not exist.
+    pub fn is_unknown_topic(&self) -> bool {
+        self.kind == Kind::UnknownTopic
+    }
+
+    /// The member, broker or worker was closed already.
+    pub fn is_closed(&self) -> bool {
+        self.kind == Kind::Closed
+    }
+
+    /// Something did not finish in time.
+    pub fn is_timeout(&self) -> bool {
+        self.kind == Kind::Timeout
+    }
+
+    /// A payload could not be encoded or decoded.
+    pub fn is_codec(&self) -> bool {
+        self.kind == Kind::Codec
+    }
+
+    /// The caller passed bad input (an empty topic name, a zero partition count, ...).
+    pub fn is_invalid_input(&self) -> bool {
+        self.kind == Kind::InvalidInput
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.kind).field("message", &self.message);
+        if let Some(source) = &self.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_prints_only_its_own_level() {
+        let io = std::io::Error::other("connection reset");
+        let err = Error::broker("fetch failed").with_source(io);
+        assert_eq!(err.to_string(), "fetch failed");
+        let source = std::error::Error::source(&err).map(|s| s.to_string());
+        assert_eq!(source.as_deref(), Some("connection reset"));
+        assert!(err.is_broker());
+        assert!(!err.is_config());
+    }
+}

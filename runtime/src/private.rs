@@ -1,0 +1,181 @@
+//! Support for the code `#[job]` and `#[main]` generate. Not a public API: it may change in any
+//! release.
+
+use std::fmt;
+use std::future::Future;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use crate::config::{DeadLetter, HandlerOverrides};
+use crate::{Job, JobDefinition, JobError};
+
+pub use inventory;
+
+/// A handler registered at link time by `#[job]`.
+pub struct Registration {
+    /// The handler's name, for error messages.
+    pub name: &'static str,
+    /// Makes the handler's definition.
+    pub definition: fn() -> JobDefinition,
+}
+
+inventory::collect!(Registration);
+
+/// Definitions of every `#[job]` handler linked into this binary, sorted by name.
+pub fn registered() -> Vec<JobDefinition> {
+    let mut regs: Vec<&Registration> = inventory::iter::<Registration>.into_iter().collect();
+    regs.sort_by_key(|r| r.name);
+    regs.into_iter().map(|r| (r.definition)()).collect()
+}
+
+/// The dead-letter setting written in `#[job(dead_letter = ...)]`.
+#[derive(Clone, Copy, Debug)]
+pub enum DeadLetterAttr {
+    /// Not written.
+    Default,
+    /// `dead_letter = "topic"`.
+    Topic(&'static str),
+    /// `dead_letter = "off"` or `dead_letter = false`.
+    Off,
+}
+
+/// The attributes written in `#[job(...)]`, checked by the macro.
+#[derive(Clone, Copy, Debug)]
+pub struct HandlerAttrs {
+    /// The function's name.
+    pub name: &'static str,
+    /// `topic = "..."`.
+    pub topic: &'static str,
+    /// `group = "..."`.
+    pub group: Option<&'static str>,
+    /// `concurrency = N`.
+    pub concurrency: Option<u32>,
+    /// `prefetch = N`.
+    pub prefetch: Option<u32>,
+    /// `max_attempts = N`.
+    pub max_attempts: Option<u16>,
+    /// `backoff(initial = "...")`.
+    pub backoff_initial: Option<Duration>,
+    /// `backoff(max = "...")`.
+    pub backoff_max: Option<Duration>,
+    /// `backoff(multiplier = X)`.
+    pub backoff_multiplier: Option<f64>,
+    /// `backoff(jitter = X)`.
+    pub backoff_jitter: Option<f64>,
+    /// `timeout = "..."`.
+    pub timeout: Option<Duration>,
+    /// `dead_letter = ...`.
+    pub dead_letter: DeadLetterAttr,
+}
+
+impl HandlerAttrs {
+    /// Nothing set; the macro fills `name` and `topic`.
+    pub const DEFAULT: HandlerAttrs = HandlerAttrs {
+        name: "",
+        topic: "",
+        group: None,
+        concurrency: None,
+        prefetch: None,
+        max_attempts: None,
+        backoff_initial: None,
+        backoff_max: None,
+        backoff_multiplier: None,
+        backoff_jitter: None,
+        timeout: None,
+        dead_letter: DeadLetterAttr::Default,
+    };
+}
+
+/// Builds the definition of a `#[job]` handler.
+pub fn definition<F, T, Fut, E>(attrs: HandlerAttrs, handler: F) -> JobDefinition
+where
+    F: Fn(Job<T>) -> Fut + Clone + Send + Sync + 'static,
+    T: DeserializeOwned + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: Into<JobError>,
+{
+    let mut def = JobDefinition::new(attrs.name, attrs.topic, handler);
+    def.overrides = HandlerOverrides {
+        group: attrs.group.map(str::to_owned),
+        concurrency: attrs.concurrency,
+        prefetch: attrs.prefetch,
+        max_attempts: attrs.max_attempts,
+        backoff: crate::config::BackoffOverrides {
+            initial: attrs.backoff_initial,
+            max: attrs.backoff_max,
+            multiplier: attrs.backoff_multiplier,
+            jitter: attrs.backoff_jitter,
+        },
+        timeout: attrs.timeout,
+        dead_letter: match attrs.dead_letter {
+            DeadLetterAttr::Default => None,
+            DeadLetterAttr::Topic(t) => Some(DeadLetter::Topic(t.to_owned())),
+            DeadLetterAttr::Off => Some(DeadLetter::Off),
+        },
+        max_held: None,
+    };
+    def
+}
+
+/// Compile-time check that a handler's payload type can be decoded; the macro spans it at `T`.
+pub const fn assert_payload<T: DeserializeOwned + Send + 'static>() {}
+
+/// Compile-time check that a handler's error type converts into [`JobError`]; spanned at `E`.
+pub const fn assert_error<E: Into<JobError>>() {}
+
+/// Compile-time check that a handler's future is `Send`.
+pub fn assert_send<F: Future + Send>(_: &F) {}
+
+/// What `#[shareworker::main]`'s body may return.
+pub trait MainOutput {
+    /// `Err` with a message to print, or `Ok` to go on and run the worker.
+    fn into_result(self) -> Result<(), String>;
+}
+
+impl MainOutput for () {
+    fn into_result(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: fmt::Display> MainOutput for Result<(), E> {
+    fn into_result(self) -> Result<(), String> {
+        self.map_err(|e| e.to_string())
+    }
+}
+
+/// The body of the `main` that `#[shareworker::main]` generates: builds a tokio runtime, runs the
+/// user's setup, then every registered handler until a shutdown signal.
+pub fn run_main<F>(setup: F) -> ExitCode
+where
+    F: Future,
+    F::Output: MainOutput,
+{
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        if let Err(e) = setup.await.into_result() {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+        match crate::run().await {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    eprintln!("  caused by: {s}");
+                    source = s.source();
+                }
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
