@@ -247,8 +247,8 @@ impl<T> Job<T> {
         }
     }
 
-    pub(crate) fn delivery(&self) -> &Delivery {
-        &self.meta.delivery
+    pub(crate) fn meta(&self) -> &Arc<JobMeta> {
+        &self.meta
     }
 }
 
@@ -413,7 +413,6 @@ impl From<JobError> for BoxError {
 /// What a handler's result means for its record. Typed, so no error is ever downcast to decide.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Verdict {
-    Done,
     Retry(Option<Duration>),
     Permanent,
 }

@@ -8,6 +8,8 @@ mod duration;
 mod embedded;
 mod error;
 mod job;
+mod queue;
+pub mod testing;
 mod worker;
 
 #[doc(hidden)]
@@ -19,10 +21,14 @@ pub use broker::{
     Produced, RecordId, SettleResult, StartFrom, TopicLag,
 };
 pub use bytes::Bytes;
-pub use config::{BackoffConfig, Config, DeadLetter, EmbeddedConfig, HandlerConfig, StartFromConfig};
+pub use config::{DEFAULT_FILE, ENV_PREFIX, BackoffConfig, Config, DeadLetter, EmbeddedConfig, HandlerConfig, StartFromConfig};
 pub use definition::{HandlerService, InnerService, JobDefinition};
 pub use embedded::{EmbeddedBroker, EmbeddedBrokerBuilder};
 pub use error::Error;
 pub use job::{BoxError, DecodeError, Job, JobError};
+pub use queue::{Message, Queue};
 pub use shareworker_macros::{job, main};
-pub use worker::run;
+pub use worker::{
+    JobEvent, Outcome, RunSummary, ShutdownHandle, Worker, WorkerBuilder, WorkerStatus, dead_letter_headers,
+    init_tracing, run,
+};

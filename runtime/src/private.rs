@@ -166,7 +166,7 @@ where
             return ExitCode::FAILURE;
         }
         match crate::run().await {
-            Ok(_) => ExitCode::SUCCESS,
+            Ok(_summary) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
                 let mut source = std::error::Error::source(&e);

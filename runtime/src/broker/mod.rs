@@ -320,13 +320,14 @@ pub trait Member: Send + Sync {
     ///
     /// # Errors
     /// When the whole request failed; then no acknowledgement may be assumed applied.
-    async fn settle(&self, acks: Vec<(RecordId, AckKind)>) -> Result<Vec<SettleResult>, Error>;
+    async fn settle(&self, acks: &[(RecordId, AckKind)]) -> Result<Vec<SettleResult>, Error>;
 
-    /// Leaves the group: records still acquired by this member are released.
+    /// Leaves the group: records still acquired by this member are released, and later calls
+    /// on this member fail with an error for which [`Error::is_closed`] is true.
     ///
     /// # Errors
     /// When the broker cannot be told; the records then come back when their locks expire.
-    async fn leave(self: Box<Self>) -> Result<(), Error>;
+    async fn leave(&self) -> Result<(), Error>;
 
     /// The member's id within its group.
     fn member_id(&self) -> &str;

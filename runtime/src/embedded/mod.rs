@@ -42,7 +42,7 @@ const DELIVERY_LIMIT_RANGE: (u16, u16) = (2, 10);
 /// let records = member.acquire(10, Duration::from_millis(10)).await?;
 /// assert_eq!(records.len(), 1);
 /// assert_eq!(records[0].delivery_count, 1);
-/// member.settle(vec![(records[0].id.clone(), AckKind::Accept)]).await?;
+/// member.settle(&[(records[0].id.clone(), AckKind::Accept)]).await?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -771,7 +771,7 @@ impl Member for EmbeddedMember {
         }
     }
 
-    async fn settle(&self, acks: Vec<(RecordId, AckKind)>) -> Result<Vec<SettleResult>, Error> {
+    async fn settle(&self, acks: &[(RecordId, AckKind)]) -> Result<Vec<SettleResult>, Error> {
         let now = Instant::now();
         let mut results = Vec::with_capacity(acks.len());
         let mut freed = false;
@@ -783,7 +783,7 @@ impl Member for EmbeddedMember {
                 .ok_or_else(|| Error::closed(format!("group `{}` no longer exists", self.group)))?;
             let limits = g.settings.limits;
             let mut key: Option<(Arc<str>, i32)> = None;
-            for (id, kind) in acks {
+            for (id, kind) in acks.iter().map(|(i, k)| (i, *k)) {
                 if key
                     .as_ref()
                     .is_none_or(|(t, p)| *p != id.partition || **t != *id.topic)
@@ -848,7 +848,7 @@ impl Member for EmbeddedMember {
         Ok(results)
     }
 
-    async fn leave(self: Box<Self>) -> Result<(), Error> {
+    async fn leave(&self) -> Result<(), Error> {
         {
             let mut guard = self.broker.lock();
             if let Some(g) = guard.groups.get_mut(&self.group) {

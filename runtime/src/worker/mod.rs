@@ -1,11 +1,521 @@
-//! The worker: runs handlers on a broker.
+//! The worker: runs handlers on a broker until a shutdown signal.
 
+mod dead_letter;
+mod events;
+mod group;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use figment::Figment;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use dead_letter::headers as dead_letter_headers;
+pub use events::{JobEvent, Outcome};
+
+use crate::broker::Broker;
+use crate::config::{self, Config, DeadLetter, Declared, Sources};
+use crate::definition::JobDefinition;
+use crate::embedded::EmbeddedBroker;
 use crate::Error;
+use events::EventSink;
+use group::{GroupRunner, HandlerRt};
 
-/// Runs every `#[job]` handler in this binary until a shutdown signal.
+type Signal = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Runs every `#[job]` handler in this binary until SIGINT or SIGTERM, with configuration from
+/// `shareworker.toml` and `SHAREWORKER_*` over the attributes in the code.
+///
+/// Installs a `tracing` subscriber that logs to stderr (filter from `RUST_LOG`, default `info`)
+/// unless one is installed already.
+///
+/// ```no_run
+/// #[shareworker::job(topic = "emails")]
+/// async fn send_email(job: shareworker::Job<String>) -> Result<(), shareworker::JobError> {
+///     println!("sending {}", job.payload());
+///     Ok(())
+/// }
+///
+/// #[tokio::main]
+/// async fn main() -> Result<(), shareworker::Error> {
+///     shareworker::run().await?;
+///     Ok(())
+/// }
+/// ```
 ///
 /// # Errors
-/// When the configuration is invalid or the broker cannot be reached.
-pub async fn run() -> Result<(), Error> {
-    Err(Error::config("not yet"))
+/// When the configuration is invalid, no handler is registered, or the broker cannot be reached.
+pub async fn run() -> Result<RunSummary, Error> {
+    init_tracing();
+    Worker::builder().registered_jobs().build().await?.run().await
+}
+
+/// Installs the default log subscriber unless the application installed one.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Counts of what a worker did, returned by [`Worker::run`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RunSummary {
+    /// Jobs that succeeded.
+    pub accepted: u64,
+    /// Failed attempts that will be retried.
+    pub retried: u64,
+    /// Records written to a dead-letter topic.
+    pub dead_lettered: u64,
+    /// Records rejected without a dead letter (dead-lettering off).
+    pub rejected: u64,
+    /// Handlers ended by the maximum lease.
+    pub lease_expired: u64,
+    /// Acknowledgements the broker refused (lock lost).
+    pub settle_failures: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    accepted: AtomicU64,
+    retried: AtomicU64,
+    dead_lettered: AtomicU64,
+    rejected: AtomicU64,
+    lease_expired: AtomicU64,
+    settle_failures: AtomicU64,
+}
+
+impl Counters {
+    fn count(&self, e: &JobEvent) {
+        let c = match e.outcome {
+            Outcome::Accepted => &self.accepted,
+            Outcome::Retrying { .. } => &self.retried,
+            Outcome::DeadLettered => &self.dead_lettered,
+            Outcome::Rejected { .. } => &self.rejected,
+            Outcome::LeaseExpired => &self.lease_expired,
+            Outcome::SettleFailed { .. } => &self.settle_failures,
+            _ => return,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn summary(&self) -> RunSummary {
+        RunSummary {
+            accepted: self.accepted.load(Ordering::Relaxed),
+            retried: self.retried.load(Ordering::Relaxed),
+            dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            lease_expired: self.lease_expired.load(Ordering::Relaxed),
+            settle_failures: self.settle_failures.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Stops a running [`Worker`] gracefully from elsewhere; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ShutdownHandle(CancellationToken);
+
+impl ShutdownHandle {
+    /// Starts a graceful shutdown: no more fetching, in-flight jobs get the grace period, the
+    /// rest is released.
+    pub fn shutdown(&self) {
+        self.0.cancel();
+    }
+
+    /// Whether a shutdown has started.
+    pub fn is_shutting_down(&self) -> bool {
+        self.0.is_cancelled()
+    }
+}
+
+/// Whether a running [`Worker`] has joined all its groups and is not shutting down; cheap to
+/// clone. This is what `/readyz` reports.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerStatus {
+    ready: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl WorkerStatus {
+    /// Joined every group and not shutting down.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+}
+
+/// Assembles a [`Worker`]: a broker, handlers and configuration.
+///
+/// ```no_run
+/// use shareworker::{EmbeddedBroker, Job, JobDefinition, JobError, Worker};
+///
+/// async fn hello(job: Job<String>) -> Result<(), JobError> {
+///     println!("hello, {}", job.payload());
+///     Ok(())
+/// }
+///
+/// # #[tokio::main] async fn main() -> Result<(), shareworker::Error> {
+/// let worker = Worker::builder()
+///     .broker(EmbeddedBroker::new())
+///     .job(JobDefinition::new("hello", "greetings", hello).concurrency(4))
+///     .build()
+///     .await?;
+/// worker.run().await?;
+/// # Ok(()) }
+/// ```
+#[must_use]
+pub struct WorkerBuilder {
+    broker: Option<Arc<dyn Broker>>,
+    definitions: Vec<JobDefinition>,
+    base: Config,
+    sources: Sources,
+    signal: Option<Signal>,
+    handle_signals: bool,
+    events: EventSink,
+}
+
+impl WorkerBuilder {
+    /// Uses this broker instead of the one the configuration names.
+    pub fn broker(mut self, broker: impl Broker) -> Self {
+        self.broker = Some(Arc::new(broker));
+        self
+    }
+
+    /// Uses this shared broker.
+    pub fn broker_arc(mut self, broker: Arc<dyn Broker>) -> Self {
+        self.broker = Some(broker);
+        self
+    }
+
+    /// Adds a handler.
+    pub fn job(mut self, definition: JobDefinition) -> Self {
+        self.definitions.push(definition);
+        self
+    }
+
+    /// Adds every `#[job]` handler linked into this binary.
+    pub fn registered_jobs(mut self) -> Self {
+        self.definitions.extend(crate::__private::registered());
+        self
+    }
+
+    /// Starts from this configuration instead of the built-in defaults. The file and the
+    /// environment still apply on top unless [`WorkerBuilder::code_config_only`] is called.
+    pub fn config(mut self, config: Config) -> Self {
+        self.base = config;
+        self
+    }
+
+    /// Reads this file instead of `shareworker.toml` (the environment still applies on top).
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.sources = Sources::File(path.into());
+        self
+    }
+
+    /// Layers this figment over the defaults and the code, instead of the file and environment.
+    pub fn figment(mut self, figment: Figment) -> Self {
+        self.sources = Sources::Custom(Box::new(figment));
+        self
+    }
+
+    /// Ignores `shareworker.toml` and the environment: only defaults and code (for tests).
+    pub fn code_config_only(mut self) -> Self {
+        self.sources = Sources::CodeOnly;
+        self
+    }
+
+    /// Shuts down when this future completes, instead of on SIGINT or SIGTERM.
+    pub fn shutdown_signal(mut self, signal: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.signal = Some(Box::pin(signal));
+        self
+    }
+
+    /// Does not listen for SIGINT and SIGTERM; stop the worker with its [`ShutdownHandle`].
+    pub fn without_signal_handling(mut self) -> Self {
+        self.handle_signals = false;
+        self
+    }
+
+    /// Calls `f` for every [`JobEvent`]; it must be quick (it runs on the dispatcher).
+    pub fn on_event(mut self, f: impl Fn(&JobEvent) + Send + Sync + 'static) -> Self {
+        self.events.add(Arc::new(f));
+        self
+    }
+
+    /// Loads and checks the configuration, connects to the broker and reads each group's limits.
+    ///
+    /// # Errors
+    /// With the key's name and what is allowed when a configuration value is bad; when there
+    /// are no handlers, two handlers of one group read one topic, or the broker fails.
+    pub async fn build(self) -> Result<Worker, Error> {
+        if self.definitions.is_empty() {
+            return Err(Error::config(
+                "no handlers: annotate an async fn with #[shareworker::job(topic = \"...\")] or add one with WorkerBuilder::job",
+            ));
+        }
+        let mut names = BTreeMap::new();
+        for d in &self.definitions {
+            if names.insert(d.name.to_string(), ()).is_some() {
+                return Err(Error::config(format!(
+                    "two handlers are named `{}`; handler names must be unique",
+                    d.name
+                )));
+            }
+        }
+        let declared: Vec<Declared<'_>> = self
+            .definitions
+            .iter()
+            .map(|d| Declared {
+                name: &d.name,
+                topic: &d.topic,
+                overrides: &d.overrides,
+            })
+            .collect();
+        let config = config::load(&self.base, &declared, &self.sources)?;
+        drop(declared);
+        let broker: Arc<dyn Broker> = match self.broker {
+            Some(b) => b,
+            None => broker_from_config(&config)?,
+        };
+        let mut groups: BTreeMap<String, Vec<HandlerRt>> = BTreeMap::new();
+        for def in self.definitions {
+            let cfg = config.handlers.get(&*def.name).cloned().ok_or_else(|| {
+                Error::config(format!("no configuration for handler `{}`", def.name))
+            })?;
+            let (name, service) = def.into_service(cfg.concurrency as usize);
+            let handlers = groups.entry(cfg.group.clone()).or_default();
+            if let Some(other) = handlers.iter().find(|h| *h.topic == *cfg.topic) {
+                return Err(Error::config(format!(
+                    "handlers `{}` and `{name}` both read topic `{}` in group `{}`; give one of them another group",
+                    other.name, cfg.topic, cfg.group
+                )));
+            }
+            handlers.push(HandlerRt {
+                topic: Arc::from(cfg.topic.as_str()),
+                name,
+                service,
+                max_attempts: 0,
+                config: cfg,
+            });
+        }
+        for (group, handlers) in &mut groups {
+            let limits = broker.group_limits(group).await?;
+            for h in handlers.iter_mut() {
+                let limit = limits.delivery_count_limit;
+                h.max_attempts = match h.config.max_attempts {
+                    Some(n) if n > limit => {
+                        warn!(handler = %h.name, group = %group, max_attempts = n, delivery_count_limit = limit,
+                            "max_attempts is above the group's delivery count limit; the broker would archive the record first, so {limit} attempts it is");
+                        limit
+                    }
+                    Some(n) => n,
+                    None => limit,
+                };
+                if let DeadLetter::Topic(t) = &h.config.dead_letter {
+                    if let Err(e) = broker.create_topic(t, 1).await {
+                        warn!(handler = %h.name, dead_letter = %t, error = %e, "could not create the dead-letter topic");
+                    }
+                }
+            }
+        }
+        let counters = Arc::new(Counters::default());
+        let mut events = self.events;
+        let c = counters.clone();
+        events.add(Arc::new(move |e| c.count(e)));
+        Ok(Worker {
+            broker,
+            groups,
+            global: Arc::new(Semaphore::new(config.concurrency as usize)),
+            shutdown: CancellationToken::new(),
+            signal: self.signal,
+            handle_signals: self.handle_signals,
+            events,
+            counters,
+            config,
+            status: WorkerStatus::default(),
+        })
+    }
+}
+
+fn broker_from_config(config: &Config) -> Result<Arc<dyn Broker>, Error> {
+    if config.broker == "embedded" {
+        let b = EmbeddedBroker::builder()
+            .default_partitions(config.embedded.partitions)
+            .start_from(config.embedded.start_from.into())
+            .build()?;
+        return Ok(Arc::new(b));
+    }
+    Err(Error::config(format!(
+        "`broker`: `{}` needs the Kafka backend, which this build does not have yet; use \"embedded\"",
+        config.broker
+    )))
+}
+
+/// Runs handlers on a broker: one share-group member per group, dispatching to handlers within
+/// their concurrency limits, until shutdown.
+pub struct Worker {
+    broker: Arc<dyn Broker>,
+    groups: BTreeMap<String, Vec<HandlerRt>>,
+    global: Arc<Semaphore>,
+    shutdown: CancellationToken,
+    signal: Option<Signal>,
+    handle_signals: bool,
+    events: EventSink,
+    counters: Arc<Counters>,
+    config: Config,
+    status: WorkerStatus,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("broker", &self.broker.kind())
+            .field("groups", &self.groups.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// Starts assembling a worker.
+    pub fn builder() -> WorkerBuilder {
+        WorkerBuilder {
+            broker: None,
+            definitions: Vec::new(),
+            base: Config::default(),
+            sources: Sources::Standard,
+            signal: None,
+            handle_signals: true,
+            events: EventSink::default(),
+        }
+    }
+
+    /// A handle that stops this worker gracefully.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shutdown.clone())
+    }
+
+    /// A handle that tells whether the worker is ready.
+    pub fn status(&self) -> WorkerStatus {
+        self.status.clone()
+    }
+
+    /// The configuration in force, after every layer.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The broker the worker runs on.
+    pub fn broker(&self) -> Arc<dyn Broker> {
+        self.broker.clone()
+    }
+
+    /// Joins every group and runs until shutdown; then lets in-flight jobs finish within the
+    /// grace period, releases what is left and leaves the groups.
+    ///
+    /// # Errors
+    /// When joining a group fails.
+    pub async fn run(self) -> Result<RunSummary, Error> {
+        let token = self.shutdown.clone();
+        let signal: Option<Signal> = match (self.signal, self.handle_signals) {
+            (Some(s), _) => Some(s),
+            (None, true) => Some(Box::pin(os_signal())),
+            (None, false) => None,
+        };
+        let watcher = signal.map(|s| {
+            let token = token.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = s => {
+                        info!("shutdown signal received; finishing in-flight jobs");
+                        token.cancel();
+                    }
+                    _ = token.cancelled() => {}
+                }
+            })
+        });
+        let mut runners = Vec::new();
+        for (group, handlers) in self.groups {
+            let topics: Vec<String> = handlers.iter().map(|h| h.topic.to_string()).collect();
+            let member = match self.broker.join(&group, &topics).await {
+                Ok(m) => m,
+                Err(e) => {
+                    token.cancel();
+                    for r in runners {
+                        let _ = tokio::spawn(GroupRunner::run(r)).await;
+                    }
+                    return Err(e);
+                }
+            };
+            info!(group = %group, topics = ?topics, member = member.member_id(), broker = self.broker.kind(), "joined share group");
+            runners.push(GroupRunner {
+                group: Arc::from(group.as_str()),
+                handlers,
+                member: Arc::from(member),
+                broker: self.broker.clone(),
+                global: self.global.clone(),
+                shutdown: token.clone(),
+                grace: self.config.shutdown_grace,
+                max_lease: self.config.max_lease,
+                events: self.events.clone(),
+            });
+        }
+        self.status.set_ready(true);
+        let status = self.status.clone();
+        let watch = token.clone();
+        tokio::spawn(async move {
+            watch.cancelled().await;
+            status.set_ready(false);
+        });
+        let tasks: Vec<_> = runners
+            .into_iter()
+            .map(|r| tokio::spawn(r.run()))
+            .collect();
+        for t in tasks {
+            if let Err(e) = t.await {
+                tracing::error!(error = %e, "a group dispatcher failed");
+            }
+        }
+        token.cancel();
+        self.status.set_ready(false);
+        if let Some(w) = watcher {
+            let _ = w.await;
+        }
+        let summary = self.counters.summary();
+        info!(?summary, "worker stopped");
+        Ok(summary)
+    }
+}
+
+async fn os_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the worker");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

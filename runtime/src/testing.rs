@@ -1,0 +1,262 @@
+//! Testing handlers: run them on an embedded broker, ideally with paused tokio time, until there
+//! is nothing left to do, then look at what happened to each job and at the dead letters.
+//!
+//! ```
+//! use shareworker::testing::TestWorker;
+//! use shareworker::{Job, JobDefinition, JobError, Outcome};
+//!
+//! async fn charge(job: Job<u32>) -> Result<(), JobError> {
+//!     if *job.payload() == 0 {
+//!         return Err(JobError::permanent("nothing to charge"));
+//!     }
+//!     Ok(())
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), shareworker::Error> {
+//! // In a test: #[tokio::test(start_paused = true)], so backoff delays take no real time.
+//! let mut t = TestWorker::new().job(JobDefinition::new("charge", "payments", charge));
+//! let ok = t.enqueue("payments", &42).await?;
+//! let bad = t.enqueue("payments", &0).await?;
+//! let report = t.run_until_idle().await?;
+//! assert_eq!(report.final_outcome("payments", ok.partition, ok.offset), Some(&Outcome::Accepted));
+//! assert_eq!(report.final_outcome("payments", bad.partition, bad.offset), Some(&Outcome::DeadLettered));
+//! assert_eq!(report.dead_letters("payments.dlq")?.len(), 1);
+//! # Ok(()) }
+//! ```
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::broker::{Broker, Delivery, Produced};
+use crate::config::Config;
+use crate::definition::JobDefinition;
+use crate::embedded::EmbeddedBroker;
+use crate::queue::{Message, Queue};
+use crate::worker::{JobEvent, Outcome, RunSummary, Worker};
+use crate::{Error, StartFrom};
+
+/// How often [`TestWorker::run_until_idle`] looks whether the work is done.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Runs handlers on an [`EmbeddedBroker`] for a test.
+///
+/// Groups start at the earliest offset, so jobs enqueued before the run are seen. The file and
+/// the environment are ignored: only the code and [`TestWorker::config`] count.
+pub struct TestWorker {
+    broker: EmbeddedBroker,
+    definitions: Vec<JobDefinition>,
+    config: Config,
+    limit: Duration,
+}
+
+impl Default for TestWorker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for TestWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestWorker")
+            .field("definitions", &self.definitions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestWorker {
+    /// A test worker on a new embedded broker with Kafka's defaults (30 s locks, 5 deliveries).
+    pub fn new() -> Self {
+        let broker = EmbeddedBroker::builder()
+            .start_from(StartFrom::Earliest)
+            .build()
+            .expect("the default settings are valid");
+        Self::with_broker(broker)
+    }
+
+    /// A test worker on this broker.
+    pub fn with_broker(broker: EmbeddedBroker) -> Self {
+        let mut config = Config::default();
+        config.shutdown_grace = Duration::from_secs(30);
+        Self {
+            broker,
+            definitions: Vec::new(),
+            config,
+            limit: Duration::from_secs(24 * 3600),
+        }
+    }
+
+    /// Adds a handler (`my_handler::definition()` for a `#[job]`).
+    pub fn job(mut self, definition: JobDefinition) -> Self {
+        self.definitions.push(definition);
+        self
+    }
+
+    /// Changes the configuration (per-handler settings go under `handlers`, filled in at run).
+    pub fn config(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        f(&mut self.config);
+        self
+    }
+
+    /// Gives up on [`run_until_idle`](Self::run_until_idle) after this long (default 24 h of tokio time).
+    pub fn time_limit(mut self, limit: Duration) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// The broker, to produce, read topics or configure groups directly.
+    pub fn broker(&self) -> &EmbeddedBroker {
+        &self.broker
+    }
+
+    /// A queue on the broker.
+    pub fn queue(&self) -> Queue {
+        Queue::new(self.broker.clone())
+    }
+
+    /// Enqueues `payload` as JSON on `topic`.
+    ///
+    /// # Errors
+    /// When the payload cannot be serialized or the topic name is invalid.
+    pub async fn enqueue<T: Serialize + ?Sized>(&self, topic: &str, payload: &T) -> Result<Produced, Error> {
+        self.queue().enqueue(topic, payload).await
+    }
+
+    /// Enqueues a message built with [`Message`].
+    ///
+    /// # Errors
+    /// When the topic name is invalid.
+    pub async fn send(&self, topic: &str, message: Message) -> Result<Produced, Error> {
+        self.queue().send(topic, message).await
+    }
+
+    /// Runs the handlers until every record of their topics is delivery-complete (accepted,
+    /// dead-lettered or rejected) and nothing is in flight, then shuts the worker down.
+    ///
+    /// # Errors
+    /// When the configuration is invalid, or the work is not done within the time limit (a
+    /// handler that never returns, for example).
+    pub async fn run_until_idle(&mut self) -> Result<TestReport, Error> {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        let worker = Worker::builder()
+            .broker(self.broker.clone())
+            .config(self.config.clone())
+            .code_config_only()
+            .without_signal_handling()
+            .on_event(move |e| {
+                sink.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(e.clone())
+            });
+        let worker = std::mem::take(&mut self.definitions)
+            .into_iter()
+            .fold(worker, |w, d| w.job(d))
+            .build()
+            .await?;
+        let groups: Vec<String> = worker
+            .config()
+            .handlers
+            .values()
+            .map(|h| h.group.clone())
+            .collect();
+        let shutdown = worker.shutdown_handle();
+        let status = worker.status();
+        let run = tokio::spawn(worker.run());
+        let deadline = tokio::time::Instant::now() + self.limit;
+        let mut idle = false;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(POLL).await;
+            if run.is_finished() {
+                break;
+            }
+            if !status.is_ready() {
+                continue;
+            }
+            let mut lag = 0;
+            for g in &groups {
+                lag += self.broker.lag(g).await?.iter().map(|t| t.lag).sum::<u64>();
+            }
+            if lag == 0 {
+                idle = true;
+                break;
+            }
+        }
+        shutdown.shutdown();
+        let summary = run
+            .await
+            .map_err(|e| Error::closed(format!("the worker task failed: {e}")))??;
+        if !idle {
+            return Err(Error::timeout(format!(
+                "the handlers were not done within {}",
+                crate::duration::format(self.limit)
+            )));
+        }
+        let events = std::mem::take(&mut *events.lock().unwrap_or_else(|p| p.into_inner()));
+        Ok(TestReport {
+            broker: self.broker.clone(),
+            events,
+            summary,
+        })
+    }
+}
+
+/// What happened during [`TestWorker::run_until_idle`].
+pub struct TestReport {
+    broker: EmbeddedBroker,
+    events: Vec<JobEvent>,
+    summary: RunSummary,
+}
+
+impl std::fmt::Debug for TestReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestReport")
+            .field("summary", &self.summary)
+            .field("events", &self.events)
+            .finish()
+    }
+}
+
+impl TestReport {
+    /// Every event, in the order they happened.
+    pub fn events(&self) -> &[JobEvent] {
+        &self.events
+    }
+
+    /// The counts.
+    pub fn summary(&self) -> RunSummary {
+        self.summary
+    }
+
+    /// The events of one record, in order.
+    pub fn events_of(&self, topic: &str, partition: i32, offset: i64) -> Vec<&JobEvent> {
+        self.events
+            .iter()
+            .filter(|e| &*e.id.topic == topic && e.id.partition == partition && e.id.offset == offset)
+            .collect()
+    }
+
+    /// The last outcome of one record: `Accepted`, `DeadLettered` or `Rejected` once it is done.
+    pub fn final_outcome(&self, topic: &str, partition: i32, offset: i64) -> Option<&Outcome> {
+        self.events_of(topic, partition, offset)
+            .last()
+            .map(|e| &e.outcome)
+    }
+
+    /// How many times one record's handler ran.
+    pub fn attempts(&self, topic: &str, partition: i32, offset: i64) -> usize {
+        self.events_of(topic, partition, offset)
+            .iter()
+            .filter(|e| e.took.is_some() && !matches!(e.outcome, Outcome::LeaseExpired))
+            .count()
+    }
+
+    /// The records on a dead-letter topic, with their headers.
+    ///
+    /// # Errors
+    /// When the topic does not exist.
+    pub fn dead_letters(&self, topic: &str) -> Result<Vec<Delivery>, Error> {
+        self.broker.read_topic(topic)
+    }
+}

@@ -1,0 +1,81 @@
+//! What happened to each job, for the testing harness and for metrics.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::broker::{AckKind, RecordId};
+
+/// One thing that happened to one delivery of a record.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct JobEvent {
+    /// The handler that ran it.
+    pub handler: Arc<str>,
+    /// Its share group.
+    pub group: Arc<str>,
+    /// The record.
+    pub id: RecordId,
+    /// The delivery count of this delivery (0 where not known).
+    pub attempt: u16,
+    /// What happened.
+    pub outcome: Outcome,
+    /// How long the handler ran, where it ran.
+    pub took: Option<Duration>,
+}
+
+/// What happened to a delivery.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The handler succeeded; the record was accepted.
+    Accepted,
+    /// The handler failed; the record is held for `delay`, then released for another attempt.
+    Retrying {
+        /// The backoff delay.
+        delay: Duration,
+        /// The handler's error.
+        error: String,
+    },
+    /// The last attempt failed or the failure was permanent; the dead letter is being written.
+    DeadLettering {
+        /// The handler's error.
+        error: String,
+    },
+    /// The dead letter was written and the original rejected.
+    DeadLettered,
+    /// The dead letter could not be written; the record was released so it is not lost.
+    DeadLetterFailed {
+        /// Why the write failed.
+        error: String,
+    },
+    /// The last attempt failed and dead-lettering is off: the record was rejected.
+    Rejected {
+        /// The handler's error.
+        error: String,
+    },
+    /// The handler ran past the maximum lease; it was cancelled and the record released.
+    LeaseExpired,
+    /// An acknowledgement was refused (typically the lock had expired).
+    SettleFailed {
+        /// The acknowledgement that failed.
+        kind: AckKind,
+    },
+}
+
+/// Where events go; cheap to clone.
+#[derive(Clone, Default)]
+pub(crate) struct EventSink {
+    observers: Vec<Arc<dyn Fn(&JobEvent) + Send + Sync>>,
+}
+
+impl EventSink {
+    pub(crate) fn add(&mut self, f: Arc<dyn Fn(&JobEvent) + Send + Sync>) {
+        self.observers.push(f);
+    }
+
+    pub(crate) fn emit(&self, event: JobEvent) {
+        for o in &self.observers {
+            o(&event);
+        }
+    }
+}

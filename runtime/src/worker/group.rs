@@ -1,0 +1,697 @@
+//! One share group's dispatcher: a single task that owns every record the member holds.
+//!
+//! It acquires only for free slots (plus a small prefetch), starts each job as its own task,
+//! settles each record as its job finishes while acquiring goes on, renews every held lock from
+//! one timer, holds failed records through their backoff delay, dead-letters after the last
+//! attempt, and on shutdown releases what it cannot finish.
+
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::FutureExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+use tracing::{Instrument, debug, error, info_span, warn};
+
+use super::dead_letter;
+use super::events::{EventSink, JobEvent, Outcome};
+use crate::broker::{AckKind, Broker, Delivery, Member, RecordId};
+use crate::config::{DeadLetter, HandlerConfig};
+use crate::definition::HandlerService;
+use crate::job::{Job, JobError, JobMeta, Verdict};
+use crate::Error;
+
+/// How long one acquire waits for records before asking again.
+const FETCH_WAIT: Duration = Duration::from_secs(5);
+/// The pause after a failed acquire.
+const FETCH_RETRY: Duration = Duration::from_secs(1);
+
+/// A handler as its group runs it.
+pub(crate) struct HandlerRt {
+    pub(crate) name: Arc<str>,
+    pub(crate) topic: Arc<str>,
+    pub(crate) service: HandlerService,
+    pub(crate) config: HandlerConfig,
+    pub(crate) max_attempts: u16,
+}
+
+/// Everything a group runner needs.
+pub(crate) struct GroupRunner {
+    pub(crate) group: Arc<str>,
+    pub(crate) handlers: Vec<HandlerRt>,
+    pub(crate) member: Arc<dyn Member>,
+    pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) global: Arc<Semaphore>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) grace: Duration,
+    pub(crate) max_lease: Duration,
+    pub(crate) events: EventSink,
+}
+
+enum State {
+    /// Acquired ahead of a free slot.
+    Queued,
+    /// Its handler runs.
+    Running(AbortHandle),
+    /// Failed; waiting out its backoff delay before the release.
+    Held,
+    /// Being written to the dead-letter topic.
+    DeadLettering(AbortHandle),
+}
+
+struct Entry {
+    id: RecordId,
+    handler: usize,
+    attempt: u16,
+    acquired_at: Instant,
+    lock_started: Instant,
+    lock: Duration,
+    state: State,
+    /// The job's record, kept for its dead letter once it runs.
+    meta: Option<Arc<JobMeta>>,
+}
+
+/// What job and dead-letter tasks report back.
+pub(crate) enum Completion {
+    Finished {
+        seq: u64,
+        result: Result<(), JobError>,
+        took: Duration,
+    },
+    DeadLettered {
+        seq: u64,
+        result: Result<(), Error>,
+    },
+    SettleFailed {
+        id: RecordId,
+        kind: AckKind,
+        error: Error,
+    },
+}
+
+type FetchFuture = Pin<Box<dyn Future<Output = Result<Vec<Delivery>, Error>> + Send>>;
+type PermitFuture = Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + Send>>;
+
+struct Dispatcher {
+    r: GroupRunner,
+    by_topic: HashMap<Arc<str>, usize>,
+    entries: HashMap<u64, Entry>,
+    queues: Vec<VecDeque<(u64, Delivery)>>,
+    running: Vec<u32>,
+    held_count: Vec<u32>,
+    held: BinaryHeap<Reverse<(Instant, u64)>>,
+    next_seq: u64,
+    acks: Vec<(RecordId, AckKind)>,
+    settle_tx: mpsc::UnboundedSender<Vec<(RecordId, AckKind)>>,
+    done_tx: mpsc::UnboundedSender<Completion>,
+    fetch: Option<FetchFuture>,
+    fetch_paused_until: Option<Instant>,
+    permit_wait: Option<PermitFuture>,
+    next_renew: Option<Instant>,
+    shutting_down: Option<Instant>,
+}
+
+impl GroupRunner {
+    /// Runs until shutdown; then releases what is left and leaves the group.
+    pub(crate) async fn run(self) {
+        let (settle_tx, settle_rx) = mpsc::unbounded_channel();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+        let settler = tokio::spawn(settle_loop(
+            self.member.clone(),
+            settle_rx,
+            done_tx.clone(),
+            self.group.clone(),
+        ));
+        let n = self.handlers.len();
+        let by_topic = self
+            .handlers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.topic.clone(), i))
+            .collect();
+        let mut d = Dispatcher {
+            r: self,
+            by_topic,
+            entries: HashMap::new(),
+            queues: (0..n).map(|_| VecDeque::new()).collect(),
+            running: vec![0; n],
+            held_count: vec![0; n],
+            held: BinaryHeap::new(),
+            next_seq: 0,
+            acks: Vec::new(),
+            settle_tx,
+            done_tx,
+            fetch: None,
+            fetch_paused_until: None,
+            permit_wait: None,
+            next_renew: None,
+            shutting_down: None,
+        };
+        d.main_loop(&mut done_rx).await;
+        let member = d.r.member.clone();
+        let group = d.r.group.clone();
+        drop(d);
+        // Every ack was handed to the settler; wait until it has sent them all.
+        if let Err(e) = settler.await {
+            error!(group = %group, error = %e, "the settle task failed");
+        }
+        if let Err(e) = member.leave().await {
+            warn!(group = %group, error = %e, "could not leave the group; held records come back when their locks expire");
+        }
+    }
+}
+
+impl Dispatcher {
+    async fn main_loop(&mut self, done_rx: &mut mpsc::UnboundedReceiver<Completion>) {
+        let shutdown = self.r.shutdown.clone();
+        loop {
+            self.start_jobs();
+            self.maybe_fetch();
+            self.flush_acks();
+            if let Some(deadline) = self.shutting_down {
+                if self.entries.is_empty() {
+                    return;
+                }
+                if Instant::now() >= deadline {
+                    self.abandon_all();
+                    self.flush_acks();
+                    return;
+                }
+            }
+            let next_held = self.held.peek().map(|Reverse((t, _))| *t);
+            let timer = [next_held, self.next_renew, self.fetch_paused_until, self.shutting_down]
+                .into_iter()
+                .flatten()
+                .min();
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled(), if self.shutting_down.is_none() => self.begin_shutdown(),
+                Some(c) = done_rx.recv() => {
+                    self.on_completion(c);
+                    // Take whatever else is ready before deciding what to acquire.
+                    while let Ok(c) = done_rx.try_recv() {
+                        self.on_completion(c);
+                    }
+                }
+                res = poll_opt(&mut self.fetch) => {
+                    self.fetch = None;
+                    self.on_fetched(res);
+                }
+                permit = poll_opt(&mut self.permit_wait) => {
+                    self.permit_wait = None;
+                    if let Some(p) = permit {
+                        self.start_one(p);
+                    }
+                }
+                _ = sleep_until_opt(timer) => self.on_timer(),
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        let grace = self.r.grace;
+        debug!(group = %self.r.group, in_flight = self.entries.len(), ?grace, "shutting down");
+        self.shutting_down = Some(Instant::now() + grace);
+        self.fetch = None;
+        self.permit_wait = None;
+        // Records that have not started, or wait out a backoff, go back now.
+        for q in &mut self.queues {
+            for (seq, _) in q.drain(..) {
+                if let Some(e) = self.entries.remove(&seq) {
+                    self.acks.push((e.id, AckKind::Release));
+                }
+            }
+        }
+        while let Some(Reverse((_, seq))) = self.held.pop() {
+            if let Some(e) = self.entries.remove(&seq) {
+                self.held_count[e.handler] -= 1;
+                self.acks.push((e.id, AckKind::Release));
+            }
+        }
+    }
+
+    /// The grace period is over: stop what still runs and release it.
+    fn abandon_all(&mut self) {
+        let group = self.r.group.clone();
+        for (_, e) in self.entries.drain() {
+            match &e.state {
+                State::Running(h) | State::DeadLettering(h) => h.abort(),
+                State::Queued | State::Held => {}
+            }
+            warn!(group = %group, record = %e.id, "still running when the shutdown grace period ended; cancelled and released");
+            self.acks.push((e.id, AckKind::Release));
+        }
+    }
+
+    fn on_fetched(&mut self, res: Result<Vec<Delivery>, Error>) {
+        let records = match res {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(group = %self.r.group, error = %e, "acquire failed; retrying in {FETCH_RETRY:?}");
+                self.fetch_paused_until = Some(Instant::now() + FETCH_RETRY);
+                return;
+            }
+        };
+        let now = Instant::now();
+        for d in records {
+            let Some(&h) = self.by_topic.get(&d.id.topic) else {
+                warn!(group = %self.r.group, record = %d.id, "acquired a record of a topic no handler reads; releasing it");
+                self.acks.push((d.id, AckKind::Release));
+                continue;
+            };
+            if self.shutting_down.is_some() {
+                self.acks.push((d.id, AckKind::Release));
+                continue;
+            }
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            let renew_at = now + d.lock_duration / 2;
+            self.next_renew = Some(self.next_renew.map_or(renew_at, |t| t.min(renew_at)));
+            self.entries.insert(
+                seq,
+                Entry {
+                    id: d.id.clone(),
+                    handler: h,
+                    attempt: d.delivery_count,
+                    acquired_at: now,
+                    lock_started: now,
+                    lock: d.lock_duration,
+                    state: State::Queued,
+                    meta: None,
+                },
+            );
+            self.queues[h].push_back((seq, d));
+        }
+    }
+
+    fn maybe_fetch(&mut self) {
+        if self.fetch.is_some() || self.shutting_down.is_some() {
+            return;
+        }
+        if let Some(t) = self.fetch_paused_until {
+            if Instant::now() < t {
+                return;
+            }
+            self.fetch_paused_until = None;
+        }
+        let mut free = 0usize;
+        let mut prefetch = 0usize;
+        let mut queued = 0usize;
+        for (i, h) in self.r.handlers.iter().enumerate() {
+            free += (h.config.concurrency as usize).saturating_sub(self.running[i] as usize);
+            prefetch += h.config.prefetch as usize;
+            queued += self.queues[i].len();
+        }
+        let free = free.min(self.r.global.available_permits());
+        let want = (free + prefetch).saturating_sub(queued);
+        if want == 0 {
+            return;
+        }
+        let member = self.r.member.clone();
+        self.fetch = Some(Box::pin(async move { member.acquire(want, FETCH_WAIT).await }));
+    }
+
+    fn start_jobs(&mut self) {
+        if self.permit_wait.is_some() {
+            return;
+        }
+        for h in 0..self.queues.len() {
+            while !self.queues[h].is_empty()
+                && self.running[h] < self.r.handlers[h].config.concurrency
+            {
+                match self.r.global.clone().try_acquire_owned() {
+                    Ok(p) => self.start_next(h, p),
+                    Err(_) => {
+                        let sem = self.r.global.clone();
+                        self.permit_wait = Some(Box::pin(async move { sem.acquire_owned().await.ok() }));
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A global slot came free: give it to the first handler with a queued record and room.
+    fn start_one(&mut self, permit: OwnedSemaphorePermit) {
+        for h in 0..self.queues.len() {
+            if !self.queues[h].is_empty()
+                && self.running[h] < self.r.handlers[h].config.concurrency
+            {
+                self.start_next(h, permit);
+                return;
+            }
+        }
+    }
+
+    fn start_next(&mut self, h: usize, permit: OwnedSemaphorePermit) {
+        let Some((seq, delivery)) = self.queues[h].pop_front() else {
+            return;
+        };
+        let Some(entry) = self.entries.get_mut(&seq) else {
+            return;
+        };
+        let hr = &self.r.handlers[h];
+        let span = info_span!(
+            "job",
+            handler = %hr.name,
+            topic = %delivery.id.topic,
+            partition = delivery.id.partition,
+            offset = delivery.id.offset,
+            attempt = delivery.delivery_count,
+        );
+        let job = Job::from_delivery(
+            delivery,
+            hr.max_attempts,
+            hr.name.clone(),
+            self.r.group.clone(),
+            self.r.shutdown.clone(),
+        );
+        entry.meta = Some(job.meta().clone());
+        let service = hr.service.clone();
+        let timeout = hr.config.timeout;
+        let done = self.done_tx.clone();
+        let task = tokio::spawn(
+            async move {
+                let started = Instant::now();
+                let call = AssertUnwindSafe(service.oneshot(job)).catch_unwind();
+                let result = match timeout {
+                    Some(t) => match tokio::time::timeout(t, call).await {
+                        Ok(r) => flatten(r),
+                        Err(_) => Err(JobError::retry(format!(
+                            "timed out after {}",
+                            crate::duration::format(t)
+                        ))),
+                    },
+                    None => flatten(call.await),
+                };
+                drop(permit);
+                let _ = done.send(Completion::Finished {
+                    seq,
+                    result,
+                    took: started.elapsed(),
+                });
+            }
+            .instrument(span),
+        );
+        entry.state = State::Running(task.abort_handle());
+        self.running[h] += 1;
+    }
+
+    fn on_completion(&mut self, c: Completion) {
+        match c {
+            Completion::Finished { seq, result, took } => self.on_finished(seq, result, took),
+            Completion::DeadLettered { seq, result } => self.on_dead_lettered(seq, result),
+            Completion::SettleFailed { id, kind, error } => {
+                warn!(group = %self.r.group, record = %id, ack = %kind, error = %error,
+                    "settling failed; the record will be delivered again when its lock expires");
+                self.r.events.emit(JobEvent {
+                    handler: self.handler_for(&id),
+                    group: self.r.group.clone(),
+                    id,
+                    attempt: 0,
+                    outcome: Outcome::SettleFailed { kind },
+                    took: None,
+                });
+            }
+        }
+    }
+
+    fn handler_for(&self, id: &RecordId) -> Arc<str> {
+        self.by_topic
+            .get(&id.topic)
+            .map_or_else(|| Arc::from(""), |&h| self.r.handlers[h].name.clone())
+    }
+
+    fn event(&self, handler: usize, id: &RecordId, attempt: u16, outcome: Outcome, took: Option<Duration>) {
+        self.r.events.emit(JobEvent {
+            handler: self.r.handlers[handler].name.clone(),
+            group: self.r.group.clone(),
+            id: id.clone(),
+            attempt,
+            outcome,
+            took,
+        });
+    }
+
+    fn on_finished(&mut self, seq: u64, result: Result<(), JobError>, took: Duration) {
+        let Some(entry) = self.entries.get(&seq) else {
+            return; // abandoned at the end of the grace period or the lease
+        };
+        let (h, attempt, id) = (entry.handler, entry.attempt, entry.id.clone());
+        self.running[h] -= 1;
+        let err = match result {
+            Ok(()) => {
+                self.event(h, &id, attempt, Outcome::Accepted, Some(took));
+                self.entries.remove(&seq);
+                self.acks.push((id, AckKind::Accept));
+                return;
+            }
+            Err(err) => err,
+        };
+        let hr = &self.r.handlers[h];
+        let max_attempts = hr.max_attempts;
+        let verdict = err.verdict();
+        if let Verdict::Retry(delay) = verdict {
+            if attempt < max_attempts {
+                let delay = delay.unwrap_or_else(|| hr.config.backoff.delay(attempt));
+                warn!(handler = %hr.name, record = %id, attempt, max_attempts,
+                    delay = %crate::duration::format(delay), error = %err, "job failed; retrying after backoff");
+                let can_hold = self.shutting_down.is_none()
+                    && self.held_count[h] < hr.config.max_held
+                    && !delay.is_zero();
+                self.event(h, &id, attempt, Outcome::Retrying { delay, error: err.to_string() }, Some(took));
+                if can_hold {
+                    if let Some(e) = self.entries.get_mut(&seq) {
+                        e.state = State::Held;
+                        e.meta = None;
+                    }
+                    self.held_count[h] += 1;
+                    self.held.push(Reverse((Instant::now() + delay, seq)));
+                } else {
+                    self.entries.remove(&seq);
+                    self.acks.push((id, AckKind::Release));
+                }
+                return;
+            }
+        }
+        let why = if verdict == Verdict::Permanent {
+            "permanent failure"
+        } else {
+            "last attempt failed"
+        };
+        match hr.config.dead_letter.clone() {
+            DeadLetter::Topic(topic) => {
+                error!(handler = %hr.name, record = %id, attempt, dead_letter = %topic,
+                    error = %err, "job failed ({why}); sending it to the dead-letter topic");
+                let original = self
+                    .entries
+                    .get_mut(&seq)
+                    .and_then(|e| e.meta.take())
+                    .map(|m| m.delivery.clone());
+                let Some(original) = original else {
+                    self.entries.remove(&seq);
+                    self.acks.push((id, AckKind::Release));
+                    return;
+                };
+                let job = dead_letter::DeadLetterJob {
+                    topic,
+                    group: self.r.group.clone(),
+                    handler: hr.name.clone(),
+                    id: id.clone(),
+                    attempt,
+                    error: err.to_string(),
+                    at: SystemTime::now(),
+                    original,
+                };
+                let broker = self.r.broker.clone();
+                let done = self.done_tx.clone();
+                let task = tokio::spawn(async move {
+                    let result = job.write(&*broker).await;
+                    let _ = done.send(Completion::DeadLettered { seq, result });
+                });
+                if let Some(e) = self.entries.get_mut(&seq) {
+                    e.state = State::DeadLettering(task.abort_handle());
+                }
+                self.event(h, &id, attempt, Outcome::DeadLettering { error: err.to_string() }, Some(took));
+            }
+            DeadLetter::Off => {
+                error!(handler = %hr.name, record = %id, attempt, error = %err,
+                    "job failed ({why}); rejecting it (no dead-letter topic)");
+                self.event(h, &id, attempt, Outcome::Rejected { error: err.to_string() }, Some(took));
+                self.entries.remove(&seq);
+                self.acks.push((id, AckKind::Reject));
+            }
+        }
+    }
+
+    fn on_dead_lettered(&mut self, seq: u64, result: Result<(), Error>) {
+        let Some(e) = self.entries.remove(&seq) else {
+            return;
+        };
+        let hr = &self.r.handlers[e.handler];
+        let outcome = match result {
+            Ok(()) => {
+                self.acks.push((e.id.clone(), AckKind::Reject));
+                Outcome::DeadLettered
+            }
+            Err(err) => {
+                error!(handler = %hr.name, record = %e.id, error = %err,
+                    "could not write the dead letter; releasing the record so it is not lost");
+                self.acks.push((e.id.clone(), AckKind::Release));
+                Outcome::DeadLetterFailed { error: err.to_string() }
+            }
+        };
+        self.r.events.emit(JobEvent {
+            handler: hr.name.clone(),
+            group: self.r.group.clone(),
+            id: e.id,
+            attempt: e.attempt,
+            outcome,
+            took: None,
+        });
+    }
+
+    fn on_timer(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((t, seq))) = self.held.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.held.pop();
+            if let Some(e) = self.entries.remove(&seq) {
+                self.held_count[e.handler] -= 1;
+                self.acks.push((e.id, AckKind::Release));
+            }
+        }
+        if self.next_renew.is_some_and(|t| t <= now) {
+            self.renew(now);
+        }
+    }
+
+    /// The one renewal timer: renew every lock past half its time; end runaway handlers.
+    fn renew(&mut self, now: Instant) {
+        let mut next: Option<Instant> = None;
+        let mut expired_leases = Vec::new();
+        for (&seq, e) in &mut self.entries {
+            let due = e.lock_started + e.lock / 2;
+            if due > now {
+                next = Some(next.map_or(due, |n: Instant| n.min(due)));
+                continue;
+            }
+            if matches!(e.state, State::Running(_)) && now.duration_since(e.acquired_at) >= self.r.max_lease {
+                expired_leases.push(seq);
+                continue;
+            }
+            self.acks.push((e.id.clone(), AckKind::Renew));
+            e.lock_started = now;
+            let due = now + e.lock / 2;
+            next = Some(next.map_or(due, |n: Instant| n.min(due)));
+        }
+        for seq in expired_leases {
+            if let Some(e) = self.entries.remove(&seq) {
+                if let State::Running(h) = &e.state {
+                    h.abort();
+                }
+                self.running[e.handler] -= 1;
+                let hr = &self.r.handlers[e.handler];
+                error!(handler = %hr.name, record = %e.id, max_lease = %crate::duration::format(self.r.max_lease),
+                    "handler ran past the maximum lease; cancelled it and released the record");
+                self.r.events.emit(JobEvent {
+                    handler: hr.name.clone(),
+                    group: self.r.group.clone(),
+                    id: e.id.clone(),
+                    attempt: e.attempt,
+                    outcome: Outcome::LeaseExpired,
+                    took: Some(now.duration_since(e.acquired_at)),
+                });
+                self.acks.push((e.id, AckKind::Release));
+            }
+        }
+        self.next_renew = next;
+    }
+
+    fn flush_acks(&mut self) {
+        if self.acks.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.acks);
+        if self.settle_tx.send(batch).is_err() {
+            error!(group = %self.r.group, "the settle task is gone; records come back when their locks expire");
+        }
+    }
+}
+
+fn flatten(
+    r: Result<Result<(), crate::job::BoxError>, Box<dyn std::any::Any + Send>>,
+) -> Result<(), JobError> {
+    match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(JobError::from_boxed(e)),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string panic payload".to_owned());
+            Err(JobError::retry(format!("handler panicked: {msg}")))
+        }
+    }
+}
+
+async fn settle_loop(
+    member: Arc<dyn Member>,
+    mut rx: mpsc::UnboundedReceiver<Vec<(RecordId, AckKind)>>,
+    done: mpsc::UnboundedSender<Completion>,
+    group: Arc<str>,
+) {
+    let mut batch = Vec::new();
+    while let Some(mut first) = rx.recv().await {
+        batch.append(&mut first);
+        while let Ok(mut more) = rx.try_recv() {
+            batch.append(&mut more);
+        }
+        match member.settle(&batch).await {
+            Ok(results) => {
+                for ((id, kind), r) in batch.drain(..).zip(results) {
+                    if let Err(error) = r {
+                        let _ = done.send(Completion::SettleFailed { id, kind, error });
+                    }
+                }
+            }
+            Err(e) => {
+                error!(group = %group, error = %e, records = batch.len(),
+                    "settle request failed; these records come back when their locks expire");
+                for (id, kind) in batch.drain(..) {
+                    let _ = done.send(Completion::SettleFailed {
+                        id,
+                        kind,
+                        error: Error::broker(e.to_string()),
+                    });
+                }
+            }
+        }
+        batch.clear();
+    }
+}
+
+async fn poll_opt<F: Future + Unpin>(f: &mut Option<F>) -> F::Output {
+    match f {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
