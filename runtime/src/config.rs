@@ -65,6 +65,11 @@ pub struct EmbeddedConfig {
     /// Where new groups start: `earliest` (default here, so jobs enqueued before the worker
     /// starts are seen) or `latest`.
     pub start_from: StartFromConfig,
+    /// How long an acquisition lock lasts (default 30 s, as Kafka).
+    #[serde(with = "serde_duration")]
+    pub lock_duration: Duration,
+    /// Deliveries after which a record is archived (default 5, range 2 to 10, as Kafka).
+    pub delivery_count_limit: u16,
 }
 
 /// `earliest` or `latest`.
@@ -215,6 +220,8 @@ impl Default for Config {
             embedded: EmbeddedConfig {
                 partitions: 1,
                 start_from: StartFromConfig::Earliest,
+                lock_duration: Duration::from_secs(30),
+                delivery_count_limit: 5,
             },
             handlers: BTreeMap::new(),
         }

@@ -781,6 +781,12 @@ impl Member for EmbeddedMember {
                 .groups
                 .get_mut(&self.group)
                 .ok_or_else(|| Error::closed(format!("group `{}` no longer exists", self.group)))?;
+            if !g.members.contains_key(&self.id) {
+                return Err(Error::closed(format!(
+                    "member {} has left group `{}`",
+                    self.member_id, self.group
+                )));
+            }
             let limits = g.settings.limits;
             let mut key: Option<(Arc<str>, i32)> = None;
             for (id, kind) in acks.iter().map(|(i, k)| (i, *k)) {

@@ -53,6 +53,8 @@ pub enum Outcome {
         /// The handler's error.
         error: String,
     },
+    /// The record's lock was renewed (its handler runs long, or it waits out a backoff).
+    LockRenewed,
     /// The handler ran past the maximum lease; it was cancelled and the record released.
     LeaseExpired,
     /// An acknowledgement was refused (typically the lock had expired).

@@ -580,6 +580,7 @@ impl Dispatcher {
     fn renew(&mut self, now: Instant) {
         let mut next: Option<Instant> = None;
         let mut expired_leases = Vec::new();
+        let mut renewed = Vec::new();
         for (&seq, e) in &mut self.entries {
             let due = e.lock_started + e.lock / 2;
             if due > now {
@@ -590,10 +591,15 @@ impl Dispatcher {
                 expired_leases.push(seq);
                 continue;
             }
+            debug!(group = %self.r.group, record = %e.id, "renewing lock");
             self.acks.push((e.id.clone(), AckKind::Renew));
             e.lock_started = now;
+            renewed.push((e.handler, e.id.clone(), e.attempt));
             let due = now + e.lock / 2;
             next = Some(next.map_or(due, |n: Instant| n.min(due)));
+        }
+        for (h, id, attempt) in renewed {
+            self.event(h, &id, attempt, Outcome::LockRenewed, None);
         }
         for seq in expired_leases {
             if let Some(e) = self.entries.remove(&seq) {

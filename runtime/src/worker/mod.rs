@@ -353,7 +353,10 @@ fn broker_from_config(config: &Config) -> Result<Arc<dyn Broker>, Error> {
         let b = EmbeddedBroker::builder()
             .default_partitions(config.embedded.partitions)
             .start_from(config.embedded.start_from.into())
-            .build()?;
+            .lock_duration(config.embedded.lock_duration)
+            .delivery_count_limit(config.embedded.delivery_count_limit)
+            .build()
+            .map_err(|e| Error::config(format!("`embedded`: {e}")))?;
         return Ok(Arc::new(b));
     }
     Err(Error::config(format!(
