@@ -477,3 +477,115 @@ pub(crate) fn validate(config: &Config) -> Result<(), Error> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn declared<'a>(o: &'a HandlerOverrides) -> Vec<Declared<'a>> {
+        vec![Declared {
+            name: "send_email",
+            topic: "emails",
+            overrides: o,
+        }]
+    }
+
+    #[test]
+    fn layers_apply_in_order_defaults_code_file_env() {
+        figment::Jail::expect_with(|jail| {
+            let code = HandlerOverrides {
+                concurrency: Some(4),
+                max_attempts: Some(3),
+                timeout: Some(Duration::from_secs(10)),
+                ..HandlerOverrides::default()
+            };
+            // Defaults and code only.
+            let c = load(&Config::default(), &declared(&code), &Sources::Standard)
+                .map_err(|e| e.to_string())?;
+            let h = &c.handlers["send_email"];
+            assert_eq!(h.concurrency, 4, "code beats defaults");
+            assert_eq!(h.group, "send_email", "group defaults to the handler's name");
+            assert_eq!(h.dead_letter, DeadLetter::Topic("emails.dlq".into()));
+            assert_eq!(h.prefetch, 16, "untouched keys keep their default");
+
+            // The file beats the code.
+            jail.create_file(
+                "shareworker.toml",
+                r#"
+                concurrency = 64
+                [handlers.send_email]
+                concurrency = 6
+                timeout = "2m"
+                backoff = { initial = "250ms" }
+                "#,
+            )?;
+            let c = load(&Config::default(), &declared(&code), &Sources::Standard)
+                .map_err(|e| e.to_string())?;
+            let h = &c.handlers["send_email"];
+            assert_eq!(c.concurrency, 64);
+            assert_eq!(h.concurrency, 6, "file beats code");
+            assert_eq!(h.timeout, Some(Duration::from_secs(120)));
+            assert_eq!(h.backoff.initial, Duration::from_millis(250));
+            assert_eq!(h.backoff.max, Duration::from_secs(300), "nested default kept");
+            assert_eq!(h.max_attempts, Some(3), "code value kept where the file is silent");
+
+            // The environment beats the file.
+            jail.set_env("SHAREWORKER_HANDLERS__SEND_EMAIL__CONCURRENCY", "9");
+            jail.set_env("SHAREWORKER_HANDLERS__SEND_EMAIL__DEAD_LETTER", "off");
+            jail.set_env("SHAREWORKER_SHUTDOWN_GRACE", "5s");
+            let c = load(&Config::default(), &declared(&code), &Sources::Standard)
+                .map_err(|e| e.to_string())?;
+            let h = &c.handlers["send_email"];
+            assert_eq!(h.concurrency, 9, "env beats file");
+            assert_eq!(h.dead_letter, DeadLetter::Off);
+            assert_eq!(c.shutdown_grace, Duration::from_secs(5));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_what_is_allowed() {
+        figment::Jail::expect_with(|jail| {
+            let code = HandlerOverrides::default();
+            let cases = [
+                ("[handlers.send_email]\nconcurrency = 0", "handlers.send_email.concurrency", "at least 1"),
+                ("[handlers.send_email]\ntimeout = \"soon\"", "handlers.send_email.timeout", "\"30s\""),
+                ("[handlers.send_email]\nconcurency = 3", "concurency", "unknown field"),
+                ("[handlers.send_mail]\nconcurrency = 3", "handlers.send_mail", "send_email"),
+                ("[handlers.send_email.backoff]\njitter = 1.5", "backoff.jitter", "between 0.0 and 1.0"),
+                ("[handlers.send_email.backoff]\nmultiplier = 0.5", "backoff.multiplier", "at least 1.0"),
+                ("broker = \"rabbitmq://x\"", "broker", "kafka://"),
+                ("shutdown_grace = 30", "shutdown_grace", "no unit"),
+                ("[handlers.send_email]\ndead_letter = \"emails\"", "dead_letter", "differ"),
+            ];
+            for (file, key, hint) in cases {
+                jail.create_file("shareworker.toml", file)?;
+                let err = load(&Config::default(), &declared(&code), &Sources::Standard)
+                    .expect_err(&format!("tried {file:?}: must be refused"));
+                let msg = err.to_string();
+                assert!(err.is_config(), "tried {file:?}: {msg}");
+                assert!(msg.contains(key), "tried {file:?}: message should name `{key}`: {msg}");
+                assert!(msg.contains(hint), "tried {file:?}: message should say `{hint}`: {msg}");
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn backoff_follows_the_formula() {
+        let b = BackoffConfig {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+            multiplier: 3.0,
+            jitter: 0.5,
+        };
+        assert_eq!(b.base_delay(1), Duration::from_millis(100));
+        assert_eq!(b.base_delay(2), Duration::from_millis(300));
+        assert_eq!(b.base_delay(3), Duration::from_millis(900));
+        assert_eq!(b.base_delay(4), Duration::from_secs(1));
+        for _ in 0..100 {
+            let d = b.delay(2);
+            assert!(d >= Duration::from_millis(150) && d <= Duration::from_millis(300), "{d:?}");
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! The Kafka backend: a native share-group client (KIP-932), layered like hyper: wire codecs,
+//! then connections, then share sessions and membership, then the `Broker` implementation.
+
+pub(crate) mod wire;

@@ -1,0 +1,1 @@
+//! Wire codecs: what the kafka-protocol crate lacks, encoded with its public traits.
