@@ -203,9 +203,7 @@ impl<'de> Deserialize<'de> for DeadLetter {
             Raw::Bool(false) => Ok(DeadLetter::Off),
             Raw::Text(t) if t == "off" || t == "none" || t == "false" => Ok(DeadLetter::Off),
             Raw::Text(t) if !t.is_empty() => Ok(DeadLetter::Topic(t)),
-            _ => Err(serde::de::Error::custom(
-                "expected a topic name or \"off\"",
-            )),
+            _ => Err(serde::de::Error::custom("expected a topic name or \"off\"")),
         }
     }
 }
@@ -436,15 +434,16 @@ pub(crate) fn validate(config: &Config) -> Result<(), Error> {
         if h.concurrency == 0 {
             return bad(k("concurrency"), "must be at least 1, got 0".into());
         }
-        if let Some(a) = h.max_attempts {
-            if a == 0 {
-                return bad(k("max_attempts"), "must be at least 1, got 0".into());
-            }
+        if h.max_attempts == Some(0) {
+            return bad(k("max_attempts"), "must be at least 1, got 0".into());
         }
         if !(h.backoff.multiplier >= 1.0 && h.backoff.multiplier.is_finite()) {
             return bad(
                 k("backoff.multiplier"),
-                format!("must be a number of at least 1.0, got {}", h.backoff.multiplier),
+                format!(
+                    "must be a number of at least 1.0, got {}",
+                    h.backoff.multiplier
+                ),
             );
         }
         if !(0.0..=1.0).contains(&h.backoff.jitter) {
@@ -466,19 +465,20 @@ pub(crate) fn validate(config: &Config) -> Result<(), Error> {
         if h.timeout.is_some_and(|t| t.is_zero()) {
             return bad(k("timeout"), "must be more than 0".into());
         }
-        if let DeadLetter::Topic(t) = &h.dead_letter {
-            if *t == h.topic {
-                return bad(
-                    k("dead_letter"),
-                    "must differ from the handler's own topic".into(),
-                );
-            }
+        if let DeadLetter::Topic(t) = &h.dead_letter
+            && *t == h.topic
+        {
+            return bad(
+                k("dead_letter"),
+                "must differ from the handler's own topic".into(),
+            );
         }
     }
     Ok(())
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail closures
 mod tests {
     use super::*;
 
@@ -504,7 +504,10 @@ mod tests {
                 .map_err(|e| e.to_string())?;
             let h = &c.handlers["send_email"];
             assert_eq!(h.concurrency, 4, "code beats defaults");
-            assert_eq!(h.group, "send_email", "group defaults to the handler's name");
+            assert_eq!(
+                h.group, "send_email",
+                "group defaults to the handler's name"
+            );
             assert_eq!(h.dead_letter, DeadLetter::Topic("emails.dlq".into()));
             assert_eq!(h.prefetch, 16, "untouched keys keep their default");
 
@@ -526,8 +529,16 @@ mod tests {
             assert_eq!(h.concurrency, 6, "file beats code");
             assert_eq!(h.timeout, Some(Duration::from_secs(120)));
             assert_eq!(h.backoff.initial, Duration::from_millis(250));
-            assert_eq!(h.backoff.max, Duration::from_secs(300), "nested default kept");
-            assert_eq!(h.max_attempts, Some(3), "code value kept where the file is silent");
+            assert_eq!(
+                h.backoff.max,
+                Duration::from_secs(300),
+                "nested default kept"
+            );
+            assert_eq!(
+                h.max_attempts,
+                Some(3),
+                "code value kept where the file is silent"
+            );
 
             // The environment beats the file.
             jail.set_env("SHAREWORKER_HANDLERS__SEND_EMAIL__CONCURRENCY", "9");
@@ -548,15 +559,43 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             let code = HandlerOverrides::default();
             let cases = [
-                ("[handlers.send_email]\nconcurrency = 0", "handlers.send_email.concurrency", "at least 1"),
-                ("[handlers.send_email]\ntimeout = \"soon\"", "handlers.send_email.timeout", "\"30s\""),
-                ("[handlers.send_email]\nconcurency = 3", "concurency", "unknown field"),
-                ("[handlers.send_mail]\nconcurrency = 3", "handlers.send_mail", "send_email"),
-                ("[handlers.send_email.backoff]\njitter = 1.5", "backoff.jitter", "between 0.0 and 1.0"),
-                ("[handlers.send_email.backoff]\nmultiplier = 0.5", "backoff.multiplier", "at least 1.0"),
+                (
+                    "[handlers.send_email]\nconcurrency = 0",
+                    "handlers.send_email.concurrency",
+                    "at least 1",
+                ),
+                (
+                    "[handlers.send_email]\ntimeout = \"soon\"",
+                    "handlers.send_email.timeout",
+                    "\"30s\"",
+                ),
+                (
+                    "[handlers.send_email]\nconcurency = 3",
+                    "concurency",
+                    "unknown field",
+                ),
+                (
+                    "[handlers.send_mail]\nconcurrency = 3",
+                    "handlers.send_mail",
+                    "send_email",
+                ),
+                (
+                    "[handlers.send_email.backoff]\njitter = 1.5",
+                    "backoff.jitter",
+                    "between 0.0 and 1.0",
+                ),
+                (
+                    "[handlers.send_email.backoff]\nmultiplier = 0.5",
+                    "backoff.multiplier",
+                    "at least 1.0",
+                ),
                 ("broker = \"rabbitmq://x\"", "broker", "kafka://"),
                 ("shutdown_grace = 30", "shutdown_grace", "no unit"),
-                ("[handlers.send_email]\ndead_letter = \"emails\"", "dead_letter", "differ"),
+                (
+                    "[handlers.send_email]\ndead_letter = \"emails\"",
+                    "dead_letter",
+                    "differ",
+                ),
             ];
             for (file, key, hint) in cases {
                 jail.create_file("shareworker.toml", file)?;
@@ -564,8 +603,14 @@ mod tests {
                     .expect_err(&format!("tried {file:?}: must be refused"));
                 let msg = err.to_string();
                 assert!(err.is_config(), "tried {file:?}: {msg}");
-                assert!(msg.contains(key), "tried {file:?}: message should name `{key}`: {msg}");
-                assert!(msg.contains(hint), "tried {file:?}: message should say `{hint}`: {msg}");
+                assert!(
+                    msg.contains(key),
+                    "tried {file:?}: message should name `{key}`: {msg}"
+                );
+                assert!(
+                    msg.contains(hint),
+                    "tried {file:?}: message should say `{hint}`: {msg}"
+                );
             }
             Ok(())
         });
@@ -585,7 +630,10 @@ mod tests {
         assert_eq!(b.base_delay(4), Duration::from_secs(1));
         for _ in 0..100 {
             let d = b.delay(2);
-            assert!(d >= Duration::from_millis(150) && d <= Duration::from_millis(300), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(150) && d <= Duration::from_millis(300),
+                "{d:?}"
+            );
         }
     }
 }

@@ -78,9 +78,7 @@ impl JobDefinition {
             let handler = handler.clone();
             async move {
                 let job = job.decode::<T>().map_err(BoxError::from)?;
-                handler(job)
-                    .await
-                    .map_err(|e| BoxError::from(e.into()))
+                handler(job).await.map_err(|e| BoxError::from(e.into()))
             }
         });
         Self::from_service(name, topic, service)
@@ -158,7 +156,13 @@ impl JobDefinition {
     }
 
     /// Sets the backoff between attempts (see [`BackoffConfig`](crate::BackoffConfig)).
-    pub fn backoff(mut self, initial: Duration, max: Duration, multiplier: f64, jitter: f64) -> Self {
+    pub fn backoff(
+        mut self,
+        initial: Duration,
+        max: Duration,
+        multiplier: f64,
+        jitter: f64,
+    ) -> Self {
         self.overrides.backoff.initial = Some(initial);
         self.overrides.backoff.max = Some(max);
         self.overrides.backoff.multiplier = Some(multiplier);

@@ -59,7 +59,9 @@ pub(crate) mod serde_opt_duration {
         }
     }
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
         match Option::<Raw>::deserialize(d)? {
             Some(raw) => from_raw(raw).map(Some),
             None => Ok(None),

@@ -11,6 +11,7 @@ pub struct Error {
     kind: Kind,
     message: Cow<'static, str>,
     source: Option<Source>,
+    code: Option<i16>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,7 +40,34 @@ impl Error {
             kind,
             message: message.into(),
             source: None,
+            code: None,
         }
+    }
+
+    /// A Kafka error code answered by a broker; lock-related codes map to `is_lock_lost`.
+    pub(crate) fn kafka(api: &str, code: i16, message: Option<&str>) -> Self {
+        use kafka_protocol::error::ParseResponseErrorCode;
+        let name = code
+            .err()
+            .map_or_else(|| format!("error {code}"), |e| format!("{e:?} ({code})"));
+        let kind = match code {
+            // INVALID_RECORD_STATE, and the session/lock codes of a record this member lost.
+            121 => Kind::LockLost,
+            3 => Kind::UnknownTopic,
+            _ => Kind::Broker,
+        };
+        let text = match message {
+            Some(m) if !m.is_empty() => format!("{api}: {name}: {m}"),
+            _ => format!("{api}: {name}"),
+        };
+        let mut e = Self::new(kind, text);
+        e.code = Some(code);
+        e
+    }
+
+    /// The Kafka error code behind this error, if a broker answered with one.
+    pub fn kafka_code(&self) -> Option<i16> {
+        self.code
     }
 
     pub(crate) fn with_source(mut self, source: impl Into<Source>) -> Self {
@@ -72,7 +100,10 @@ impl Error {
     }
 
     pub(crate) fn unknown_topic(topic: &str) -> Self {
-        Self::new(Kind::UnknownTopic, format!("topic `{topic}` does not exist"))
+        Self::new(
+            Kind::UnknownTopic,
+            format!("topic `{topic}` does not exist"),
+        )
     }
 
     pub(crate) fn timeout(message: impl Into<Cow<'static, str>>) -> Self {
@@ -139,7 +170,9 @@ impl fmt::Debug for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|s| s as &(dyn std::error::Error + 'static))
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
     }
 }
 

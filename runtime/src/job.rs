@@ -81,7 +81,10 @@ impl Job<Bytes> {
     }
 }
 
-fn decode_payload<T: DeserializeOwned + 'static>(raw: &Bytes, tombstone: bool) -> Result<T, JobError> {
+fn decode_payload<T: DeserializeOwned + 'static>(
+    raw: &Bytes,
+    tombstone: bool,
+) -> Result<T, JobError> {
     let id = TypeId::of::<T>();
     let special: Option<Box<dyn Any>> = if id == TypeId::of::<Bytes>() {
         Some(Box::new(raw.clone()))
@@ -102,7 +105,9 @@ fn decode_payload<T: DeserializeOwned + 'static>(raw: &Bytes, tombstone: bool) -
     if let Some(value) = special {
         return match value.downcast::<T>() {
             Ok(v) => Ok(*v),
-            Err(_) => Err(JobError::permanent(DecodeError("payload type mismatch".into()))),
+            Err(_) => Err(JobError::permanent(DecodeError(
+                "payload type mismatch".into(),
+            ))),
         };
     }
     if tombstone {
@@ -460,7 +465,8 @@ mod tests {
         assert_eq!(s, "plain text");
         let v: Vec<u8> = decode_payload(&raw("xy"), false).expect("vec");
         assert_eq!(v, b"xy");
-        let err = decode_payload::<String>(&Bytes::from_static(&[0xff, 0xfe]), false).expect_err("not UTF-8");
+        let err = decode_payload::<String>(&Bytes::from_static(&[0xff, 0xfe]), false)
+            .expect_err("not UTF-8");
         assert!(err.is_permanent());
     }
 

@@ -23,7 +23,10 @@ pub use broker::{
     Produced, RecordId, SettleResult, StartFrom, TopicLag,
 };
 pub use bytes::Bytes;
-pub use config::{DEFAULT_FILE, ENV_PREFIX, BackoffConfig, Config, DeadLetter, EmbeddedConfig, HandlerConfig, StartFromConfig};
+pub use config::{
+    BackoffConfig, Config, DEFAULT_FILE, DeadLetter, ENV_PREFIX, EmbeddedConfig, HandlerConfig,
+    StartFromConfig,
+};
 pub use definition::{HandlerService, InnerService, JobDefinition};
 pub use embedded::{EmbeddedBroker, EmbeddedBrokerBuilder};
 pub use error::Error;
@@ -31,6 +34,6 @@ pub use job::{BoxError, DecodeError, Job, JobError};
 pub use queue::{Message, Queue};
 pub use shareworker_macros::{job, main};
 pub use worker::{
-    JobEvent, Outcome, RunSummary, ShutdownHandle, Worker, WorkerBuilder, WorkerStatus, dead_letter_headers,
-    init_tracing, run,
+    JobEvent, Outcome, RunSummary, ShutdownHandle, Worker, WorkerBuilder, WorkerStatus,
+    dead_letter_headers, init_tracing, run,
 };

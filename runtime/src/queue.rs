@@ -5,8 +5,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::broker::{Broker, OutgoingRecord, Produced};
 use crate::Error;
+use crate::broker::{Broker, OutgoingRecord, Produced};
 
 /// Enqueues jobs on a broker: each job is a record on the handler's topic.
 ///
@@ -30,7 +30,9 @@ pub struct Queue {
 
 impl std::fmt::Debug for Queue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Queue").field("broker", &self.broker.kind()).finish()
+        f.debug_struct("Queue")
+            .field("broker", &self.broker.kind())
+            .finish()
     }
 }
 
@@ -44,9 +46,8 @@ impl Message {
     /// # Errors
     /// When `payload` cannot be serialized (a map with non-string keys, for example).
     pub fn json<T: Serialize + ?Sized>(payload: &T) -> Result<Self, Error> {
-        let bytes = serde_json::to_vec(payload).map_err(|e| {
-            Error::codec("the payload cannot be serialized as JSON").with_source(e)
-        })?;
+        let bytes = serde_json::to_vec(payload)
+            .map_err(|e| Error::codec("the payload cannot be serialized as JSON").with_source(e))?;
         Ok(Self(OutgoingRecord::new(bytes)))
     }
 
@@ -101,7 +102,11 @@ impl Queue {
     ///
     /// # Errors
     /// When the payload cannot be serialized or the broker refuses the write.
-    pub async fn enqueue<T: Serialize + ?Sized>(&self, topic: &str, payload: &T) -> Result<Produced, Error> {
+    pub async fn enqueue<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        payload: &T,
+    ) -> Result<Produced, Error> {
         self.send(topic, Message::json(payload)?).await
     }
 

@@ -77,12 +77,10 @@ impl TestWorker {
 
     /// A test worker on this broker.
     pub fn with_broker(broker: EmbeddedBroker) -> Self {
-        let mut config = Config::default();
-        config.shutdown_grace = Duration::from_secs(30);
         Self {
             broker,
             definitions: Vec::new(),
-            config,
+            config: Config::default(),
             limit: Duration::from_secs(24 * 3600),
         }
     }
@@ -119,7 +117,11 @@ impl TestWorker {
     ///
     /// # Errors
     /// When the payload cannot be serialized or the topic name is invalid.
-    pub async fn enqueue<T: Serialize + ?Sized>(&self, topic: &str, payload: &T) -> Result<Produced, Error> {
+    pub async fn enqueue<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        payload: &T,
+    ) -> Result<Produced, Error> {
         self.queue().enqueue(topic, payload).await
     }
 
@@ -233,7 +235,9 @@ impl TestReport {
     pub fn events_of(&self, topic: &str, partition: i32, offset: i64) -> Vec<&JobEvent> {
         self.events
             .iter()
-            .filter(|e| &*e.id.topic == topic && e.id.partition == partition && e.id.offset == offset)
+            .filter(|e| {
+                &*e.id.topic == topic && e.id.partition == partition && e.id.offset == offset
+            })
             .collect()
     }
 

@@ -265,7 +265,11 @@ pub trait Broker: Send + Sync + 'static {
     /// # Errors
     /// When the topic does not exist and cannot be created, or the write fails; then none of the
     /// records may be assumed written.
-    async fn produce(&self, topic: &str, records: Vec<OutgoingRecord>) -> Result<Vec<Produced>, Error>;
+    async fn produce(
+        &self,
+        topic: &str,
+        records: Vec<OutgoingRecord>,
+    ) -> Result<Vec<Produced>, Error>;
 
     /// Creates `topic` with `partitions` partitions if it does not exist yet.
     ///

@@ -16,11 +16,11 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::broker::{
-    AckKind, Broker, Delivery, GroupConfig, GroupLimits, Headers, Member, OutgoingRecord,
-    Produced, RecordId, SettleResult, StartFrom, TopicLag,
-};
 use crate::Error;
+use crate::broker::{
+    AckKind, Broker, Delivery, GroupConfig, GroupLimits, Headers, Member, OutgoingRecord, Produced,
+    RecordId, SettleResult, StartFrom, TopicLag,
+};
 
 /// The smallest and largest delivery count limit Kafka accepts (`group.share.delivery.count.limit`).
 const DELIVERY_LIMIT_RANGE: (u16, u16) = (2, 10);
@@ -101,8 +101,14 @@ struct Group {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum RecState {
-    Available { count: u16 },
-    Acquired { count: u16, member: u64, deadline: Instant },
+    Available {
+        count: u16,
+    },
+    Acquired {
+        count: u16,
+        member: u64,
+        deadline: Instant,
+    },
     Acknowledged,
     Archived,
 }
@@ -283,10 +289,14 @@ fn validate_limits(limits: &GroupLimits) -> Result<(), Error> {
         )));
     }
     if limits.lock_duration.is_zero() {
-        return Err(Error::config("share.record.lock.duration.ms must be more than 0"));
+        return Err(Error::config(
+            "share.record.lock.duration.ms must be more than 0",
+        ));
     }
     if limits.max_record_locks == 0 {
-        return Err(Error::config("share.partition.max.record.locks must be at least 1"));
+        return Err(Error::config(
+            "share.partition.max.record.locks must be at least 1",
+        ));
     }
     Ok(())
 }
@@ -342,7 +352,10 @@ impl EmbeddedBroker {
 
     /// The topic's partition count, if it exists.
     pub fn partitions(&self, topic: &str) -> Option<i32> {
-        self.lock().topics.get(topic).map(|t| t.partitions.len() as i32)
+        self.lock()
+            .topics
+            .get(topic)
+            .map(|t| t.partitions.len() as i32)
     }
 
     fn group_settings(&self) -> GroupSettings {
@@ -374,11 +387,7 @@ fn to_delivery(
 }
 
 impl State {
-    fn topic_or_create(
-        &mut self,
-        name: &str,
-        inner: &Inner,
-    ) -> Result<&mut Topic, Error> {
+    fn topic_or_create(&mut self, name: &str, inner: &Inner) -> Result<&mut Topic, Error> {
         if !self.topics.contains_key(name) {
             if !inner.auto_create_topics {
                 return Err(Error::unknown_topic(name));
@@ -516,12 +525,12 @@ impl Broker for EmbeddedBroker {
             let t = state.topic_or_create(topic, &self.inner)?;
             let n = t.partitions.len();
             for r in &records {
-                if let Some(p) = r.partition {
-                    if p < 0 || p as usize >= n {
-                        return Err(Error::invalid_input(format!(
-                            "topic `{topic}` has {n} partitions; partition {p} does not exist"
-                        )));
-                    }
+                if let Some(p) = r.partition
+                    && (p < 0 || p as usize >= n)
+                {
+                    return Err(Error::invalid_input(format!(
+                        "topic `{topic}` has {n} partitions; partition {p} does not exist"
+                    )));
                 }
             }
             for r in records {
@@ -684,8 +693,8 @@ impl EmbeddedMember {
                 });
             sp.expire(now, limits.delivery_count_limit);
             let deadline = now + limits.lock_duration;
-            let mut budget = (max - out.len())
-                .min(limits.max_record_locks.saturating_sub(sp.acquired) as usize);
+            let mut budget =
+                (max - out.len()).min(limits.max_record_locks.saturating_sub(sp.acquired) as usize);
             // Redeliveries first: released or expired records inside the window.
             if sp.available > 0 && budget > 0 {
                 for i in 0..sp.states.len() {
@@ -862,10 +871,10 @@ impl Member for EmbeddedMember {
                 let limit = g.settings.limits.delivery_count_limit;
                 for sp in g.partitions.values_mut() {
                     for i in 0..sp.states.len() {
-                        if let RecState::Acquired { count, member, .. } = sp.states[i] {
-                            if member == self.id {
-                                sp.give_back(i, count, limit);
-                            }
+                        if let RecState::Acquired { count, member, .. } = sp.states[i]
+                            && member == self.id
+                        {
+                            sp.give_back(i, count, limit);
                         }
                     }
                     sp.advance();

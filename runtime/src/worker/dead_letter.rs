@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::broker::{Broker, Delivery, OutgoingRecord, RecordId};
 use crate::Error;
+use crate::broker::{Broker, Delivery, OutgoingRecord, RecordId};
 
 /// Headers the runtime adds to a dead letter.
 pub mod headers {
@@ -26,9 +26,8 @@ pub mod headers {
     pub const TIME: &str = "shareworker.dlq.time";
 }
 
-/// Tries to write a dead letter this many times, with growing pauses, while the record's lock is
-/// kept alive by the dispatcher.
-const WRITE_ATTEMPTS: u32 = 5;
+/// The longest pause between two tries of a dead-letter write.
+const MAX_PAUSE: Duration = Duration::from_secs(30);
 
 pub(crate) struct DeadLetterJob {
     pub(crate) topic: String,
@@ -56,27 +55,41 @@ impl DeadLetterJob {
             .at
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
-        record.headers.push(headers::TOPIC, self.id.topic.to_string());
-        record.headers.push(headers::PARTITION, self.id.partition.to_string());
-        record.headers.push(headers::OFFSET, self.id.offset.to_string());
+        record
+            .headers
+            .push(headers::TOPIC, self.id.topic.to_string());
+        record
+            .headers
+            .push(headers::PARTITION, self.id.partition.to_string());
+        record
+            .headers
+            .push(headers::OFFSET, self.id.offset.to_string());
         record.headers.push(headers::GROUP, self.group.to_string());
-        record.headers.push(headers::ATTEMPTS, self.attempt.to_string());
-        record.headers.push(headers::HANDLER, self.handler.to_string());
+        record
+            .headers
+            .push(headers::ATTEMPTS, self.attempt.to_string());
+        record
+            .headers
+            .push(headers::HANDLER, self.handler.to_string());
         record.headers.push(headers::ERROR, self.error.clone());
         record.headers.push(headers::TIME, millis.to_string());
+        // Keep trying: the dispatcher keeps the record's lock alive meanwhile, and releasing it
+        // instead could let the broker archive it at its delivery limit, with no dead letter.
+        // Only shutdown (after its grace period) stops this, by aborting the task.
         let mut pause = Duration::from_millis(200);
-        let mut last = None;
-        for _ in 0..WRITE_ATTEMPTS {
+        let mut tries = 0u32;
+        loop {
             match broker.produce(&self.topic, vec![record.clone()]).await {
                 Ok(_) => return Ok(()),
+                Err(e) if e.is_invalid_input() => return Err(e),
                 Err(e) => {
-                    tracing::warn!(dead_letter = %self.topic, record = %self.id, error = %e, "writing the dead letter failed; trying again");
-                    last = Some(e);
+                    tries += 1;
+                    tracing::warn!(dead_letter = %self.topic, record = %self.id, tries, error = %e,
+                        "writing the dead letter failed; trying again in {pause:?}");
                     tokio::time::sleep(pause).await;
-                    pause *= 2;
+                    pause = (pause * 2).min(MAX_PAUSE);
                 }
             }
         }
-        Err(last.unwrap_or_else(|| Error::broker("dead letter not written")))
     }
 }

@@ -67,11 +67,14 @@ pub enum Outcome {
 /// Where events go; cheap to clone.
 #[derive(Clone, Default)]
 pub(crate) struct EventSink {
-    observers: Vec<Arc<dyn Fn(&JobEvent) + Send + Sync>>,
+    observers: Vec<Observer>,
 }
 
+/// A function called with every event.
+pub(crate) type Observer = Arc<dyn Fn(&JobEvent) + Send + Sync>;
+
 impl EventSink {
-    pub(crate) fn add(&mut self, f: Arc<dyn Fn(&JobEvent) + Send + Sync>) {
+    pub(crate) fn add(&mut self, f: Observer) {
         self.observers.push(f);
     }
 

@@ -5,8 +5,8 @@
 //! one timer, holds failed records through their backoff delay, dead-letters after the last
 //! attempt, and on shutdown releases what it cannot finish.
 
-use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -23,11 +23,11 @@ use tracing::{Instrument, debug, error, info_span, warn};
 
 use super::dead_letter;
 use super::events::{EventSink, JobEvent, Outcome};
+use crate::Error;
 use crate::broker::{AckKind, Broker, Delivery, Member, RecordId};
 use crate::config::{DeadLetter, HandlerConfig};
 use crate::definition::HandlerService;
 use crate::job::{Job, JobError, JobMeta, Verdict};
-use crate::Error;
 
 /// How long one acquire waits for records before asking again.
 const FETCH_WAIT: Duration = Duration::from_secs(5);
@@ -71,12 +71,50 @@ struct Entry {
     id: RecordId,
     handler: usize,
     attempt: u16,
-    acquired_at: Instant,
+    /// When the maximum lease started: when the handler started, not when the record was
+    /// acquired, so a record that waited in the prefetch queue gets its whole lease.
+    lease_from: Instant,
     lock_started: Instant,
     lock: Duration,
     state: State,
     /// The job's record, kept for its dead letter once it runs.
     meta: Option<Arc<JobMeta>>,
+    /// A renewal failed: the broker gave the record to someone else, so it is never settled
+    /// or renewed from here again.
+    lost: bool,
+}
+
+impl Entry {
+    fn clone_for_ack(&self) -> AckTarget {
+        AckTarget {
+            id: self.id.clone(),
+            lost: self.lost,
+        }
+    }
+}
+
+/// What an acknowledgement needs of an entry.
+struct AckTarget {
+    id: RecordId,
+    lost: bool,
+}
+
+impl From<Entry> for AckTarget {
+    fn from(e: Entry) -> Self {
+        Self {
+            id: e.id,
+            lost: e.lost,
+        }
+    }
+}
+
+/// Queues the final acknowledgement of a record, unless its lock was lost (then the broker has
+/// given it to another delivery, which this acknowledgement must not settle).
+fn push_ack(acks: &mut Vec<(RecordId, AckKind)>, e: impl Into<AckTarget>, kind: AckKind) {
+    let e = e.into();
+    if !e.lost {
+        acks.push((e.id, kind));
+    }
 }
 
 /// What job and dead-letter tasks report back.
@@ -187,10 +225,15 @@ impl Dispatcher {
                 }
             }
             let next_held = self.held.peek().map(|Reverse((t, _))| *t);
-            let timer = [next_held, self.next_renew, self.fetch_paused_until, self.shutting_down]
-                .into_iter()
-                .flatten()
-                .min();
+            let timer = [
+                next_held,
+                self.next_renew,
+                self.fetch_paused_until,
+                self.shutting_down,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled(), if self.shutting_down.is_none() => self.begin_shutdown(),
@@ -226,14 +269,14 @@ impl Dispatcher {
         for q in &mut self.queues {
             for (seq, _) in q.drain(..) {
                 if let Some(e) = self.entries.remove(&seq) {
-                    self.acks.push((e.id, AckKind::Release));
+                    push_ack(&mut self.acks, e, AckKind::Release);
                 }
             }
         }
         while let Some(Reverse((_, seq))) = self.held.pop() {
             if let Some(e) = self.entries.remove(&seq) {
                 self.held_count[e.handler] -= 1;
-                self.acks.push((e.id, AckKind::Release));
+                push_ack(&mut self.acks, e, AckKind::Release);
             }
         }
     }
@@ -247,7 +290,7 @@ impl Dispatcher {
                 State::Queued | State::Held => {}
             }
             warn!(group = %group, record = %e.id, "still running when the shutdown grace period ended; cancelled and released");
-            self.acks.push((e.id, AckKind::Release));
+            push_ack(&mut self.acks, e, AckKind::Release);
         }
     }
 
@@ -281,11 +324,12 @@ impl Dispatcher {
                     id: d.id.clone(),
                     handler: h,
                     attempt: d.delivery_count,
-                    acquired_at: now,
+                    lease_from: now,
                     lock_started: now,
                     lock: d.lock_duration,
                     state: State::Queued,
                     meta: None,
+                    lost: false,
                 },
             );
             self.queues[h].push_back((seq, d));
@@ -316,7 +360,9 @@ impl Dispatcher {
             return;
         }
         let member = self.r.member.clone();
-        self.fetch = Some(Box::pin(async move { member.acquire(want, FETCH_WAIT).await }));
+        self.fetch = Some(Box::pin(
+            async move { member.acquire(want, FETCH_WAIT).await },
+        ));
     }
 
     fn start_jobs(&mut self) {
@@ -331,7 +377,8 @@ impl Dispatcher {
                     Ok(p) => self.start_next(h, p),
                     Err(_) => {
                         let sem = self.r.global.clone();
-                        self.permit_wait = Some(Box::pin(async move { sem.acquire_owned().await.ok() }));
+                        self.permit_wait =
+                            Some(Box::pin(async move { sem.acquire_owned().await.ok() }));
                         return;
                     }
                 }
@@ -342,8 +389,7 @@ impl Dispatcher {
     /// A global slot came free: give it to the first handler with a queued record and room.
     fn start_one(&mut self, permit: OwnedSemaphorePermit) {
         for h in 0..self.queues.len() {
-            if !self.queues[h].is_empty()
-                && self.running[h] < self.r.handlers[h].config.concurrency
+            if !self.queues[h].is_empty() && self.running[h] < self.r.handlers[h].config.concurrency
             {
                 self.start_next(h, permit);
                 return;
@@ -375,6 +421,7 @@ impl Dispatcher {
             self.r.shutdown.clone(),
         );
         entry.meta = Some(job.meta().clone());
+        entry.lease_from = Instant::now();
         let service = hr.service.clone();
         let timeout = hr.config.timeout;
         let done = self.done_tx.clone();
@@ -410,13 +457,24 @@ impl Dispatcher {
             Completion::Finished { seq, result, took } => self.on_finished(seq, result, took),
             Completion::DeadLettered { seq, result } => self.on_dead_lettered(seq, result),
             Completion::SettleFailed { id, kind, error } => {
-                warn!(group = %self.r.group, record = %id, ack = %kind, error = %error,
-                    "settling failed; the record will be delivered again when its lock expires");
+                let mut attempt = 0;
+                if kind == AckKind::Renew {
+                    // The lock is gone: stop renewing, and never settle this delivery.
+                    if let Some(e) = self.entries.values_mut().find(|e| e.id == id && !e.lost) {
+                        e.lost = true;
+                        attempt = e.attempt;
+                    }
+                    warn!(group = %self.r.group, record = %id, error = %error,
+                        "renewing the lock failed: the record will be delivered again; its running handler goes on, but its result will not be acknowledged");
+                } else {
+                    warn!(group = %self.r.group, record = %id, ack = %kind, error = %error,
+                        "settling failed; the record will be delivered again when its lock expires");
+                }
                 self.r.events.emit(JobEvent {
                     handler: self.handler_for(&id),
                     group: self.r.group.clone(),
                     id,
-                    attempt: 0,
+                    attempt,
                     outcome: Outcome::SettleFailed { kind },
                     took: None,
                 });
@@ -430,7 +488,14 @@ impl Dispatcher {
             .map_or_else(|| Arc::from(""), |&h| self.r.handlers[h].name.clone())
     }
 
-    fn event(&self, handler: usize, id: &RecordId, attempt: u16, outcome: Outcome, took: Option<Duration>) {
+    fn event(
+        &self,
+        handler: usize,
+        id: &RecordId,
+        attempt: u16,
+        outcome: Outcome,
+        took: Option<Duration>,
+    ) {
         self.r.events.emit(JobEvent {
             handler: self.r.handlers[handler].name.clone(),
             group: self.r.group.clone(),
@@ -450,8 +515,9 @@ impl Dispatcher {
         let err = match result {
             Ok(()) => {
                 self.event(h, &id, attempt, Outcome::Accepted, Some(took));
-                self.entries.remove(&seq);
-                self.acks.push((id, AckKind::Accept));
+                if let Some(e) = self.entries.remove(&seq) {
+                    push_ack(&mut self.acks, e, AckKind::Accept);
+                }
                 return;
             }
             Err(err) => err,
@@ -459,28 +525,40 @@ impl Dispatcher {
         let hr = &self.r.handlers[h];
         let max_attempts = hr.max_attempts;
         let verdict = err.verdict();
-        if let Verdict::Retry(delay) = verdict {
-            if attempt < max_attempts {
-                let delay = delay.unwrap_or_else(|| hr.config.backoff.delay(attempt));
-                warn!(handler = %hr.name, record = %id, attempt, max_attempts,
-                    delay = %crate::duration::format(delay), error = %err, "job failed; retrying after backoff");
-                let can_hold = self.shutting_down.is_none()
-                    && self.held_count[h] < hr.config.max_held
-                    && !delay.is_zero();
-                self.event(h, &id, attempt, Outcome::Retrying { delay, error: err.to_string() }, Some(took));
-                if can_hold {
-                    if let Some(e) = self.entries.get_mut(&seq) {
-                        e.state = State::Held;
-                        e.meta = None;
-                    }
-                    self.held_count[h] += 1;
-                    self.held.push(Reverse((Instant::now() + delay, seq)));
-                } else {
-                    self.entries.remove(&seq);
-                    self.acks.push((id, AckKind::Release));
+        if let Verdict::Retry(delay) = verdict
+            && attempt < max_attempts
+        {
+            let delay = delay.unwrap_or_else(|| hr.config.backoff.delay(attempt));
+            let can_hold = self.shutting_down.is_none()
+                && self.held_count[h] < hr.config.max_held
+                && !delay.is_zero();
+            // A record that cannot be held (shutdown, too many held) goes back at once.
+            let delay = if can_hold { delay } else { Duration::ZERO };
+            warn!(handler = %hr.name, record = %id, attempt, max_attempts,
+                delay = %crate::duration::format(delay), error = %err, "job failed; retrying after backoff");
+            self.event(
+                h,
+                &id,
+                attempt,
+                Outcome::Retrying {
+                    delay,
+                    error: err.to_string(),
+                },
+                Some(took),
+            );
+            if can_hold {
+                if let Some(e) = self.entries.get_mut(&seq) {
+                    e.state = State::Held;
+                    e.meta = None;
                 }
-                return;
+                self.held_count[h] += 1;
+                self.held.push(Reverse((Instant::now() + delay, seq)));
+            } else {
+                if let Some(e) = self.entries.remove(&seq) {
+                    push_ack(&mut self.acks, e, AckKind::Release);
+                }
             }
+            return;
         }
         let why = if verdict == Verdict::Permanent {
             "permanent failure"
@@ -497,8 +575,9 @@ impl Dispatcher {
                     .and_then(|e| e.meta.take())
                     .map(|m| m.delivery.clone());
                 let Some(original) = original else {
-                    self.entries.remove(&seq);
-                    self.acks.push((id, AckKind::Release));
+                    if let Some(e) = self.entries.remove(&seq) {
+                        push_ack(&mut self.acks, e, AckKind::Release);
+                    }
                     return;
                 };
                 let job = dead_letter::DeadLetterJob {
@@ -520,14 +599,31 @@ impl Dispatcher {
                 if let Some(e) = self.entries.get_mut(&seq) {
                     e.state = State::DeadLettering(task.abort_handle());
                 }
-                self.event(h, &id, attempt, Outcome::DeadLettering { error: err.to_string() }, Some(took));
+                self.event(
+                    h,
+                    &id,
+                    attempt,
+                    Outcome::DeadLettering {
+                        error: err.to_string(),
+                    },
+                    Some(took),
+                );
             }
             DeadLetter::Off => {
                 error!(handler = %hr.name, record = %id, attempt, error = %err,
                     "job failed ({why}); rejecting it (no dead-letter topic)");
-                self.event(h, &id, attempt, Outcome::Rejected { error: err.to_string() }, Some(took));
-                self.entries.remove(&seq);
-                self.acks.push((id, AckKind::Reject));
+                self.event(
+                    h,
+                    &id,
+                    attempt,
+                    Outcome::Rejected {
+                        error: err.to_string(),
+                    },
+                    Some(took),
+                );
+                if let Some(e) = self.entries.remove(&seq) {
+                    push_ack(&mut self.acks, e, AckKind::Reject);
+                }
             }
         }
     }
@@ -539,14 +635,16 @@ impl Dispatcher {
         let hr = &self.r.handlers[e.handler];
         let outcome = match result {
             Ok(()) => {
-                self.acks.push((e.id.clone(), AckKind::Reject));
+                push_ack(&mut self.acks, e.clone_for_ack(), AckKind::Reject);
                 Outcome::DeadLettered
             }
             Err(err) => {
                 error!(handler = %hr.name, record = %e.id, error = %err,
                     "could not write the dead letter; releasing the record so it is not lost");
-                self.acks.push((e.id.clone(), AckKind::Release));
-                Outcome::DeadLetterFailed { error: err.to_string() }
+                push_ack(&mut self.acks, e.clone_for_ack(), AckKind::Release);
+                Outcome::DeadLetterFailed {
+                    error: err.to_string(),
+                }
             }
         };
         self.r.events.emit(JobEvent {
@@ -568,7 +666,7 @@ impl Dispatcher {
             self.held.pop();
             if let Some(e) = self.entries.remove(&seq) {
                 self.held_count[e.handler] -= 1;
-                self.acks.push((e.id, AckKind::Release));
+                push_ack(&mut self.acks, e, AckKind::Release);
             }
         }
         if self.next_renew.is_some_and(|t| t <= now) {
@@ -582,12 +680,17 @@ impl Dispatcher {
         let mut expired_leases = Vec::new();
         let mut renewed = Vec::new();
         for (&seq, e) in &mut self.entries {
+            if e.lost {
+                continue;
+            }
             let due = e.lock_started + e.lock / 2;
             if due > now {
                 next = Some(next.map_or(due, |n: Instant| n.min(due)));
                 continue;
             }
-            if matches!(e.state, State::Running(_)) && now.duration_since(e.acquired_at) >= self.r.max_lease {
+            if matches!(e.state, State::Running(_))
+                && now.duration_since(e.lease_from) >= self.r.max_lease
+            {
                 expired_leases.push(seq);
                 continue;
             }
@@ -616,9 +719,9 @@ impl Dispatcher {
                     id: e.id.clone(),
                     attempt: e.attempt,
                     outcome: Outcome::LeaseExpired,
-                    took: Some(now.duration_since(e.acquired_at)),
+                    took: Some(now.duration_since(e.lease_from)),
                 });
-                self.acks.push((e.id, AckKind::Release));
+                push_ack(&mut self.acks, e, AckKind::Release);
             }
         }
         self.next_renew = next;

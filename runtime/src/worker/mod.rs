@@ -19,11 +19,11 @@ use tracing::{info, warn};
 pub use dead_letter::headers as dead_letter_headers;
 pub use events::{JobEvent, Outcome};
 
+use crate::Error;
 use crate::broker::Broker;
 use crate::config::{self, Config, DeadLetter, Declared, Sources};
 use crate::definition::JobDefinition;
 use crate::embedded::EmbeddedBroker;
-use crate::Error;
 use events::EventSink;
 use group::{GroupRunner, HandlerRt};
 
@@ -53,7 +53,12 @@ type Signal = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// When the configuration is invalid, no handler is registered, or the broker cannot be reached.
 pub async fn run() -> Result<RunSummary, Error> {
     init_tracing();
-    Worker::builder().registered_jobs().build().await?.run().await
+    Worker::builder()
+        .registered_jobs()
+        .build()
+        .await?
+        .run()
+        .await
 }
 
 /// Installs the default log subscriber unless the application installed one.
@@ -322,10 +327,10 @@ impl WorkerBuilder {
                     Some(n) => n,
                     None => limit,
                 };
-                if let DeadLetter::Topic(t) = &h.config.dead_letter {
-                    if let Err(e) = broker.create_topic(t, 1).await {
-                        warn!(handler = %h.name, dead_letter = %t, error = %e, "could not create the dead-letter topic");
-                    }
+                if let DeadLetter::Topic(t) = &h.config.dead_letter
+                    && let Err(e) = broker.create_topic(t, 1).await
+                {
+                    warn!(handler = %h.name, dead_letter = %t, error = %e, "could not create the dead-letter topic");
                 }
             }
         }
@@ -480,10 +485,7 @@ impl Worker {
             watch.cancelled().await;
             status.set_ready(false);
         });
-        let tasks: Vec<_> = runners
-            .into_iter()
-            .map(|r| tokio::spawn(r.run()))
-            .collect();
+        let tasks: Vec<_> = runners.into_iter().map(|r| tokio::spawn(r.run())).collect();
         for t in tasks {
             if let Err(e) = t.await {
                 tracing::error!(error = %e, "a group dispatcher failed");

@@ -1,0 +1,175 @@
+//! Quickstart: one handler on the embedded broker, no setup.
+//!
+//! Run it with `cargo run --example quickstart`. It enqueues a mix of jobs (fast ones, slow ones
+//! that outlive their lock so it gets renewed, flaky ones that fail twice then succeed, and one
+//! that always fails), runs them concurrently, shows retries with growing delays and the dead
+//! letter, then exits with a summary once everything is done.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use shareworker::{Broker, Config, Job, JobError, Outcome, Queue, Worker};
+use tokio::time::Instant;
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Fast,
+    Slow,
+    Flaky,
+    Broken,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+struct Task {
+    id: u32,
+    kind: Kind,
+}
+
+/// The handler: everything else (fetching, concurrency, renewal, retries, dead letters) is the
+/// runtime's job.
+#[shareworker::job(
+    topic = "tasks",
+    concurrency = 8,
+    max_attempts = 4,
+    backoff(initial = "250ms", max = "4s", multiplier = 2.0, jitter = 0.0)
+)]
+async fn process(job: Job<Task>) -> Result<(), JobError> {
+    let task = job.payload();
+    match task.kind {
+        Kind::Fast => tokio::time::sleep(Duration::from_millis(50)).await,
+        // Longer than the 2 s lock this example sets: the runtime renews it every second.
+        Kind::Slow => tokio::time::sleep(Duration::from_secs(5)).await,
+        Kind::Flaky if job.attempt() < 3 => {
+            return Err(JobError::retry(format!(
+                "upstream unavailable (attempt {})",
+                job.attempt()
+            )));
+        }
+        Kind::Flaky => {}
+        Kind::Broken => return Err(JobError::retry("this task always fails")),
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The runtime logs every retry and dead letter too; RUST_LOG=info shows them.
+    if std::env::var_os("RUST_LOG").is_some() {
+        shareworker::init_tracing();
+    }
+
+    let started = Instant::now();
+    let names: Arc<Mutex<HashMap<i64, String>>> = Arc::default();
+    let labels = names.clone();
+
+    let mut config = Config::default();
+    // A short lock so the slow tasks show renewal within seconds (Kafka's minimum is 15 s).
+    config.embedded.lock_duration = Duration::from_secs(2);
+
+    let worker = Worker::builder()
+        .registered_jobs()
+        .config(config)
+        .on_event(move |e| {
+            let names = labels.lock().unwrap_or_else(|p| p.into_inner());
+            let name = names.get(&e.id.offset).map_or("?", String::as_str);
+            let t = started.elapsed().as_secs_f64();
+            match &e.outcome {
+                Outcome::Accepted => println!(
+                    "{t:6.2}s  done        {name} (attempt {}, took {:?})",
+                    e.attempt,
+                    e.took.unwrap_or_default()
+                ),
+                Outcome::Retrying { delay, error } => println!(
+                    "{t:6.2}s  retry       {name} attempt {} failed: {error}; next try in {delay:?}",
+                    e.attempt
+                ),
+                Outcome::DeadLettering { error } => println!(
+                    "{t:6.2}s  giving up   {name} after attempt {}: {error}",
+                    e.attempt
+                ),
+                Outcome::LockRenewed => println!(
+                    "{t:6.2}s  renewed     {name}: still running, lock extended"
+                ),
+                Outcome::DeadLettered => {
+                    println!("{t:6.2}s  dead letter {name} written to tasks.dlq")
+                }
+                other => println!("{t:6.2}s  {other:?} {name}"),
+            }
+        })
+        .build()
+        .await?;
+
+    // Enqueue a mix of jobs on the worker's broker.
+    let queue = Queue::from_arc(worker.broker());
+    let mut kinds = vec![
+        Kind::Slow,
+        Kind::Slow,
+        Kind::Flaky,
+        Kind::Flaky,
+        Kind::Broken,
+    ];
+    kinds.extend(std::iter::repeat_n(Kind::Fast, 20));
+    for (id, kind) in kinds.into_iter().enumerate() {
+        let id = id as u32;
+        let at = queue.enqueue("tasks", &Task { id, kind }).await?;
+        names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(at.offset, format!("task {id:>2} ({kind:?})"));
+    }
+    println!("enqueued 25 tasks on the embedded broker; processing with concurrency 8\n");
+
+    let broker = worker.broker();
+    let shutdown = worker.shutdown_handle();
+    let running = tokio::spawn(worker.run());
+
+    // Wait until every task is done (accepted or dead-lettered), then stop gracefully.
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let lag: u64 = broker.lag("process").await?.iter().map(|t| t.lag).sum();
+        if lag == 0 {
+            break;
+        }
+    }
+    shutdown.shutdown();
+    let summary = running.await??;
+
+    let dead = dead_letters(&*broker).await?;
+    println!(
+        "\nsummary after {:.1}s: {} accepted, {} retries, {} dead-lettered",
+        started.elapsed().as_secs_f64(),
+        summary.accepted,
+        summary.retried,
+        summary.dead_lettered
+    );
+    for d in dead {
+        let h = |k: &str| d.headers.get_str(k).unwrap_or("?").to_owned();
+        println!(
+            "dead letter: {} from tasks offset {} after {} attempts: {}",
+            String::from_utf8_lossy(d.value.as_deref().unwrap_or_default()),
+            h(shareworker::dead_letter_headers::OFFSET),
+            h(shareworker::dead_letter_headers::ATTEMPTS),
+            h(shareworker::dead_letter_headers::ERROR),
+        );
+    }
+    Ok(())
+}
+
+/// Reads the dead-letter topic through the broker seam, as any consumer would.
+async fn dead_letters(
+    broker: &dyn Broker,
+) -> Result<Vec<shareworker::Delivery>, shareworker::Error> {
+    let group = "quickstart-dlq-reader";
+    broker
+        .configure_group(
+            group,
+            &shareworker::GroupConfig::default().start_from(shareworker::StartFrom::Earliest),
+        )
+        .await?;
+    let member = broker.join(group, &["tasks.dlq".to_string()]).await?;
+    let records = member.acquire(100, Duration::from_millis(100)).await?;
+    member.leave().await?;
+    Ok(records)
+}

@@ -1,0 +1,285 @@
+//! The cluster as this client sees it: bootstrap, broker addresses, topic metadata with topic ids,
+//! and one connection per broker, reconnected on demand.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{MetadataRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use tokio::sync::Mutex as AsyncMutex;
+use uuid::Uuid;
+
+use super::conn::{Connection, Versions};
+use crate::Error;
+
+/// Metadata versions this client speaks (v10 added topic ids; v12 lookups by id).
+const METADATA: Versions = Versions { min: 12, max: 13 };
+
+/// Settings of a Kafka client.
+#[derive(Clone, Debug)]
+pub(crate) struct ClientConfig {
+    pub(crate) bootstrap: Vec<String>,
+    pub(crate) client_id: String,
+    pub(crate) request_timeout: Duration,
+}
+
+impl ClientConfig {
+    /// Parses `kafka://host:port[,host:port...]`.
+    pub(crate) fn from_url(url: &str) -> Result<Self, Error> {
+        let rest = url.strip_prefix("kafka://").ok_or_else(|| {
+            Error::config(format!(
+                "`broker`: `{url}` is not a Kafka address; write kafka://host:port[,host:port...]"
+            ))
+        })?;
+        let rest = rest.trim_end_matches('/');
+        let mut bootstrap = Vec::new();
+        for part in rest.split(',') {
+            let part = part.trim();
+            let ok = part
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if !ok {
+                return Err(Error::config(format!(
+                    "`broker`: `{part}` in `{url}` is not host:port"
+                )));
+            }
+            bootstrap.push(part.to_owned());
+        }
+        Ok(Self {
+            bootstrap,
+            client_id: "shareworker".to_owned(),
+            request_timeout: Duration::from_secs(30),
+        })
+    }
+}
+
+/// One partition's leader as metadata says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PartitionMeta {
+    pub(crate) index: i32,
+    pub(crate) leader: i32,
+    pub(crate) leader_epoch: i32,
+}
+
+/// A topic's id and partitions.
+#[derive(Clone, Debug)]
+pub(crate) struct TopicMeta {
+    pub(crate) name: Arc<str>,
+    pub(crate) id: Uuid,
+    pub(crate) partitions: Vec<PartitionMeta>,
+}
+
+#[derive(Default)]
+struct State {
+    nodes: HashMap<i32, String>,
+    topics: HashMap<Arc<str>, TopicMeta>,
+    names: HashMap<Uuid, Arc<str>>,
+}
+
+/// The cluster: shared by every part of the Kafka backend.
+pub(crate) struct Cluster {
+    config: ClientConfig,
+    state: Mutex<State>,
+    /// One connection per broker id; `-1` is the bootstrap connection.
+    conns: AsyncMutex<HashMap<i32, Connection>>,
+}
+
+impl Cluster {
+    /// Connects to one of the bootstrap brokers and reads the broker list.
+    pub(crate) async fn connect(config: ClientConfig) -> Result<Arc<Self>, Error> {
+        let cluster = Arc::new(Self {
+            config,
+            state: Mutex::new(State::default()),
+            conns: AsyncMutex::new(HashMap::new()),
+        });
+        cluster.refresh(&[]).await?;
+        Ok(cluster)
+    }
+
+    pub(crate) fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Any live connection: a known broker's, or a bootstrap one.
+    pub(crate) async fn any(&self) -> Result<Connection, Error> {
+        {
+            let conns = self.conns.lock().await;
+            if let Some(c) = conns.values().find(|c| !c.is_closed()) {
+                return Ok(c.clone());
+            }
+        }
+        let nodes: Vec<i32> = self.lock().nodes.keys().copied().collect();
+        for id in nodes {
+            if let Ok(c) = self.node(id).await {
+                return Ok(c);
+            }
+        }
+        let mut last = None;
+        for addr in &self.config.bootstrap {
+            match Connection::connect(addr, &self.config.client_id, self.config.request_timeout)
+                .await
+            {
+                Ok(c) => {
+                    self.conns.lock().await.insert(-1, c.clone());
+                    return Ok(c);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(Error::broker(format!(
+            "no Kafka broker answered at {}",
+            self.config.bootstrap.join(",")
+        ))
+        .with_source(last.unwrap_or_else(|| Error::broker("no bootstrap address"))))
+    }
+
+    /// The connection to broker `id`, opened or reopened as needed.
+    pub(crate) async fn node(&self, id: i32) -> Result<Connection, Error> {
+        let mut conns = self.conns.lock().await;
+        if let Some(c) = conns.get(&id)
+            && !c.is_closed()
+        {
+            return Ok(c.clone());
+        }
+        let addr =
+            self.lock().nodes.get(&id).cloned().ok_or_else(|| {
+                Error::broker(format!("broker {id} is not in the cluster metadata"))
+            })?;
+        let c =
+            Connection::connect(&addr, &self.config.client_id, self.config.request_timeout).await?;
+        conns.insert(id, c.clone());
+        Ok(c)
+    }
+
+    /// Records a broker address learnt from a response (NodeEndpoints, FindCoordinator).
+    pub(crate) fn learn_node(&self, id: i32, host: &str, port: i32) {
+        self.lock().nodes.insert(id, format!("{host}:{port}"));
+    }
+
+    /// Refreshes metadata for `topics` (none: only the broker list).
+    pub(crate) async fn refresh(&self, topics: &[&str]) -> Result<(), Error> {
+        let conn = self.any().await?;
+        let req = MetadataRequest::default()
+            .with_topics(Some(
+                topics
+                    .iter()
+                    .map(|t| {
+                        MetadataRequestTopic::default()
+                            .with_name(Some(TopicName(StrBytes::from_string((*t).to_owned()))))
+                    })
+                    .collect(),
+            ))
+            .with_allow_auto_topic_creation(false);
+        let (resp, _) = conn.call(&req, METADATA).await?;
+        let mut state = self.lock();
+        for b in &resp.brokers {
+            state
+                .nodes
+                .insert(b.node_id.0, format!("{}:{}", b.host.as_str(), b.port));
+        }
+        for t in resp.topics {
+            let Some(name) = t.name.as_ref().map(|n| n.0.as_str().to_owned()) else {
+                continue;
+            };
+            if t.error_code != 0 {
+                if t.error_code == 3 {
+                    // UNKNOWN_TOPIC_OR_PARTITION: forget what we knew.
+                    if let Some(old) = state.topics.remove(name.as_str()) {
+                        state.names.remove(&old.id);
+                    }
+                    continue;
+                }
+                return Err(Error::kafka(
+                    &format!("Metadata for topic `{name}`"),
+                    t.error_code,
+                    None,
+                ));
+            }
+            let name: Arc<str> = Arc::from(name);
+            let mut partitions: Vec<PartitionMeta> = t
+                .partitions
+                .iter()
+                .map(|p| PartitionMeta {
+                    index: p.partition_index,
+                    leader: p.leader_id.0,
+                    leader_epoch: p.leader_epoch,
+                })
+                .collect();
+            partitions.sort_by_key(|p| p.index);
+            state.names.insert(t.topic_id, name.clone());
+            state.topics.insert(
+                name.clone(),
+                TopicMeta {
+                    name,
+                    id: t.topic_id,
+                    partitions,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// What metadata says of `topic`, refreshing it when unknown.
+    pub(crate) async fn topic(&self, topic: &str) -> Result<TopicMeta, Error> {
+        if let Some(t) = self.lock().topics.get(topic) {
+            return Ok(t.clone());
+        }
+        self.refresh(&[topic]).await?;
+        self.lock()
+            .topics
+            .get(topic)
+            .cloned()
+            .ok_or_else(|| Error::unknown_topic(topic))
+    }
+
+    /// What metadata says of `topic` without asking the broker.
+    pub(crate) fn cached_topic(&self, topic: &str) -> Option<TopicMeta> {
+        self.lock().topics.get(topic).cloned()
+    }
+
+    /// The name of the topic with this id, if known.
+    pub(crate) fn topic_name(&self, id: &Uuid) -> Option<Arc<str>> {
+        self.lock().names.get(id).cloned()
+    }
+
+    /// Updates a partition's leader from a CurrentLeader answer.
+    pub(crate) fn set_leader(&self, topic: &str, partition: i32, leader: i32, epoch: i32) {
+        let mut state = self.lock();
+        if let Some(t) = state.topics.get_mut(topic)
+            && let Some(p) = t.partitions.iter_mut().find(|p| p.index == partition)
+            && epoch >= p.leader_epoch
+        {
+            {
+                p.leader = leader;
+                p.leader_epoch = epoch;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_and_bad_ones_say_why() {
+        let c = ClientConfig::from_url("kafka://127.0.0.1:9092,localhost:9093").expect("valid");
+        assert_eq!(c.bootstrap, ["127.0.0.1:9092", "localhost:9093"]);
+        for bad in [
+            "127.0.0.1:9092",
+            "kafka://",
+            "kafka://host",
+            "kafka://host:notaport",
+        ] {
+            let err = ClientConfig::from_url(bad).expect_err(bad);
+            assert!(err.is_config(), "{bad}: {err}");
+            assert!(err.to_string().contains("broker"), "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Handlers as users write them: payload types, tower layers and the testing harness, on the
+//! embedded broker with paused time.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use shareworker::testing::TestWorker;
+use shareworker::{Bytes, Job, JobDefinition, JobError, Message, Outcome};
+use tokio::time::Instant;
+
+#[tokio::test(start_paused = true)]
+async fn raw_payloads_reach_bytes_and_string_handlers() {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let s1 = seen.clone();
+    let s2 = seen.clone();
+    let mut t = TestWorker::new()
+        .job(JobDefinition::new(
+            "text",
+            "texts",
+            move |job: Job<String>| {
+                let seen = s1.clone();
+                async move {
+                    seen.lock()
+                        .expect("lock")
+                        .push(format!("text:{}", job.payload()));
+                    Ok::<(), JobError>(())
+                }
+            },
+        ))
+        .job(JobDefinition::new("raw", "raws", move |job: Job<Bytes>| {
+            let seen = s2.clone();
+            async move {
+                seen.lock()
+                    .expect("lock")
+                    .push(format!("raw:{}", job.payload().len()));
+                Ok::<(), JobError>(())
+            }
+        }));
+    t.send("texts", Message::text("not json at all"))
+        .await
+        .expect("enqueue text");
+    t.send("raws", Message::bytes(vec![0xff_u8, 0, 1]))
+        .await
+        .expect("enqueue bytes");
+    let report = t.run_until_idle().await.expect("run");
+    let mut seen = seen.lock().expect("lock").clone();
+    seen.sort();
+    assert_eq!(
+        seen,
+        ["raw:3", "text:not json at all"],
+        "raw payloads are passed through untouched"
+    );
+    assert_eq!(report.summary().accepted, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn tower_timeout_layer_makes_a_retryable_failure() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let def = JobDefinition::new("slow", "slow", move |_job: Job<u32>| {
+        let c = c.clone();
+        async move {
+            c.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Ok::<(), JobError>(())
+        }
+    })
+    .max_attempts(3)
+    .backoff(
+        Duration::from_millis(100),
+        Duration::from_millis(100),
+        1.0,
+        0.0,
+    )
+    .layer(tower::timeout::TimeoutLayer::new(Duration::from_secs(1)));
+    let mut t = TestWorker::new().job(def);
+    let at = t.enqueue("slow", &1).await.expect("enqueue");
+    let report = t.run_until_idle().await.expect("run");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "the layer's timeout is retried up to max_attempts"
+    );
+    assert_eq!(
+        report.final_outcome("slow", at.partition, at.offset),
+        Some(&Outcome::DeadLettered),
+        "after the last timed-out attempt the record is dead-lettered: {report:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn permanent_error_passes_through_a_layer() {
+    let def = JobDefinition::new("bad", "bad", |_job: Job<u32>| async {
+        Err::<(), _>(JobError::permanent("never valid"))
+    })
+    .layer(tower::timeout::TimeoutLayer::new(Duration::from_secs(1)));
+    let mut t = TestWorker::new().job(def);
+    let at = t.enqueue("bad", &1).await.expect("enqueue");
+    let report = t.run_until_idle().await.expect("run");
+    assert_eq!(
+        report.attempts("bad", at.partition, at.offset),
+        1,
+        "a permanent error is not retried"
+    );
+    let dlq = report
+        .dead_letters("bad.dlq")
+        .expect("dead-letter topic exists");
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(
+        dlq[0]
+            .headers
+            .get_str(shareworker::dead_letter_headers::ERROR),
+        Some("never valid")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limit_layer_holds_across_concurrent_jobs() {
+    let starts: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let s = starts.clone();
+    let def = JobDefinition::new("limited", "limited", move |_job: Job<u32>| {
+        let s = s.clone();
+        async move {
+            s.lock().expect("lock").push(Instant::now());
+            Ok::<(), JobError>(())
+        }
+    })
+    .concurrency(16)
+    .layer(tower::limit::RateLimitLayer::new(2, Duration::from_secs(1)));
+    let mut t = TestWorker::new().job(def);
+    for i in 0..10 {
+        t.enqueue("limited", &i).await.expect("enqueue");
+    }
+    let report = t.run_until_idle().await.expect("run");
+    assert_eq!(report.summary().accepted, 10);
+    let starts = starts.lock().expect("lock").clone();
+    let first = starts[0];
+    for (i, at) in starts.iter().enumerate() {
+        let window = (at.duration_since(first).as_millis() / 1000) as usize;
+        assert!(
+            i / 2 <= window,
+            "job {i} started at {:?}: the shared rate limit allows 2 per second across all 16 slots",
+            at.duration_since(first)
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn jobs_see_shutdown_through_cancelled() {
+    let saw_cancel = Arc::new(AtomicU32::new(0));
+    let c = saw_cancel.clone();
+    let def = JobDefinition::new("long", "long", move |job: Job<u32>| {
+        let c = c.clone();
+        async move {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(3600)) => Ok(()),
+                _ = job.cancelled() => {
+                    c.fetch_add(1, Ordering::SeqCst);
+                    Err(JobError::retry("interrupted by shutdown"))
+                }
+            }
+        }
+    });
+    let broker = shareworker::EmbeddedBroker::builder()
+        .start_from(shareworker::StartFrom::Earliest)
+        .build()
+        .expect("broker");
+    let queue = shareworker::Queue::new(broker.clone());
+    queue.enqueue("long", &1).await.expect("enqueue");
+    let worker = shareworker::Worker::builder()
+        .broker(broker)
+        .code_config_only()
+        .without_signal_handling()
+        .job(def)
+        .build()
+        .await
+        .expect("build");
+    let stop = worker.shutdown_handle();
+    let run = tokio::spawn(worker.run());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.shutdown();
+    let summary = run.await.expect("join").expect("run");
+    assert_eq!(
+        saw_cancel.load(Ordering::SeqCst),
+        1,
+        "the handler saw job.cancelled() fire"
+    );
+    assert_eq!(
+        summary.retried, 1,
+        "its retryable error at shutdown counts as a retry: {summary:?}"
+    );
+}

@@ -1,0 +1,111 @@
+//! The runtime scenarios of `support::scenarios` on the embedded broker, under paused tokio
+//! time: every sleep, lock and backoff delay is virtual, instant and exact.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shareworker::EmbeddedBroker;
+use shareworker_tests::scenarios::{self, Harness};
+
+/// The embedded broker's lock duration (Kafka's default).
+const LOCK: Duration = Duration::from_secs(30);
+
+/// A fresh embedded broker with two partitions per topic, so records of one topic spread.
+fn harness(prefix: &str) -> Harness {
+    let broker = EmbeddedBroker::builder()
+        .default_partitions(2)
+        .lock_duration(LOCK)
+        .build()
+        .expect("valid embedded broker settings");
+    Harness::new(Arc::new(broker), LOCK, prefix)
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrency_never_exceeds_the_handler_limit() {
+    scenarios::concurrency_per_handler(&harness("conc")).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrency_never_exceeds_the_global_limit() {
+    scenarios::concurrency_global(&harness("glob")).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_delays_grow_exponentially() {
+    scenarios::backoff_exponential(&harness("backoff")).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_jitter_shortens_delays_within_bounds() {
+    scenarios::backoff_jitter(&harness("jitter")).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_overrides_the_backoff() {
+    scenarios::backoff_retry_after(&harness("retry-after")).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn dead_letter_carries_the_original_and_its_headers() {
+    scenarios::dead_letter_default_topic(&harness("dl-default")).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn dead_letter_goes_to_a_custom_topic() {
+    scenarios::dead_letter_custom_topic(&harness("dl-custom")).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn dead_letter_off_only_rejects() {
+    scenarios::dead_letter_off(&harness("dl-off")).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_five_times_the_lock_is_delivered_once() {
+    scenarios::long_task_delivered_once(&harness("long")).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_releases_without_waiting_for_lock_expiry() {
+    scenarios::shutdown_releases_everything(&harness("shutdown")).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_lets_a_job_finish_within_the_grace_period() {
+    scenarios::shutdown_lets_jobs_finish(&harness("graceful")).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn panics_and_bad_json_do_not_stop_the_worker() {
+    scenarios::bad_input_does_not_stop_the_worker(&harness("bad-input")).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_is_a_retryable_failure() {
+    scenarios::timeout_is_retryable(&harness("timeout")).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_attempts_is_clamped_to_the_delivery_count_limit() {
+    scenarios::max_attempts_clamped_to_delivery_limit(&harness("clamp")).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_maximum_lease_ends_a_runaway_handler() {
+    scenarios::max_lease_ends_runaway_handlers(&harness("lease")).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_maximum_lease_starts_with_the_handler() {
+    scenarios::max_lease_starts_with_the_handler(&harness("lease-queued")).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn held_records_are_bounded() {
+    scenarios::held_records_are_bounded(&harness("held")).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn prefetched_records_keep_their_locks_while_they_wait() {
+    scenarios::prefetched_records_keep_their_locks(&harness("prefetch")).await;
+}

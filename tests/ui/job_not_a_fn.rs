@@ -1,0 +1,4 @@
+#[shareworker::job(topic = "emails")]
+struct SendEmail;
+
+fn main() {}

@@ -1,0 +1,2 @@
+#[shareworker::main]
+fn main() {}
