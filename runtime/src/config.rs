@@ -45,8 +45,8 @@ pub struct Config {
     /// How long in-flight handlers may go on after a shutdown signal (default 30 s).
     #[serde(with = "serde_duration")]
     pub shutdown_grace: Duration,
-    /// The longest one delivery may be held and renewed before its handler is cancelled and
-    /// the record released (default 1 h).
+    /// The longest a handler may run on one delivery, counted from its start, before it is
+    /// cancelled and its record released (default 1 h).
     #[serde(with = "serde_duration")]
     pub max_lease: Duration,
     /// Settings of the embedded broker.

@@ -1,5 +1,4 @@
-//! shareworker: a serverless-style job worker runtime on Kafka share groups (KIP-932).
-#![doc(html_no_source)]
+#![doc = include_str!("docs/crate.md")]
 
 mod broker;
 mod config;
@@ -32,7 +31,43 @@ pub use embedded::{EmbeddedBroker, EmbeddedBrokerBuilder};
 pub use error::Error;
 pub use job::{BoxError, DecodeError, Job, JobError};
 pub use queue::{Message, Queue};
-pub use shareworker_macros::{job, main};
+/// Turns an `async fn(Job<T>) -> Result<(), E>` into a job handler.
+///
+/// ```no_run
+/// use shareworker::{Job, JobError};
+///
+/// #[shareworker::job(topic = "emails", concurrency = 8, max_attempts = 3, timeout = "30s",
+///     backoff(initial = "1s", max = "1m", multiplier = 2.0, jitter = 0.1))]
+/// async fn send_email(job: Job<String>) -> Result<(), JobError> {
+///     println!("to {}", job.payload());
+///     Ok(())
+/// }
+///
+/// // The generated `send_email::definition()` is what a hand-assembled worker takes.
+/// let def: shareworker::JobDefinition = send_email::definition();
+/// assert_eq!(def.topic(), "emails");
+/// ```
+///
+/// Attributes: `topic` (required), `group` (default: the function's name), `concurrency`,
+/// `prefetch`, `max_attempts`, `backoff(initial, max, multiplier, jitter)`, `timeout`,
+/// `dead_letter` (a topic, or `"off"`). Every one can be changed without recompiling in
+/// `shareworker.toml` or `SHAREWORKER_HANDLERS__<NAME>__<KEY>`.
+pub use shareworker_macros::job;
+/// Generates a `main` that runs every `#[job]` handler of the binary until SIGINT or SIGTERM,
+/// after the body (setup) returns.
+///
+/// ```no_run
+/// #[shareworker::job(topic = "emails")]
+/// async fn send_email(job: shareworker::Job<String>) -> Result<(), shareworker::JobError> {
+///     Ok(())
+/// }
+///
+/// #[shareworker::main]
+/// async fn main() {
+///     // setup that must happen before the worker starts
+/// }
+/// ```
+pub use shareworker_macros::main;
 pub use worker::{
     JobEvent, Outcome, RunSummary, ShutdownHandle, Worker, WorkerBuilder, WorkerStatus,
     dead_letter_headers, init_tracing, run,

@@ -46,8 +46,12 @@ impl Message {
     /// # Errors
     /// When `payload` cannot be serialized (a map with non-string keys, for example).
     pub fn json<T: Serialize + ?Sized>(payload: &T) -> Result<Self, Error> {
-        let bytes = serde_json::to_vec(payload)
+        let buf = serde_json::to_vec(payload)
             .map_err(|e| Error::codec("the payload cannot be serialized as JSON").with_source(e))?;
+        // serde_json reserves 128 bytes up front, and shrinking in place leaves the rest of that
+        // block fragmented; a queue may hold millions of small payloads, so copy them out at
+        // their exact size and let the big buffer be reused.
+        let bytes = Bytes::copy_from_slice(&buf);
         Ok(Self(OutgoingRecord::new(bytes)))
     }
 

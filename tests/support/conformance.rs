@@ -10,7 +10,7 @@
 //! To run the suite against a backend, implement [`BrokerUnderTest`] and invoke
 //! [`conformance_suite!`](crate::conformance_suite) once in a test target:
 //!
-//! ```ignore
+//! ```text
 //! shareworker_tests::conformance_suite!(
 //!     harness = shareworker_tests::conformance::EmbeddedHarness::new(),
 //!     test = [#[tokio::test(start_paused = true)]],
@@ -141,7 +141,7 @@ impl BrokerUnderTest for EmbeddedHarness {
 /// function; `cases`, optional, runs only the named cases (functions of
 /// [`conformance`](crate::conformance)).
 ///
-/// ```ignore
+/// ```text
 /// shareworker_tests::conformance_suite!(
 ///     harness = EmbeddedHarness::new(),
 ///     test = [#[tokio::test(start_paused = true)]],

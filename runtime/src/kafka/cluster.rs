@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{MetadataRequest, TopicName};
+use kafka_protocol::messages::{FindCoordinatorRequest, MetadataRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::Mutex as AsyncMutex;
 use uuid::Uuid;
@@ -16,6 +16,8 @@ use crate::Error;
 
 /// Metadata versions this client speaks (v10 added topic ids; v12 lookups by id).
 const METADATA: Versions = Versions { min: 12, max: 13 };
+/// FindCoordinator versions (v4 batches keys).
+const FIND_COORDINATOR: Versions = Versions { min: 4, max: 6 };
 
 /// Settings of a Kafka client.
 #[derive(Clone, Debug)]
@@ -76,6 +78,7 @@ struct State {
     nodes: HashMap<i32, String>,
     topics: HashMap<Arc<str>, TopicMeta>,
     names: HashMap<Uuid, Arc<str>>,
+    coordinators: HashMap<String, i32>,
 }
 
 /// The cluster: shared by every part of the Kafka backend.
@@ -246,6 +249,41 @@ impl Cluster {
     /// The name of the topic with this id, if known.
     pub(crate) fn topic_name(&self, id: &Uuid) -> Option<Arc<str>> {
         self.lock().names.get(id).cloned()
+    }
+
+    /// The broker id of `group`'s coordinator (FindCoordinator, key type 0), cached.
+    pub(crate) async fn coordinator(&self, group: &str) -> Result<i32, Error> {
+        if let Some(id) = self.lock().coordinators.get(group) {
+            return Ok(*id);
+        }
+        let conn = self.any().await?;
+        let req = FindCoordinatorRequest::default()
+            .with_key_type(0)
+            .with_coordinator_keys(vec![StrBytes::from_string(group.to_owned())]);
+        let (resp, _) = conn.call(&req, FIND_COORDINATOR).await?;
+        let c = resp.coordinators.into_iter().next().ok_or_else(|| {
+            Error::broker(format!(
+                "FindCoordinator for group `{group}` answered nothing"
+            ))
+        })?;
+        if c.error_code != 0 {
+            return Err(Error::kafka(
+                &format!("FindCoordinator for group `{group}`"),
+                c.error_code,
+                c.error_message.as_ref().map(|m| m.as_str()),
+            ));
+        }
+        let mut state = self.lock();
+        state
+            .nodes
+            .insert(c.node_id.0, format!("{}:{}", c.host.as_str(), c.port));
+        state.coordinators.insert(group.to_owned(), c.node_id.0);
+        Ok(c.node_id.0)
+    }
+
+    /// Forgets `group`'s coordinator after NOT_COORDINATOR or a broken connection.
+    pub(crate) fn forget_coordinator(&self, group: &str) {
+        self.lock().coordinators.remove(group);
     }
 
     /// Updates a partition's leader from a CurrentLeader answer.

@@ -1,6 +1,8 @@
 //! The Kafka backend: a native share-group client (KIP-932), layered like hyper: wire codecs,
 //! then connections, then share sessions and membership, then the `Broker` implementation.
 
+pub(crate) mod admin;
 pub(crate) mod cluster;
 pub(crate) mod conn;
+pub(crate) mod producer;
 pub(crate) mod wire;

@@ -33,6 +33,33 @@ use crate::job::{Job, JobError, JobMeta, Verdict};
 const FETCH_WAIT: Duration = Duration::from_secs(5);
 /// The pause after a failed acquire.
 const FETCH_RETRY: Duration = Duration::from_secs(1);
+/// Acknowledgements are sent once this many are waiting...
+const ACK_BATCH: usize = 64;
+/// ...or once the oldest has waited this long, so one settle call carries many records.
+const ACK_LINGER: Duration = Duration::from_millis(1);
+
+/// Hashes the dispatcher's sequence numbers (Fibonacci hashing: cheap, and spreads consecutive
+/// numbers over the whole table).
+#[derive(Default, Clone, Copy)]
+struct SeqHasher(u64);
+
+impl std::hash::Hasher for SeqHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type Entries = HashMap<u64, Entry, std::hash::BuildHasherDefault<SeqHasher>>;
 
 /// A handler as its group runs it.
 pub(crate) struct HandlerRt {
@@ -141,13 +168,15 @@ type PermitFuture = Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + 
 struct Dispatcher {
     r: GroupRunner,
     by_topic: HashMap<Arc<str>, usize>,
-    entries: HashMap<u64, Entry>,
+    entries: Entries,
     queues: Vec<VecDeque<(u64, Delivery)>>,
     running: Vec<u32>,
     held_count: Vec<u32>,
     held: BinaryHeap<Reverse<(Instant, u64)>>,
     next_seq: u64,
     acks: Vec<(RecordId, AckKind)>,
+    /// When the waiting acknowledgements must go at the latest.
+    acks_due: Option<Instant>,
     settle_tx: mpsc::UnboundedSender<Vec<(RecordId, AckKind)>>,
     done_tx: mpsc::UnboundedSender<Completion>,
     fetch: Option<FetchFuture>,
@@ -178,13 +207,14 @@ impl GroupRunner {
         let mut d = Dispatcher {
             r: self,
             by_topic,
-            entries: HashMap::new(),
+            entries: Entries::default(),
             queues: (0..n).map(|_| VecDeque::new()).collect(),
             running: vec![0; n],
             held_count: vec![0; n],
             held: BinaryHeap::new(),
             next_seq: 0,
             acks: Vec::new(),
+            acks_due: None,
             settle_tx,
             done_tx,
             fetch: None,
@@ -210,10 +240,13 @@ impl GroupRunner {
 impl Dispatcher {
     async fn main_loop(&mut self, done_rx: &mut mpsc::UnboundedReceiver<Completion>) {
         let shutdown = self.r.shutdown.clone();
+        let sleep = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(sleep);
+        let mut armed: Option<Instant> = None;
         loop {
             self.start_jobs();
             self.maybe_fetch();
-            self.flush_acks();
+            self.maybe_flush_acks();
             if let Some(deadline) = self.shutting_down {
                 if self.entries.is_empty() {
                     return;
@@ -230,10 +263,18 @@ impl Dispatcher {
                 self.next_renew,
                 self.fetch_paused_until,
                 self.shutting_down,
+                self.acks_due,
             ]
             .into_iter()
             .flatten()
             .min();
+            // One timer for everything, re-armed only when its deadline changes.
+            if timer != armed {
+                if let Some(t) = timer {
+                    sleep.as_mut().reset(t);
+                }
+                armed = timer;
+            }
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled(), if self.shutting_down.is_none() => self.begin_shutdown(),
@@ -254,7 +295,10 @@ impl Dispatcher {
                         self.start_one(p);
                     }
                 }
-                _ = sleep_until_opt(timer) => self.on_timer(),
+                _ = &mut sleep, if armed.is_some() => {
+                    armed = None;
+                    self.on_timer();
+                }
             }
         }
     }
@@ -355,8 +399,11 @@ impl Dispatcher {
             queued += self.queues[i].len();
         }
         let free = free.min(self.r.global.available_permits());
-        let want = (free + prefetch).saturating_sub(queued);
-        if want == 0 {
+        let target = free + prefetch;
+        let want = target.saturating_sub(queued);
+        // Refill when half the target is missing (or nothing is queued), so one acquire brings
+        // many records instead of one per finished job.
+        if want == 0 || (queued > 0 && want < target.div_ceil(2)) {
             return;
         }
         let member = self.r.member.clone();
@@ -727,7 +774,22 @@ impl Dispatcher {
         self.next_renew = next;
     }
 
+    /// Sends the waiting acknowledgements when enough wait, the oldest waited long enough, or
+    /// the dispatcher is shutting down.
+    fn maybe_flush_acks(&mut self) {
+        if self.acks.is_empty() {
+            self.acks_due = None;
+            return;
+        }
+        let now = Instant::now();
+        let due = *self.acks_due.get_or_insert(now + ACK_LINGER);
+        if self.acks.len() >= ACK_BATCH || due <= now || self.shutting_down.is_some() {
+            self.flush_acks();
+        }
+    }
+
     fn flush_acks(&mut self) {
+        self.acks_due = None;
         if self.acks.is_empty() {
             return;
         }
@@ -794,13 +856,6 @@ async fn settle_loop(
 async fn poll_opt<F: Future + Unpin>(f: &mut Option<F>) -> F::Output {
     match f {
         Some(f) => f.await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until_opt(t: Option<Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
     }
 }

@@ -1,0 +1,131 @@
+//! e2e on shareworker: `EmbeddedBroker` + `Queue::send_batch`, then a `Worker` with a no-op
+//! handler until every record is accepted and the group's lag is 0.
+
+use std::time::{Duration, Instant};
+
+use shareworker::{
+    Broker, Bytes, Config, EmbeddedBroker, Job, JobDefinition, JobError, Message, Outcome, Queue,
+    StartFrom, Worker,
+};
+
+use crate::{Completion, E2e};
+
+const TOPIC: &str = "bench";
+const HANDLER: &str = "noop";
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Payload {
+    /// `Message::json(&n)`, decoded by a `Job<u64>` handler.
+    Json,
+    /// `Message::bytes(n.to_le_bytes())`, read by a `Job<Bytes>` handler (no decoding).
+    Bytes,
+}
+
+async fn noop_json(job: Job<u64>) -> Result<(), JobError> {
+    std::hint::black_box(job.payload());
+    Ok(())
+}
+
+async fn noop_bytes(job: Job<Bytes>) -> Result<(), JobError> {
+    std::hint::black_box(job.payload());
+    Ok(())
+}
+
+pub(crate) fn broker() -> Result<EmbeddedBroker, String> {
+    EmbeddedBroker::builder()
+        // Jobs are enqueued before the group first reads, so it must start at the beginning.
+        .start_from(StartFrom::Earliest)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+pub(crate) async fn e2e(
+    jobs: u64,
+    concurrency: u32,
+    prefetch: u32,
+    batch: usize,
+    payload: Payload,
+) -> Result<E2e, String> {
+    let broker = broker()?;
+    let queue = Queue::new(broker.clone());
+
+    let t0 = Instant::now();
+    let mut next = 0u64;
+    while next < jobs {
+        let end = (next + batch as u64).min(jobs);
+        let messages: Vec<Message> = match payload {
+            Payload::Json => (next..end)
+                .map(|n| Message::json(&n).map_err(|e| e.to_string()))
+                .collect::<Result<_, _>>()?,
+            Payload::Bytes => (next..end)
+                .map(|n| Message::bytes(n.to_le_bytes().to_vec()))
+                .collect(),
+        };
+        queue
+            .send_batch(TOPIC, messages)
+            .await
+            .map_err(|e| e.to_string())?;
+        next = end;
+    }
+    let enqueue = t0.elapsed();
+    let rss_after_enqueue = crate::memory_kib().1;
+
+    let t1 = Instant::now();
+    let done = Completion::new(jobs);
+    let counter = done.clone();
+    let mut config = Config::default();
+    config.concurrency = config.concurrency.max(concurrency);
+    let def = match payload {
+        Payload::Json => JobDefinition::new(HANDLER, TOPIC, noop_json),
+        Payload::Bytes => JobDefinition::new(HANDLER, TOPIC, noop_bytes),
+    };
+    let worker = Worker::builder()
+        .broker(broker.clone())
+        .code_config_only()
+        .without_signal_handling()
+        .config(config)
+        .on_event(move |e| {
+            if e.outcome == Outcome::Accepted {
+                counter.one();
+            }
+        })
+        .job(def.concurrency(concurrency).prefetch(prefetch))
+        .build()
+        .await
+        .map_err(|e| e.to_string())?;
+    let stop = worker.shutdown_handle();
+    let running = tokio::spawn(worker.run());
+    done.wait().await;
+    // Accepted events come before the settle batch reaches the broker: wait for lag 0, so that
+    // every job is acknowledged on the broker, not only finished.
+    loop {
+        let lag: u64 = broker
+            .lag(HANDLER)
+            .await
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|t| t.lag)
+            .sum();
+        if lag == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let dispatch = t1.elapsed();
+    stop.shutdown();
+    let summary = running
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    if summary.accepted != jobs || done.count() != jobs {
+        return Err(format!(
+            "expected {jobs} accepted jobs, the worker reports {summary:?}"
+        ));
+    }
+    Ok(E2e {
+        rss_after_enqueue,
+        enqueue,
+        dispatch,
+        note: format!("prefetch={prefetch} payload={payload:?} batch={batch}"),
+    })
+}
