@@ -6,12 +6,17 @@
 //! letter, then exits with a summary once everything is done.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shareworker::{Broker, Config, Job, JobError, Outcome, Queue, Worker};
+use shareworker::{Broker, Config, GroupConfig, Job, JobError, Outcome, Queue, StartFrom, Worker};
+use tokio::sync::Notify;
 use tokio::time::Instant;
+
+/// How many tasks the example enqueues.
+const TASKS: usize = 25;
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -63,6 +68,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let names: Arc<Mutex<HashMap<i64, String>>> = Arc::default();
     let labels = names.clone();
+    // Counts tasks that are done for good (accepted or dead-lettered).
+    let finished = Arc::new(AtomicUsize::new(0));
+    let all_done = Arc::new(Notify::new());
+    let (fin, done) = (finished.clone(), all_done.clone());
 
     let mut config = Config::default();
     // A short lock so the slow tasks show renewal within seconds (Kafka's minimum is 15 s).
@@ -72,6 +81,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .registered_jobs()
         .config(config)
         .on_event(move |e| {
+            if matches!(e.outcome, Outcome::Accepted | Outcome::DeadLettered)
+                && fin.fetch_add(1, Ordering::SeqCst) + 1 == TASKS
+            {
+                done.notify_one();
+            }
             let names = labels.lock().unwrap_or_else(|p| p.into_inner());
             let name = names.get(&e.id.offset).map_or("?", String::as_str);
             let t = started.elapsed().as_secs_f64();
@@ -101,6 +115,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()
         .await?;
 
+    // The same code runs on Kafka (SHAREWORKER_BROKER=kafka://127.0.0.1:9092): there the topic
+    // must exist, and a new share group starts at the end of the topic unless told otherwise.
+    let broker = worker.broker();
+    broker.create_topic("tasks", 1).await?;
+    broker
+        .configure_group(
+            "process",
+            &GroupConfig::default().start_from(StartFrom::Earliest),
+        )
+        .await?;
+
     // Enqueue a mix of jobs on the worker's broker.
     let queue = Queue::from_arc(worker.broker());
     let mut kinds = vec![
@@ -119,20 +144,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .unwrap_or_else(|p| p.into_inner())
             .insert(at.offset, format!("task {id:>2} ({kind:?})"));
     }
-    println!("enqueued 25 tasks on the embedded broker; processing with concurrency 8\n");
+    println!(
+        "enqueued {TASKS} tasks on the {} broker; processing with concurrency 8\n",
+        broker.kind()
+    );
 
-    let broker = worker.broker();
     let shutdown = worker.shutdown_handle();
     let running = tokio::spawn(worker.run());
 
     // Wait until every task is done (accepted or dead-lettered), then stop gracefully.
-    loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let lag: u64 = broker.lag("process").await?.iter().map(|t| t.lag).sum();
-        if lag == 0 {
-            break;
-        }
-    }
+    all_done.notified().await;
     shutdown.shutdown();
     let summary = running.await??;
 
@@ -169,7 +190,8 @@ async fn dead_letters(
         )
         .await?;
     let member = broker.join(group, &["tasks.dlq".to_string()]).await?;
-    let records = member.acquire(100, Duration::from_millis(100)).await?;
+    // Returns as soon as something arrives (at once on the embedded broker).
+    let records = member.acquire(100, Duration::from_secs(10)).await?;
     member.leave().await?;
     Ok(records)
 }

@@ -7,7 +7,6 @@ mod duration;
 mod embedded;
 mod error;
 mod job;
-#[allow(dead_code)] // wired into the Kafka broker step by step (issue 3)
 mod kafka;
 mod queue;
 pub mod testing;
@@ -30,6 +29,7 @@ pub use definition::{HandlerService, InnerService, JobDefinition};
 pub use embedded::{EmbeddedBroker, EmbeddedBrokerBuilder};
 pub use error::Error;
 pub use job::{BoxError, DecodeError, Job, JobError};
+pub use kafka::broker::KafkaBroker;
 pub use queue::{Message, Queue};
 /// Turns an `async fn(Job<T>) -> Result<(), E>` into a job handler.
 ///

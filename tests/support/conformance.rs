@@ -72,6 +72,13 @@ pub trait BrokerUnderTest: Send + Sync {
         false
     }
 
+    /// Whether the broker reports in-flight records as lag before the group's first
+    /// acknowledgement. Kafka 4.4 does not: until then its share start offset and lag are
+    /// uninitialised ("-" in `kafka-share-groups --describe`), which reads as 0.
+    fn lag_known_before_first_ack(&self) -> bool {
+        true
+    }
+
     /// A topic or group name not used before, on this broker or by any earlier run.
     fn unique_name(&self, case: &str, what: &str) -> String {
         static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -204,6 +211,7 @@ struct Ctx {
     lock: Duration,
     slack: Duration,
     patience: Duration,
+    lag_before_ack: bool,
 }
 
 impl Ctx {
@@ -239,6 +247,7 @@ impl Ctx {
             lock: h.lock_duration(),
             slack: h.slack(),
             patience: h.patience(),
+            lag_before_ack: h.lag_known_before_first_ack(),
         }
     }
 
@@ -704,7 +713,9 @@ pub async fn accept_is_final(h: &dyn BrokerUnderTest) {
         "{}: acquired records are not the produced ones",
         ctx.at()
     );
-    ctx.expect_lag(2, None, "two records in flight").await;
+    if ctx.lag_before_ack {
+        ctx.expect_lag(2, None, "two records in flight").await;
+    }
     let (first, second) = (got[0].id.clone(), got[1].id.clone());
     ctx.settle_ok(
         &*member,
@@ -1057,12 +1068,18 @@ pub async fn lag_counts_in_flight_per_partition(h: &dyn BrokerUnderTest) {
     };
     let member = ctx.join().await;
     let got = ctx.acquire_n(&*member, 6, 10, "acquire 6 of 10").await;
-    ctx.expect_lag(
-        N as u64,
-        Some(&per_partition(&[])),
-        "6 in flight, none accepted",
-    )
-    .await;
+    if ctx.lag_before_ack {
+        ctx.expect_lag(
+            N as u64,
+            Some(&per_partition(&[])),
+            "6 in flight, none accepted",
+        )
+        .await;
+    }
+    // Accept 4 spread over both partitions: Kafka initialises a partition's share start offset
+    // (and so its lag) with the group's first acknowledgement there.
+    let mut got = got;
+    got.sort_by_key(|d| (d.id.offset, d.id.partition));
     let accepted: Vec<RecordId> = ids(&got[..4]);
     ctx.settle_ok(
         &*member,
@@ -1214,7 +1231,12 @@ pub async fn max_record_locks(h: &dyn BrokerUnderTest) {
     )
     .await;
     let total = limit * 3;
-    ctx.produce(total, 0, Some(0)).await;
+    // In batches of 10, as producers usually write: Kafka 4.4 checks the lock limit per fetch,
+    // but hands out the rest of an already started record batch past it (one batch of 300 with
+    // a limit of 100 came back as 100, then 200).
+    for first in (0..total).step_by(10) {
+        ctx.produce(10.min(total - first), first, Some(0)).await;
+    }
     let a = ctx.join().await;
     let b = ctx.join().await;
     let want = (limit * 20).max(100);

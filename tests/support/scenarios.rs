@@ -96,7 +96,10 @@ impl Harness {
 
     /// Makes `group` start at the earliest offset (and applies `extra`), before anything joins it.
     async fn group(&self, group: &str, extra: GroupConfig) {
-        let config = extra.start_from(StartFrom::Earliest);
+        let mut config = extra.start_from(StartFrom::Earliest);
+        if config.lock_duration.is_none() {
+            config = config.lock_duration(self.lock);
+        }
         self.broker
             .configure_group(group, &config)
             .await
@@ -107,6 +110,12 @@ impl Harness {
 
     async fn produce(&self, topic: &str, records: Vec<OutgoingRecord>) -> Vec<Produced> {
         let n = records.len();
+        // Kafka does not create topics on produce (the test broker runs with
+        // auto.create.topics.enable=false); creating an existing topic is a no-op.
+        self.broker
+            .create_topic(topic, 2)
+            .await
+            .unwrap_or_else(|e| panic!("creating topic `{topic}` failed: {e}"));
         self.broker
             .produce(topic, records)
             .await

@@ -36,6 +36,8 @@ use super::wire::describe_share_group_offsets::{
 use crate::Error;
 use crate::broker::{GroupConfig, GroupLimits, StartFrom, TopicLag};
 
+/// How long `configure_group` waits for a change to become visible.
+const CONFIG_PROPAGATION: Duration = Duration::from_secs(10);
 const CREATE_TOPICS: Versions = Versions { min: 5, max: 7 };
 const CREATE_PARTITIONS: Versions = Versions { min: 2, max: 3 };
 const DESCRIBE_CONFIGS: Versions = Versions { min: 1, max: 4 };
@@ -71,8 +73,11 @@ const BROKER_MAX_RECORD_LOCKS: &str = "group.share.partition.max.record.locks";
 
 /// Kafka error codes handled here.
 mod code {
+    #[cfg_attr(not(test), allow(dead_code))] // used by tests and the coming CLI
     pub(super) const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    #[cfg_attr(not(test), allow(dead_code))] // used by tests and the coming CLI
     pub(super) const LEADER_NOT_AVAILABLE: i16 = 5;
+    #[cfg_attr(not(test), allow(dead_code))] // used by tests and the coming CLI
     pub(super) const NOT_LEADER_OR_FOLLOWER: i16 = 6;
     pub(super) const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
     pub(super) const COORDINATOR_NOT_AVAILABLE: i16 = 15;
@@ -99,6 +104,7 @@ fn coordinator_moved(code: Option<i16>) -> bool {
 }
 
 /// Whether a partition's leader moved or is not known yet: refresh metadata and retry.
+#[cfg_attr(not(test), allow(dead_code))] // used by tests and the coming CLI
 fn leader_moved(code: i16) -> bool {
     matches!(
         code,
@@ -297,7 +303,11 @@ impl Admin {
                                 })?;
                             let message = answer.error_message.as_ref().map(|m| m.as_str());
                             match answer.error_code {
-                                0 => return sum_lag(&api, answer.topics),
+                                0 => {
+                                    let resolved =
+                                        self.uninitialised_lag(group, &answer.topics).await?;
+                                    return sum_lag(&api, answer.topics, &resolved);
+                                }
                                 code::GROUP_ID_NOT_FOUND => return Ok(Vec::new()),
                                 c if coordinator_moved(Some(c)) => Error::kafka(&api, c, message),
                                 c => return Err(Error::kafka(&api, c, message)),
@@ -315,6 +325,53 @@ impl Admin {
             }
             tokio::time::sleep(backoff(attempt)).await;
         }
+    }
+
+    /// Lag of partitions whose share start offset is not initialised yet (Kafka answers -1 until
+    /// the group's first acknowledgement there): the whole partition when the group starts at
+    /// the earliest offset (every record is still to be delivered, in-flight ones included),
+    /// nothing when it starts at the latest.
+    async fn uninitialised_lag(
+        &self,
+        group: &str,
+        topics: &[super::wire::describe_share_group_offsets::DescribeShareGroupOffsetsResponseTopic],
+    ) -> Result<HashMap<(String, i32), u64>, Error> {
+        let mut out = HashMap::new();
+        let unknown: Vec<(&str, i32)> = topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .filter(|p| p.error_code == 0 && p.lag.unwrap_or(-1) < 0)
+                    .map(move |p| (t.topic_name.as_str(), p.partition_index))
+            })
+            .collect();
+        if unknown.is_empty() {
+            return Ok(out);
+        }
+        let conn = self.cluster.any().await?;
+        let configs =
+            describe_configs(&conn, RESOURCE_GROUP, group, Some(&[AUTO_OFFSET_RESET])).await?;
+        let reset = configs
+            .get(AUTO_OFFSET_RESET)
+            .map_or("latest", String::as_str);
+        if reset == "latest" {
+            return Ok(out);
+        }
+        // `earliest`, or `by_duration:` (bounded above by the whole partition).
+        let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for (t, p) in unknown {
+            by_topic.entry(t).or_default().push(p);
+        }
+        for (topic, partitions) in by_topic {
+            for (p, earliest, latest) in self.list_offsets(topic).await? {
+                if partitions.contains(&p) {
+                    let lag = u64::try_from(latest - earliest).unwrap_or(0);
+                    out.insert((topic.to_owned(), p), lag);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// `group`'s coordinator, retried while it is loading or not available yet (a fresh cluster
@@ -400,12 +457,8 @@ impl Admin {
                     ),
             ])
             .with_validate_only(false);
-        let (resp, _) = self
-            .cluster
-            .any()
-            .await?
-            .call(&req, INCREMENTAL_ALTER_CONFIGS)
-            .await?;
+        let conn = self.cluster.any().await?;
+        let (resp, _) = conn.call(&req, INCREMENTAL_ALTER_CONFIGS).await?;
         let result = resp
             .responses
             .iter()
@@ -416,7 +469,27 @@ impl Admin {
                 ))
             })?;
         if result.error_code == 0 {
-            return Ok(());
+            // The controller has the change; brokers apply it from the metadata log a little
+            // later. Wait until this broker describes it, so a caller that configures a group
+            // and then reads its limits (or joins it) sees the new values.
+            let deadline = tokio::time::Instant::now() + CONFIG_PROPAGATION;
+            loop {
+                let now = describe_configs(&conn, RESOURCE_GROUP, group, None).await?;
+                if settings
+                    .iter()
+                    .all(|(k, v)| now.get(*k).map(String::as_str) == Some(v.as_str()))
+                {
+                    return Ok(());
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::warn!(
+                        group,
+                        "the new share-group configs are not visible yet after {CONFIG_PROPAGATION:?}"
+                    );
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
         let what = settings
             .iter()
@@ -589,6 +662,7 @@ fn invalid_input(what: &str, code: i16, message: Option<&str>) -> Error {
 fn sum_lag(
     api: &str,
     topics: Vec<super::wire::describe_share_group_offsets::DescribeShareGroupOffsetsResponseTopic>,
+    uninitialised: &HashMap<(String, i32), u64>,
 ) -> Result<Vec<TopicLag>, Error> {
     let mut out: BTreeMap<String, Vec<(i32, u64)>> = BTreeMap::new();
     for t in topics {
@@ -602,7 +676,13 @@ fn sum_lag(
                     p.error_message.as_ref().map(|m| m.as_str()),
                 ));
             }
-            let lag = u64::try_from(p.lag.unwrap_or(-1)).unwrap_or(0);
+            let lag = match u64::try_from(p.lag.unwrap_or(-1)) {
+                Ok(lag) => lag,
+                Err(_) => uninitialised
+                    .get(&(name.clone(), p.partition_index))
+                    .copied()
+                    .unwrap_or(0),
+            };
             partitions.push((p.partition_index, lag));
         }
     }
@@ -871,7 +951,7 @@ mod tests {
             lag_topic("a", vec![lag_partition(0, -1, 0)]),
         ];
         assert_eq!(
-            sum_lag("api", topics).ok(),
+            sum_lag("api", topics, &HashMap::new()).ok(),
             Some(vec![
                 TopicLag {
                     topic: "a".into(),
@@ -885,8 +965,12 @@ mod tests {
                 },
             ])
         );
-        let err = sum_lag("api", vec![lag_topic("c", vec![lag_partition(4, 0, 3)])])
-            .expect_err("partition error");
+        let err = sum_lag(
+            "api",
+            vec![lag_topic("c", vec![lag_partition(4, 0, 3)])],
+            &HashMap::new(),
+        )
+        .expect_err("partition error");
         assert!(err.to_string().contains("partition 4"), "{err}");
     }
 

@@ -2,7 +2,9 @@
 //! then connections, then share sessions and membership, then the `Broker` implementation.
 
 pub(crate) mod admin;
+pub(crate) mod broker;
 pub(crate) mod cluster;
 pub(crate) mod conn;
 pub(crate) mod producer;
+pub(crate) mod share;
 pub(crate) mod wire;

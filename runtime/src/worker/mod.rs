@@ -291,7 +291,7 @@ impl WorkerBuilder {
         drop(declared);
         let broker: Arc<dyn Broker> = match self.broker {
             Some(b) => b,
-            None => broker_from_config(&config)?,
+            None => broker_from_config(&config).await?,
         };
         let mut groups: BTreeMap<String, Vec<HandlerRt>> = BTreeMap::new();
         for def in self.definitions {
@@ -353,7 +353,7 @@ impl WorkerBuilder {
     }
 }
 
-fn broker_from_config(config: &Config) -> Result<Arc<dyn Broker>, Error> {
+async fn broker_from_config(config: &Config) -> Result<Arc<dyn Broker>, Error> {
     if config.broker == "embedded" {
         let b = EmbeddedBroker::builder()
             .default_partitions(config.embedded.partitions)
@@ -364,10 +364,7 @@ fn broker_from_config(config: &Config) -> Result<Arc<dyn Broker>, Error> {
             .map_err(|e| Error::config(format!("`embedded`: {e}")))?;
         return Ok(Arc::new(b));
     }
-    Err(Error::config(format!(
-        "`broker`: `{}` needs the Kafka backend, which this build does not have yet; use \"embedded\"",
-        config.broker
-    )))
+    Ok(Arc::new(crate::KafkaBroker::connect(&config.broker).await?))
 }
 
 /// Runs handlers on a broker: one share-group member per group, dispatching to handlers within

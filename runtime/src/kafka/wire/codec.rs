@@ -53,6 +53,7 @@ pub(crate) enum WireError {
         source: Source,
     },
     /// kafka-protocol could not encode or decode a message header.
+    #[cfg_attr(not(test), allow(dead_code))] // used by tests and the coming CLI
     Header {
         /// The cause, from kafka-protocol.
         source: Source,
@@ -287,6 +288,7 @@ impl<'a, B: Buf> Reader<'a, B> {
     }
 
     /// Bytes not read yet.
+    #[cfg_attr(not(test), allow(dead_code))] // used by tests and the coming CLI
     pub(crate) fn remaining(&self) -> usize {
         self.buf.remaining()
     }

@@ -46,10 +46,12 @@ use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use codec::{BufSink, Reader, Sink, WireError, check_version};
 
 /// Request header version for every API here (all flexible): v2.
+#[cfg_attr(not(test), allow(dead_code))] // used by tests and the coming CLI
 pub(crate) const REQUEST_HEADER_VERSION: i16 = 2;
 
 /// Response header version for every API here (all flexible): v1. (Only ApiVersions answers with
 /// v0 whatever its version; it is not among these.)
+#[cfg_attr(not(test), allow(dead_code))] // used by tests and the coming CLI
 pub(crate) const RESPONSE_HEADER_VERSION: i16 = 1;
 
 /// A message of this module: written to a [`Sink`], read from a [`Reader`], in a version from
@@ -59,6 +61,7 @@ pub(crate) const RESPONSE_HEADER_VERSION: i16 = 1;
 /// `HeaderVersion` and `Request` on top, so the types work wherever kafka-protocol's own do.
 pub(crate) trait WireMessage: Sized {
     /// The message's name in the JSON spec, for errors.
+    #[cfg_attr(not(test), allow(dead_code))] // used by tests and the coming CLI
     const NAME: &'static str;
     /// Lowest version implemented.
     const MIN_VERSION: i16;
@@ -136,6 +139,7 @@ use impl_kafka_traits;
 /// Writes request header v2 and then `request` in `version` (no size prefix).
 ///
 /// On error `buf` may hold part of the message: discard it.
+#[cfg_attr(not(test), allow(dead_code))] // used by tests and the coming CLI
 pub(crate) fn encode_request<R: Request + WireMessage, B: ByteBufMut>(
     buf: &mut B,
     request: &R,
@@ -159,6 +163,7 @@ pub(crate) fn encode_request<R: Request + WireMessage, B: ByteBufMut>(
 
 /// Reads response header v1 and then the response to `R` in `version` from a whole frame (size
 /// prefix removed). Bytes left over are an error: they mean the version is not the one sent.
+#[cfg_attr(not(test), allow(dead_code))] // used by tests and the coming CLI
 pub(crate) fn decode_response<R>(
     mut frame: Bytes,
     version: i16,

@@ -1,0 +1,132 @@
+//! [`KafkaBroker`]: the `Broker` seam on a real Kafka cluster.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::admin::Admin;
+use super::cluster::{ClientConfig, Cluster};
+use super::producer::{Compression, Producer};
+use crate::Error;
+use crate::broker::{Broker, GroupConfig, GroupLimits, Member, OutgoingRecord, Produced, TopicLag};
+
+/// A Kafka 4.2+ cluster with share groups, behind the same seam as the embedded broker.
+///
+/// One `KafkaBroker` holds one connection per broker of the cluster; members, the producer and
+/// the admin calls share them. Cloning is cheap.
+///
+/// ```no_run
+/// use shareworker::{Broker, KafkaBroker, OutgoingRecord};
+///
+/// # #[tokio::main] async fn main() -> Result<(), shareworker::Error> {
+/// let kafka = KafkaBroker::connect("kafka://127.0.0.1:9092").await?;
+/// kafka.create_topic("emails", 3).await?;
+/// kafka.produce("emails", vec![OutgoingRecord::new(r#"{"to":"ada@example.com"}"#)]).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct KafkaBroker {
+    cluster: Arc<Cluster>,
+    producer: Arc<Producer>,
+    admin: Arc<Admin>,
+}
+
+impl std::fmt::Debug for KafkaBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaBroker")
+            .field("bootstrap", &self.cluster.config().bootstrap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaBroker {
+    /// Connects to the cluster at `url` (`kafka://host:port[,host:port...]`) and checks that it
+    /// has share groups.
+    ///
+    /// # Errors
+    /// When the address is malformed, no broker answers, or the cluster has no share groups
+    /// (Kafka older than 4.2, or `share.version` not enabled).
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        let config = ClientConfig::from_url(url)?;
+        let cluster = Cluster::connect(config).await?;
+        let conn = cluster.any().await?;
+        for (key, name) in [
+            (78, "ShareFetch"),
+            (79, "ShareAcknowledge"),
+            (76, "ShareGroupHeartbeat"),
+        ] {
+            if conn.versions(key).is_none() {
+                return Err(Error::broker(format!(
+                    "the Kafka cluster at {url} has no share groups ({name} is not supported): use Kafka 4.2 or newer with share.version=1 or higher"
+                )));
+            }
+        }
+        if conn.versions(78).is_some_and(|v| v.max < 2) {
+            tracing::warn!(
+                "the Kafka cluster at {url} has no RENEW acknowledgement (ShareFetch v2, Kafka 4.2+): long handlers will lose their locks"
+            );
+        }
+        Ok(Self {
+            producer: Arc::new(Producer::new(cluster.clone(), Compression::default())),
+            admin: Arc::new(Admin::new(cluster.clone())),
+            cluster,
+        })
+    }
+}
+
+#[async_trait]
+impl Broker for KafkaBroker {
+    async fn join(&self, group: &str, topics: &[String]) -> Result<Box<dyn Member>, Error> {
+        if group.is_empty() {
+            return Err(Error::invalid_input("group id must not be empty"));
+        }
+        if topics.is_empty() {
+            return Err(Error::invalid_input(format!(
+                "group `{group}`: a member must subscribe to at least one topic"
+            )));
+        }
+        super::share::join(self.cluster.clone(), group, topics).await
+    }
+
+    async fn produce(
+        &self,
+        topic: &str,
+        records: Vec<OutgoingRecord>,
+    ) -> Result<Vec<Produced>, Error> {
+        if topic.is_empty() {
+            return Err(Error::invalid_input("topic name must not be empty"));
+        }
+        self.producer.produce(topic, records).await
+    }
+
+    async fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), Error> {
+        if topic.is_empty() {
+            return Err(Error::invalid_input("topic name must not be empty"));
+        }
+        if partitions < 1 {
+            return Err(Error::invalid_input(format!(
+                "topic `{topic}`: partitions must be at least 1, got {partitions}"
+            )));
+        }
+        self.admin.create_topic(topic, partitions).await
+    }
+
+    async fn lag(&self, group: &str) -> Result<Vec<TopicLag>, Error> {
+        self.admin.lag(group).await
+    }
+
+    async fn group_limits(&self, group: &str) -> Result<GroupLimits, Error> {
+        self.admin.group_limits(group).await
+    }
+
+    async fn configure_group(&self, group: &str, config: &GroupConfig) -> Result<(), Error> {
+        if group.is_empty() {
+            return Err(Error::invalid_input("group id must not be empty"));
+        }
+        self.admin.configure_group(group, config).await
+    }
+
+    fn kind(&self) -> &'static str {
+        "kafka"
+    }
+}

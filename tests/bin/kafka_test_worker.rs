@@ -1,0 +1,57 @@
+//! A worker process for the multi-process Kafka tests.
+//!
+//! Environment: `KAFKA_URL` (kafka://...), `TOPIC`, `GROUP`, `HANDLE_MS` (how long each job takes),
+//! `CONCURRENCY`. For every job it finishes it prints `done <partition> <offset> <attempt>` on
+//! stdout (flushed at once) before returning, so the parent knows what this process handled. It
+//! stops gracefully on SIGTERM.
+
+use std::io::Write;
+use std::time::Duration;
+
+use shareworker::{Bytes, Job, JobDefinition, JobError, KafkaBroker, Worker};
+
+fn var(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("set {name}"))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    shareworker::init_tracing();
+    // Listen for SIGTERM before anything else, so a stop that comes early is still graceful.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let url = var("KAFKA_URL")?;
+    let topic = var("TOPIC")?;
+    let group = var("GROUP")?;
+    let handle = Duration::from_millis(var("HANDLE_MS")?.parse()?);
+    let concurrency: u32 = var("CONCURRENCY")?.parse()?;
+    let broker = KafkaBroker::connect(&url).await?;
+    let def = JobDefinition::new("test_worker", &topic, move |job: Job<Bytes>| async move {
+        tokio::time::sleep(handle).await;
+        let line = format!(
+            "done {} {} {}\n",
+            job.partition(),
+            job.offset(),
+            job.attempt()
+        );
+        let mut out = std::io::stdout().lock();
+        out.write_all(line.as_bytes())?;
+        out.flush()?;
+        Ok::<(), JobError>(())
+    })
+    .group(&group)
+    .concurrency(concurrency)
+    .prefetch(concurrency)
+    .no_dead_letter();
+    let worker = Worker::builder()
+        .broker(broker)
+        .code_config_only()
+        .shutdown_signal(async move {
+            term.recv().await;
+        })
+        .job(def)
+        .build()
+        .await?;
+    println!("ready");
+    worker.run().await?;
+    Ok(())
+}
