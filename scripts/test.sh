@@ -11,6 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# The Kafka tests mostly wait on real lock timers and backoffs: run more of them at once than
+# there are cores.
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-8}"
 port="${KAFKA_TEST_PORT:-19092}"
 dir="target/kafka/test-$port"
 version="${KAFKA_TEST_VERSION:-4.4.0}"
