@@ -5,8 +5,10 @@
 #   scripts/test.sh [extra cargo test args]
 #
 # KAFKA_BOOTSTRAP=host:port   use that broker instead of starting one
-# SHAREWORKER_KAFKA=off       do not start a broker (the Kafka tests then skip, or fail under CI=true)
-# KAFKA_TEST_VERSION          the Kafka release to start (default 4.4.0)
+# KAFKA42_BOOTSTRAP=host:port the Kafka 4.2 broker for the 4.2 conformance run, likewise
+# SHAREWORKER_KAFKA=off       start no broker (the Kafka tests then skip, or fail under CI=true)
+# KAFKA_TEST_VERSION          the Kafka release for every Kafka test (default 4.4.0)
+# KAFKA42_TEST_VERSION        the 4.2 release for the conformance suite (default 4.2.2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,20 +17,31 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # there are cores.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-8}"
 port="${KAFKA_TEST_PORT:-19092}"
-dir="target/kafka/test-$port"
 version="${KAFKA_TEST_VERSION:-4.4.0}"
 
 # Build first, so the broker is not left waiting while everything compiles.
 cargo test --workspace --locked --no-run "$@"
 
-if [ -z "${KAFKA_BOOTSTRAP:-}" ] && [ "${SHAREWORKER_KAFKA:-on}" != off ]; then
-  echo "== starting Kafka $version on 127.0.0.1:$port (scripts/kafka.sh) =="
-  scripts/kafka.sh fetch "$version"
-  # shellcheck disable=SC2064
-  trap "scripts/kafka.sh stop --port $port --dir $dir >/dev/null 2>&1 || true" EXIT
-  scripts/kafka.sh start --version "$version" --port "$port" --dir "$dir"
-  export KAFKA_BOOTSTRAP="127.0.0.1:$port"
-fi
+stops=()
+cleanup() { for s in "${stops[@]}"; do eval "$s" >/dev/null 2>&1 || true; done; }
+trap cleanup EXIT
 
-echo "== cargo test (workspace; KAFKA_BOOTSTRAP=${KAFKA_BOOTSTRAP:-none}) =="
+# start_kafka VERSION PORT VAR: starts a broker unless VAR already names one, and exports VAR.
+start_kafka() {
+  local v="$1" p="$2" var="$3" d="target/kafka/test-$2"
+  if [ -n "${!var:-}" ] || [ "${SHAREWORKER_KAFKA:-on}" = off ]; then
+    return
+  fi
+  echo "== starting Kafka $v on 127.0.0.1:$p for $var (scripts/kafka.sh) =="
+  scripts/kafka.sh fetch "$v"
+  stops+=("scripts/kafka.sh stop --port $p --dir $d")
+  scripts/kafka.sh start --version "$v" --port "$p" --dir "$d"
+  export "$var=127.0.0.1:$p"
+}
+
+# The pinned release for every Kafka test, and the newest 4.2.x for the conformance suite.
+start_kafka "$version" "$port" KAFKA_BOOTSTRAP
+start_kafka "${KAFKA42_TEST_VERSION:-4.2.2}" "${KAFKA42_TEST_PORT:-19392}" KAFKA42_BOOTSTRAP
+
+echo "== cargo test (workspace; KAFKA_BOOTSTRAP=${KAFKA_BOOTSTRAP:-none} KAFKA42_BOOTSTRAP=${KAFKA42_BOOTSTRAP:-none}) =="
 cargo test --workspace --locked "$@"

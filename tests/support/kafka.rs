@@ -21,7 +21,15 @@ pub const LOCK: Duration = Duration::from_secs(15);
 /// # Panics
 /// When `CI` is set and `KAFKA_BOOTSTRAP` is not: the CI run must start the broker.
 pub fn bootstrap() -> Option<String> {
-    match std::env::var("KAFKA_BOOTSTRAP") {
+    bootstrap_from("KAFKA_BOOTSTRAP")
+}
+
+/// Like [`bootstrap`], from another variable (`KAFKA42_BOOTSTRAP` names the Kafka 4.2 broker).
+///
+/// # Panics
+/// When `CI` is set and the variable is not.
+pub fn bootstrap_from(var: &str) -> Option<String> {
+    match std::env::var(var) {
         Ok(b) if !b.trim().is_empty() => {
             let b = b.trim();
             Some(if b.starts_with("kafka://") {
@@ -33,7 +41,7 @@ pub fn bootstrap() -> Option<String> {
         _ => {
             assert!(
                 std::env::var_os("CI").is_none(),
-                "CI is set but KAFKA_BOOTSTRAP is not: this test needs the real Kafka broker; run it through scripts/test.sh, which starts one"
+                "CI is set but {var} is not: this test needs the real Kafka broker; run it through scripts/test.sh, which starts one"
             );
             eprintln!(
                 "skipped: set KAFKA_BOOTSTRAP=127.0.0.1:9092 (scripts/kafka.sh start) to run the Kafka tests"
@@ -64,6 +72,11 @@ impl KafkaHarness {
     /// A harness on the broker `KAFKA_BOOTSTRAP` names, or `None` when it is unset outside CI.
     pub fn from_env() -> Option<Self> {
         bootstrap().map(|url| Self { url })
+    }
+
+    /// A harness on the Kafka 4.2 broker `KAFKA42_BOOTSTRAP` names.
+    pub fn from_env_42() -> Option<Self> {
+        bootstrap_from("KAFKA42_BOOTSTRAP").map(|url| Self { url })
     }
 }
 

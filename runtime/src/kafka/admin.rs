@@ -1250,8 +1250,8 @@ mod tests {
         let mut epoch = joined.member_epoch;
 
         // Once the assignment is made (share.assignment.interval.ms, 1 s) the group lists the
-        // partitions, with lag -1 (start offset not initialised) until a member fetches: counted
-        // as 0, although 5 records wait.
+        // partitions, with lag -1 (start offset not initialised) until a member fetches. The
+        // group starts at the earliest offset, so the lag reported is every record waiting.
         let deadline = Instant::now() + Duration::from_secs(20);
         let lag = loop {
             let lag = admin.lag(&group).await.expect("lag");
@@ -1266,13 +1266,18 @@ mod tests {
             epoch = beat.member_epoch;
         };
         let _ = conn.call(&heartbeat(-1, None), versions).await;
+        assert_eq!(lag.len(), 1, "{lag:?}");
+        assert_eq!(lag[0].topic, topic);
+        assert_eq!(lag[0].lag, 5, "the 5 waiting records: {lag:?}");
         assert_eq!(
-            lag,
-            [TopicLag {
-                topic: topic.clone(),
-                lag: 0,
-                partitions: vec![(0, 0), (1, 0)],
-            }]
+            lag[0]
+                .partitions
+                .iter()
+                .map(|(p, _)| *p)
+                .collect::<Vec<_>>(),
+            [0, 1],
+            "both partitions listed: {lag:?}"
         );
+        assert_eq!(lag[0].partitions.iter().map(|(_, l)| l).sum::<u64>(), 5);
     }
 }
