@@ -644,14 +644,8 @@ struct EmbeddedMember {
 }
 
 impl EmbeddedMember {
-    /// Acquires what is available now; returns the records and, when there are none, the next
-    /// instant at which a lock expires.
-    fn try_acquire(&self, max: usize) -> Result<(Vec<Delivery>, Option<Instant>), Error> {
-        let now = Instant::now();
-        let mut out = Vec::new();
-        let mut next_expiry: Option<Instant> = None;
-        let mut guard = self.broker.lock();
-        let State { topics, groups } = &mut *guard;
+    /// This member's group, or a closed error when the member has left it.
+    fn my_group<'g>(&self, groups: &'g mut HashMap<String, Group>) -> Result<&'g mut Group, Error> {
         let g = groups
             .get_mut(&self.group)
             .ok_or_else(|| Error::closed(format!("group `{}` no longer exists", self.group)))?;
@@ -661,6 +655,18 @@ impl EmbeddedMember {
                 self.member_id, self.group
             )));
         }
+        Ok(g)
+    }
+
+    /// Acquires what is available now; returns the records and, when there are none, the next
+    /// instant at which a lock expires.
+    fn try_acquire(&self, max: usize) -> Result<(Vec<Delivery>, Option<Instant>), Error> {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let mut next_expiry: Option<Instant> = None;
+        let mut guard = self.broker.lock();
+        let State { topics, groups } = &mut *guard;
+        let g = self.my_group(groups)?;
         let limits = g.settings.limits;
         let start_from = g.settings.start_from;
         // Every (topic, partition) this member reads, starting at a rotating point for fairness.
@@ -786,16 +792,7 @@ impl Member for EmbeddedMember {
         let mut freed = false;
         {
             let mut guard = self.broker.lock();
-            let g = guard
-                .groups
-                .get_mut(&self.group)
-                .ok_or_else(|| Error::closed(format!("group `{}` no longer exists", self.group)))?;
-            if !g.members.contains_key(&self.id) {
-                return Err(Error::closed(format!(
-                    "member {} has left group `{}`",
-                    self.member_id, self.group
-                )));
-            }
+            let g = self.my_group(&mut guard.groups)?;
             let limits = g.settings.limits;
             let mut key: Option<(Arc<str>, i32)> = None;
             for (id, kind) in acks.iter().map(|(i, k)| (i, *k)) {
