@@ -1,4 +1,4 @@
-//! Head-of-line workload in real time on the embedded broker.
+//! Head-of-line workload in real time, on the embedded broker (`hol`) or on Kafka (`kafka-hol`).
 //!
 //! Handler times are drawn up front with a fixed seed: a lognormal with mean `mean_ms`
 //! (`mu = ln(mean) - sigma^2 / 2`), except `slow_frac` of the jobs, chosen at random, which take
@@ -11,9 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use shareworker::{
-    Broker, Config, Job, JobDefinition, JobError, Message, Outcome, Queue, Worker,
-};
+use shareworker::{Broker, Config, Job, JobDefinition, JobError, Message, Outcome, Queue, Worker};
 
 use crate::{Args, Completion, memory_kib, shareworker_impl, thousands};
 
@@ -53,69 +51,149 @@ async fn sleepy(job: Job<u64>) -> Result<(), JobError> {
     Ok(())
 }
 
+/// The options of the workload, shared by `hol` and `kafka-hol`.
+pub(crate) const OPTIONS: &[&str] = &[
+    "--jobs",
+    "--partitions",
+    "--concurrency",
+    "--mean-ms",
+    "--sigma",
+    "--slow-frac",
+    "--slow-ms",
+    "--seed",
+    "--prefetch",
+];
+
+/// The workload's parameters and its handler times, drawn up front.
+pub(crate) struct Workload {
+    pub(crate) jobs: usize,
+    pub(crate) partitions: i32,
+    pub(crate) concurrency: u32,
+    pub(crate) prefetch: u32,
+    mean_ms: f64,
+    sigma: f64,
+    mu: f64,
+    slow_ms: f64,
+    slow: usize,
+    seed: u64,
+    times_us: Vec<u64>,
+    /// The mean drawn handler time, seconds.
+    mean_s: f64,
+    /// Little's bound, jobs/s.
+    little: f64,
+}
+
+impl Workload {
+    pub(crate) fn from_args(args: &Args) -> Result<Self, String> {
+        let jobs: usize = args.num("--jobs", 20_000)?;
+        let partitions: i32 = args.num("--partitions", 4)?;
+        let concurrency: u32 = args.num("--concurrency", 200)?;
+        let mean_ms: f64 = args.num("--mean-ms", 50.0)?;
+        let sigma: f64 = args.num("--sigma", 0.5)?;
+        let slow_frac: f64 = args.num("--slow-frac", 0.05)?;
+        let slow_ms: f64 = args.num("--slow-ms", 2000.0)?;
+        let seed: u64 = args.num("--seed", 42)?;
+        let prefetch: u32 = args.num("--prefetch", 16)?;
+        if jobs == 0 || concurrency == 0 || partitions < 1 || !(0.0..=1.0).contains(&slow_frac) {
+            return Err("--jobs, --concurrency and --partitions must be at least 1, --slow-frac in 0..=1".into());
+        }
+
+        // Draw every handler time up front.
+        let mut rng = Rng(seed);
+        let mu = mean_ms.ln() - sigma * sigma / 2.0;
+        let mut times_us: Vec<u64> = (0..jobs)
+            .map(|_| ((mu + sigma * rng.normal()).exp() * 1000.0).round() as u64)
+            .collect();
+        // Exactly round(jobs * slow_frac) slow jobs, at random positions (partial Fisher-Yates).
+        let slow = ((jobs as f64) * slow_frac).round() as usize;
+        let mut idx: Vec<usize> = (0..jobs).collect();
+        for i in 0..slow {
+            let j = i + rng.below(jobs - i);
+            idx.swap(i, j);
+            times_us[idx[i]] = (slow_ms * 1000.0).round() as u64;
+        }
+        let mean_s = times_us.iter().sum::<u64>() as f64 / jobs as f64 / 1e6;
+        let little = f64::from(concurrency) / mean_s;
+        Ok(Self {
+            jobs,
+            partitions,
+            concurrency,
+            prefetch,
+            mean_ms,
+            sigma,
+            mu,
+            slow_ms,
+            slow,
+            seed,
+            times_us,
+            mean_s,
+            little,
+        })
+    }
+}
+
+/// When a run counts as finished.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Finish {
+    /// When the group's lag is 0 (every accept reached the broker); polled every millisecond.
+    Lag0,
+    /// At the last `Accepted` event; the lag is then polled (every 10 ms) only for the summary.
+    LastAccept,
+}
+
 pub(crate) async fn run(args: &Args, header: bool) -> Result<(), String> {
-    args.check(&[
-        "--jobs",
-        "--partitions",
-        "--concurrency",
-        "--mean-ms",
-        "--sigma",
-        "--slow-frac",
-        "--slow-ms",
-        "--seed",
-        "--prefetch",
-    ])?;
-    let jobs: usize = args.num("--jobs", 20_000)?;
-    let partitions: i32 = args.num("--partitions", 4)?;
-    let concurrency: u32 = args.num("--concurrency", 200)?;
-    let mean_ms: f64 = args.num("--mean-ms", 50.0)?;
-    let sigma: f64 = args.num("--sigma", 0.5)?;
-    let slow_frac: f64 = args.num("--slow-frac", 0.05)?;
-    let slow_ms: f64 = args.num("--slow-ms", 2000.0)?;
-    let seed: u64 = args.num("--seed", 42)?;
-    let prefetch: u32 = args.num("--prefetch", 16)?;
-    if jobs == 0 || concurrency == 0 || partitions < 1 || !(0.0..=1.0).contains(&slow_frac) {
-        return Err("--jobs, --concurrency and --partitions must be at least 1, --slow-frac in 0..=1".into());
-    }
-
-    // Draw every handler time up front.
-    let mut rng = Rng(seed);
-    let mu = mean_ms.ln() - sigma * sigma / 2.0;
-    let mut times_us: Vec<u64> = (0..jobs)
-        .map(|_| ((mu + sigma * rng.normal()).exp() * 1000.0).round() as u64)
-        .collect();
-    // Exactly round(jobs * slow_frac) slow jobs, at random positions (partial Fisher-Yates).
-    let slow = ((jobs as f64) * slow_frac).round() as usize;
-    let mut idx: Vec<usize> = (0..jobs).collect();
-    for i in 0..slow {
-        let j = i + rng.below(jobs - i);
-        idx.swap(i, j);
-        times_us[idx[i]] = (slow_ms * 1000.0).round() as u64;
-    }
-    let mean_s = times_us.iter().sum::<u64>() as f64 / jobs as f64 / 1e6;
-    let little = f64::from(concurrency) / mean_s;
-
+    args.check(OPTIONS)?;
+    let w = Workload::from_args(args)?;
     let broker = shareworker_impl::broker()?;
+    execute(Arc::new(broker), TOPIC, HANDLER, &w, Finish::Lag0, header).await
+}
+
+/// Creates `topic`, enqueues the workload and runs a worker (handler and group `handler`) on it.
+pub(crate) async fn execute(
+    broker: Arc<dyn Broker>,
+    topic: &str,
+    handler: &str,
+    w: &Workload,
+    finish: Finish,
+    header: bool,
+) -> Result<(), String> {
+    let Workload {
+        jobs,
+        partitions,
+        concurrency,
+        prefetch,
+        mean_ms,
+        sigma,
+        mu,
+        slow_ms,
+        slow,
+        seed,
+        mean_s,
+        little,
+        ..
+    } = *w;
     broker
-        .create_topic(TOPIC, partitions)
+        .create_topic(topic, partitions)
         .await
         .map_err(|e| e.to_string())?;
-    let queue = Queue::new(broker.clone());
+    let queue = Queue::from_arc(broker.clone());
     let t0 = Instant::now();
-    for chunk in times_us.chunks(10_000) {
-        // No key: the embedded broker spreads keyless records round-robin over the partitions.
+    for chunk in w.times_us.chunks(10_000) {
+        // No key: keyless records are spread round-robin over the partitions (both brokers).
         let messages: Vec<Message> = chunk
             .iter()
             .map(|t| Message::json(t).map_err(|e| e.to_string()))
             .collect::<Result<_, _>>()?;
         queue
-            .send_batch(TOPIC, messages)
+            .send_batch(topic, messages)
             .await
             .map_err(|e| e.to_string())?;
     }
     let enqueue = t0.elapsed();
 
     let done = Completion::new(jobs as u64);
+    let first_ns = Arc::new(AtomicU64::new(0));
+    let first = first_ns.clone();
     let took_ns = Arc::new(AtomicU64::new(0));
     let renewed = Arc::new(AtomicU64::new(0));
     let (counter, took, renews) = (done.clone(), took_ns.clone(), renewed.clone());
@@ -123,12 +201,20 @@ pub(crate) async fn run(args: &Args, header: bool) -> Result<(), String> {
     config.concurrency = config.concurrency.max(concurrency);
     let t1 = Instant::now();
     let worker = Worker::builder()
-        .broker(broker.clone())
+        .broker_arc(broker.clone())
         .code_config_only()
         .without_signal_handling()
         .config(config)
         .on_event(move |e| match e.outcome {
             Outcome::Accepted => {
+                if first.load(Ordering::Relaxed) == 0 {
+                    let _ = first.compare_exchange(
+                        0,
+                        t1.elapsed().as_nanos() as u64,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                }
                 if let Some(t) = e.took {
                     took.fetch_add(t.as_nanos() as u64, Ordering::Relaxed);
                 }
@@ -140,7 +226,7 @@ pub(crate) async fn run(args: &Args, header: bool) -> Result<(), String> {
             _ => {}
         })
         .job(
-            JobDefinition::new(HANDLER, TOPIC, sleepy)
+            JobDefinition::new(handler, topic, sleepy)
                 .concurrency(concurrency)
                 .prefetch(prefetch),
         )
@@ -150,20 +236,33 @@ pub(crate) async fn run(args: &Args, header: bool) -> Result<(), String> {
     let stop = worker.shutdown_handle();
     let running = tokio::spawn(worker.run());
     done.wait().await;
-    loop {
-        let lag: u64 = broker
-            .lag(HANDLER)
+    let last_accept = t1.elapsed();
+    let poll = match finish {
+        Finish::Lag0 => Duration::from_millis(1),
+        Finish::LastAccept => Duration::from_millis(10),
+    };
+    let lag_deadline = Instant::now() + Duration::from_secs(30);
+    let lag_left = loop {
+        let lag = broker
+            .lag(handler)
             .await
             .map_err(|e| e.to_string())?
             .iter()
             .map(|t| t.lag)
-            .sum();
-        if lag == 0 {
-            break;
+            .sum::<u64>();
+        if lag == 0 || Instant::now() >= lag_deadline {
+            break lag;
         }
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        tokio::time::sleep(poll).await;
+    };
+    let lag0 = t1.elapsed();
+    let elapsed = match finish {
+        Finish::Lag0 => lag0,
+        Finish::LastAccept => last_accept,
+    };
+    if finish == Finish::Lag0 && lag_left != 0 {
+        return Err(format!("the lag is still {lag_left} after 30 s"));
     }
-    let elapsed = t1.elapsed();
     stop.shutdown();
     let summary = running
         .await
@@ -180,18 +279,22 @@ pub(crate) async fn run(args: &Args, header: bool) -> Result<(), String> {
     // slots, nor than its longest job.
     let floor_s = (mean_s * jobs as f64 / f64::from(concurrency)).max(slow_ms / 1000.0);
     eprintln!(
-        "hol jobs={jobs} partitions={partitions} concurrency={concurrency} prefetch={prefetch} \
+        "hol broker={kind} jobs={jobs} partitions={partitions} concurrency={concurrency} prefetch={prefetch} \
          lognormal(mean {mean_ms} ms, sigma {sigma}, mu {mu:.4}) + {slow} slow jobs of {slow_ms} ms, seed {seed}\n  \
-         enqueue {:.3} s; ran {:.3} s; {rate:.0} jobs/s; mean drawn handler time {:.2} ms \
-         (observed {:.2} ms); Little's bound {little:.0} jobs/s; ratio {:.3}; \
+         enqueue {:.3} s; ran {:.3} s (first accept at {:.3} s, last at {:.3} s, lag {lag_left} at {:.3} s); {rate:.0} jobs/s; \
+         mean drawn handler time {:.2} ms (observed {:.2} ms); Little's bound {little:.0} jobs/s; ratio {:.3}; \
          work/slots floor {floor_s:.3} s; lock renewals {}; peak RSS {:.1} MiB",
         enqueue.as_secs_f64(),
         elapsed.as_secs_f64(),
+        first_ns.load(Ordering::Relaxed) as f64 / 1e9,
+        last_accept.as_secs_f64(),
+        lag0.as_secs_f64(),
         mean_s * 1e3,
         observed_mean_s * 1e3,
         rate / little,
         renewed.load(Ordering::Relaxed),
         hwm as f64 / 1024.0,
+        kind = broker.kind(),
     );
     if header {
         println!(

@@ -4,6 +4,7 @@
 //!   the same work on apalis 1.0's in-memory storage and on a bare tokio loop, for comparison.
 //! * `hol`: a head-of-line workload in real time (lognormal handler times with a slow tail) on
 //!   a multi-partition topic, compared with Little's bound.
+//! * `kafka-consume`, `kafka-hol`: the same on a real Kafka broker (`kafka.rs`, `../run-kafka.sh`).
 //!
 //! Each run prints a human summary on stderr and one markdown table row on stdout. Run one
 //! implementation per process so that peak RSS (VmHWM) belongs to it alone; `../run.sh` does.
@@ -16,7 +17,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 mod apalis_impl;
+mod counting;
 mod hol;
+mod kafka;
 mod shareworker_impl;
 mod tokio_impl;
 
@@ -123,6 +126,9 @@ usage:
   bench hol --jobs 20000 --partitions 4 --concurrency 200
             [--mean-ms 50] [--sigma 0.5] [--slow-frac 0.05] [--slow-ms 2000] [--seed 42]
             [--prefetch P] [--threads T] [--header]
+  bench kafka-consume --topic T --group G [--records 2000000] [--concurrency 256] [--prefetch P]
+            [--url kafka://127.0.0.1:29092] [--threads T] [--header]
+  bench kafka-hol --topic T [--group G] [hol options] [--url kafka://127.0.0.1:29092]
 --threads sets the tokio runtime's worker threads (default: one per core).";
 
 fn main() -> ExitCode {
@@ -173,6 +179,8 @@ fn main() -> ExitCode {
     let res = match cmd.as_str() {
         "e2e" => rt.block_on(e2e(&args, header)),
         "hol" => rt.block_on(hol::run(&args, header)),
+        "kafka-consume" => rt.block_on(kafka::consume(&args, header)),
+        "kafka-hol" => rt.block_on(kafka::hol(&args, header)),
         other => Err(format!("unknown command `{other}`\n{USAGE}")),
     };
     match res {

@@ -1,0 +1,160 @@
+//! A `Broker` wrapper that counts what the worker asks of its share-group member: acquire calls
+//! (and the records they bring, and how long they take), settle calls (and their
+//! acknowledgements). It adds one boxed future per call, nothing per record.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use shareworker::{
+    AckKind, Broker, Delivery, Error, GroupConfig, GroupLimits, Member, OutgoingRecord, Produced,
+    RecordId, SettleResult, TopicLag,
+};
+
+#[derive(Default)]
+pub(crate) struct Stats {
+    acquires: AtomicU64,
+    /// Acquire calls that returned nothing (the wait ran out).
+    empty_acquires: AtomicU64,
+    acquired: AtomicU64,
+    /// The `max` asked for, summed.
+    asked: AtomicU64,
+    acquire_ns: AtomicU64,
+    settles: AtomicU64,
+    acks: AtomicU64,
+    settle_ns: AtomicU64,
+}
+
+impl Stats {
+    pub(crate) fn summary(&self) -> String {
+        let a = self.acquires.load(Ordering::Relaxed);
+        let got = self.acquired.load(Ordering::Relaxed);
+        let s = self.settles.load(Ordering::Relaxed);
+        let acks = self.acks.load(Ordering::Relaxed);
+        let per = |n: u64, d: u64| if d == 0 { 0.0 } else { n as f64 / d as f64 };
+        format!(
+            "acquire calls {a} ({} empty), {got} records ({:.1}/call, asked {:.1}/call), \
+             {:.2} ms/call; settle calls {s}, {acks} acks ({:.1}/call), {:.2} ms/call",
+            self.empty_acquires.load(Ordering::Relaxed),
+            per(got, a),
+            per(self.asked.load(Ordering::Relaxed), a),
+            per(self.acquire_ns.load(Ordering::Relaxed), a) / 1e6,
+            per(acks, s),
+            per(self.settle_ns.load(Ordering::Relaxed), s) / 1e6,
+        )
+    }
+
+    /// `(acquire calls, records per acquire, settle calls, acks per settle)`.
+    pub(crate) fn numbers(&self) -> (u64, f64, u64, f64) {
+        let a = self.acquires.load(Ordering::Relaxed);
+        let s = self.settles.load(Ordering::Relaxed);
+        let per = |n: u64, d: u64| if d == 0 { 0.0 } else { n as f64 / d as f64 };
+        (
+            a,
+            per(self.acquired.load(Ordering::Relaxed), a),
+            s,
+            per(self.acks.load(Ordering::Relaxed), s),
+        )
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Counting<B> {
+    inner: B,
+    pub(crate) stats: Arc<Stats>,
+}
+
+impl<B> Counting<B> {
+    pub(crate) fn new(inner: B) -> Self {
+        Self {
+            inner,
+            stats: Arc::new(Stats::default()),
+        }
+    }
+}
+
+struct CountingMember {
+    inner: Box<dyn Member>,
+    stats: Arc<Stats>,
+}
+
+fn ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[async_trait]
+impl Member for CountingMember {
+    async fn acquire(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, Error> {
+        let t = Instant::now();
+        let r = self.inner.acquire(max, wait).await;
+        let s = &self.stats;
+        s.acquires.fetch_add(1, Ordering::Relaxed);
+        s.asked.fetch_add(max as u64, Ordering::Relaxed);
+        s.acquire_ns.fetch_add(ns(t.elapsed()), Ordering::Relaxed);
+        if let Ok(v) = &r {
+            s.acquired.fetch_add(v.len() as u64, Ordering::Relaxed);
+            if v.is_empty() {
+                s.empty_acquires.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        r
+    }
+
+    async fn settle(&self, acks: &[(RecordId, AckKind)]) -> Result<Vec<SettleResult>, Error> {
+        let t = Instant::now();
+        let r = self.inner.settle(acks).await;
+        let s = &self.stats;
+        s.settles.fetch_add(1, Ordering::Relaxed);
+        s.acks.fetch_add(acks.len() as u64, Ordering::Relaxed);
+        s.settle_ns.fetch_add(ns(t.elapsed()), Ordering::Relaxed);
+        r
+    }
+
+    async fn leave(&self) -> Result<(), Error> {
+        self.inner.leave().await
+    }
+
+    fn member_id(&self) -> &str {
+        self.inner.member_id()
+    }
+}
+
+#[async_trait]
+impl<B: Broker + Clone> Broker for Counting<B> {
+    async fn join(&self, group: &str, topics: &[String]) -> Result<Box<dyn Member>, Error> {
+        let inner = self.inner.join(group, topics).await?;
+        Ok(Box::new(CountingMember {
+            inner,
+            stats: self.stats.clone(),
+        }))
+    }
+
+    async fn produce(
+        &self,
+        topic: &str,
+        records: Vec<OutgoingRecord>,
+    ) -> Result<Vec<Produced>, Error> {
+        self.inner.produce(topic, records).await
+    }
+
+    async fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), Error> {
+        self.inner.create_topic(topic, partitions).await
+    }
+
+    async fn lag(&self, group: &str) -> Result<Vec<TopicLag>, Error> {
+        self.inner.lag(group).await
+    }
+
+    async fn group_limits(&self, group: &str) -> Result<GroupLimits, Error> {
+        self.inner.group_limits(group).await
+    }
+
+    async fn configure_group(&self, group: &str, config: &GroupConfig) -> Result<(), Error> {
+        self.inner.configure_group(group, config).await
+    }
+
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+}
