@@ -6,9 +6,12 @@
 #
 # KAFKA_BOOTSTRAP=host:port   use that broker instead of starting one
 # KAFKA42_BOOTSTRAP=host:port the Kafka 4.2 broker for the 4.2 conformance run, likewise
-# SHAREWORKER_KAFKA=off       start no broker (the Kafka tests then skip, or fail under CI=true)
+# TEST_KAFKA=off              start no broker (the Kafka tests then skip, or fail under CI=true)
 # KAFKA_TEST_VERSION          the Kafka release for every Kafka test (default 4.4.0)
 # KAFKA42_TEST_VERSION        the 4.2 release for the conformance suite (default 4.2.2)
+# TEST_PROMETHEUS=off         do not install Prometheus (its tests then skip, or fail under CI=true)
+#
+# Switches here are not named SHAREWORKER_*: that prefix is the worker's configuration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +32,7 @@ trap cleanup EXIT
 # start_kafka VERSION PORT VAR: starts a broker unless VAR already names one, and exports VAR.
 start_kafka() {
   local v="$1" p="$2" var="$3" d="target/kafka/test-$2"
-  if [ -n "${!var:-}" ] || [ "${SHAREWORKER_KAFKA:-on}" = off ]; then
+  if [ -n "${!var:-}" ] || [ "${TEST_KAFKA:-on}" = off ]; then
     return
   fi
   echo "== starting Kafka $v on 127.0.0.1:$p for $var (scripts/kafka.sh) =="
@@ -42,6 +45,11 @@ start_kafka() {
 # The pinned release for every Kafka test, and the newest 4.2.x for the conformance suite.
 start_kafka "$version" "$port" KAFKA_BOOTSTRAP
 start_kafka "${KAFKA42_TEST_VERSION:-4.2.2}" "${KAFKA42_TEST_PORT:-19392}" KAFKA42_BOOTSTRAP
+
+# A real Prometheus server and promtool for the metrics tests (Debian package, apt-get).
+if [ "${TEST_PROMETHEUS:-on}" != off ]; then
+  scripts/prometheus.sh ensure
+fi
 
 echo "== cargo test (workspace; KAFKA_BOOTSTRAP=${KAFKA_BOOTSTRAP:-none} KAFKA42_BOOTSTRAP=${KAFKA42_BOOTSTRAP:-none}) =="
 cargo test --workspace --locked "$@"

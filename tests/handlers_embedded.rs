@@ -168,8 +168,11 @@ async fn jobs_see_shutdown_through_cancelled() {
         .expect("broker");
     let queue = shareworker::Queue::new(broker.clone());
     queue.enqueue("long", &1).await.expect("enqueue");
+    let mut config = shareworker::Config::default();
+    config.http.enabled = false;
     let worker = shareworker::Worker::builder()
         .broker(broker)
+        .config(config)
         .code_config_only()
         .without_signal_handling()
         .job(def)

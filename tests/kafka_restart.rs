@@ -118,6 +118,7 @@ async fn a_broker_restart_loses_nothing_and_the_worker_resumes() {
     .no_dead_letter();
     let mut config = Config::default();
     config.shutdown_grace = Duration::from_secs(5);
+    config.http.enabled = false;
     let worker = Worker::builder()
         .broker_arc(kafka::connect(&url).await)
         .code_config_only()

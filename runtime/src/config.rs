@@ -51,6 +51,15 @@ pub struct Config {
     pub max_lease: Duration,
     /// Settings of the embedded broker.
     pub embedded: EmbeddedConfig,
+    /// The HTTP endpoint: `/metrics`, `/healthz`, `/readyz` (key `http`).
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// The replica-count hint `shareworker_desired_replicas` (key `autoscale`).
+    #[serde(default)]
+    pub autoscale: crate::autoscale::AutoscaleConfig,
+    /// Logging (key `log`).
+    #[serde(default)]
+    pub log: LogConfig,
     /// Settings per handler, by handler name.
     pub handlers: BTreeMap<String, HandlerConfig>,
 }
@@ -70,6 +79,61 @@ pub struct EmbeddedConfig {
     pub lock_duration: Duration,
     /// Deliveries after which a record is archived (default 5, range 2 to 10, as Kafka).
     pub delivery_count_limit: u16,
+}
+
+/// The worker's HTTP endpoint (key `http`): Prometheus metrics at `/metrics`, liveness at
+/// `/healthz`, readiness at `/readyz`. It starts with [`Worker::run`](crate::Worker::run) and
+/// stops when the worker has stopped.
+///
+/// ```toml
+/// [http]
+/// address = "0.0.0.0:9464"   # SHAREWORKER_HTTP__ADDRESS
+/// enabled = true             # SHAREWORKER_HTTP__ENABLED=false turns it off
+/// ```
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct HttpConfig {
+    /// Whether to serve at all (default true).
+    pub enabled: bool,
+    /// Where to listen (default `0.0.0.0:9464`; port 0 picks a free port, see
+    /// [`Worker::http_address`](crate::Worker::http_address)).
+    pub address: String,
+    /// Whether the routes that change things (enqueue, dead-letter replay, group configs) are
+    /// served; read-only routes always are (default false).
+    pub admin: bool,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            address: "0.0.0.0:9464".into(),
+            admin: false,
+        }
+    }
+}
+
+/// Logging (key `log`), used by [`init_tracing`](crate::init_tracing) and `#[shareworker::main]`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct LogConfig {
+    /// `text` (default, for people) or `json` (one object per line, for log collectors);
+    /// `SHAREWORKER_LOG__FORMAT=json`.
+    pub format: LogFormat,
+}
+
+/// How log lines look.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, with the job's span fields (handler, topic, partition,
+    /// offset, attempt).
+    Json,
 }
 
 /// `earliest` or `latest`.
@@ -221,6 +285,9 @@ impl Default for Config {
                 lock_duration: Duration::from_secs(30),
                 delivery_count_limit: 5,
             },
+            http: HttpConfig::default(),
+            autoscale: crate::autoscale::AutoscaleConfig::default(),
+            log: LogConfig::default(),
             handlers: BTreeMap::new(),
         }
     }
@@ -356,6 +423,18 @@ fn with_file_and_env(figment: Figment, file: &Path) -> Figment {
         .merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["config"]))
 }
 
+/// `log.format` from `shareworker.toml` (or `$SHAREWORKER_CONFIG`) and the environment, read
+/// before the rest of the configuration so the first log lines already have the right format.
+/// A bad value is reported later, when the whole configuration is loaded.
+pub(crate) fn standard_log_format() -> LogFormat {
+    let file = std::env::var_os("SHAREWORKER_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_FILE));
+    with_file_and_env(Figment::new(), &file)
+        .extract_inner::<LogFormat>("log.format")
+        .unwrap_or_default()
+}
+
 fn config_error(e: figment::Error) -> Error {
     let mut msgs = Vec::new();
     for err in e {
@@ -407,6 +486,18 @@ pub(crate) fn validate(config: &Config) -> Result<(), Error> {
     }
     if config.max_lease < Duration::from_secs(1) {
         return bad("max_lease".into(), "must be at least 1s".into());
+    }
+    if config.http.enabled && config.http.address.parse::<std::net::SocketAddr>().is_err() {
+        return bad(
+            "http.address".into(),
+            format!(
+                "must be an IP address and port such as 0.0.0.0:9464, got `{}`",
+                config.http.address
+            ),
+        );
+    }
+    if let Err(e) = config.autoscale.validate() {
+        return Err(Error::config(e));
     }
     if config.embedded.partitions < 1 {
         return bad(

@@ -60,6 +60,7 @@ impl Error {
             Some(m) if !m.is_empty() => format!("{api}: {name}: {m}"),
             _ => format!("{api}: {name}"),
         };
+        crate::kafka::stats::record(api, &crate::kafka::stats::code_label(code));
         let mut e = Self::new(kind, text);
         e.code = Some(code);
         e

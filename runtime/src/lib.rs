@@ -1,5 +1,6 @@
 #![doc = include_str!("docs/crate.md")]
 
+pub mod autoscale;
 mod broker;
 mod config;
 mod definition;
@@ -8,6 +9,7 @@ mod embedded;
 mod error;
 mod job;
 mod kafka;
+mod metrics;
 mod queue;
 pub mod testing;
 mod worker;
@@ -17,13 +19,13 @@ mod worker;
 pub mod __private;
 
 pub use broker::{
-    AckKind, Broker, Delivery, GroupConfig, GroupLimits, Header, Headers, Member, OutgoingRecord,
-    Produced, RecordId, SettleResult, StartFrom, TopicLag,
+    AckKind, Broker, Delivery, ErrorCount, GroupConfig, GroupLimits, Header, Headers, Member,
+    OutgoingRecord, Produced, RecordId, SettleResult, StartFrom, TopicLag,
 };
 pub use bytes::Bytes;
 pub use config::{
     BackoffConfig, Config, DEFAULT_FILE, DeadLetter, ENV_PREFIX, EmbeddedConfig, HandlerConfig,
-    StartFromConfig,
+    HttpConfig, LogConfig, LogFormat, StartFromConfig,
 };
 pub use definition::{HandlerService, InnerService, JobDefinition};
 pub use embedded::{EmbeddedBroker, EmbeddedBrokerBuilder};

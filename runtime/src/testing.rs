@@ -80,7 +80,13 @@ impl TestWorker {
         Self {
             broker,
             definitions: Vec::new(),
-            config: Config::default(),
+            config: {
+                // A test serves no HTTP endpoint (tests run side by side); turn it on with
+                // `.config(|c| c.http.enabled = true)`.
+                let mut c = Config::default();
+                c.http.enabled = false;
+                c
+            },
             limit: Duration::from_secs(24 * 3600),
         }
     }

@@ -42,8 +42,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .concurrency(concurrency)
     .prefetch(concurrency)
     .no_dead_letter();
+    // Two of these run side by side: no HTTP endpoint.
+    let mut config = shareworker::Config::default();
+    config.http.enabled = false;
     let worker = Worker::builder()
         .broker(broker)
+        .config(config)
         .code_config_only()
         .shutdown_signal(async move {
             term.recv().await;

@@ -243,6 +243,9 @@ async fn start_on(broker: Arc<dyn Broker>, config: Config, defs: Vec<JobDefiniti
     let events = Events::default();
     let sink = events.clone();
     let names: Vec<String> = defs.iter().map(|d| d.name().to_owned()).collect();
+    // Scenario workers run side by side: no HTTP endpoint.
+    let mut config = config;
+    config.http.enabled = false;
     let builder = Worker::builder()
         .broker_arc(broker)
         .code_config_only()

@@ -173,6 +173,30 @@ pub struct TopicLag {
     pub partitions: Vec<(i32, u64)>,
 }
 
+/// How often a broker API failed with one error, for metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ErrorCount {
+    /// The API, such as `ShareFetch`.
+    pub api: String,
+    /// The Kafka error name and code, such as `NOT_LEADER_OR_FOLLOWER (6)`, or `network`,
+    /// `timeout` or `codec` when no answer came.
+    pub code: String,
+    /// How many times.
+    pub count: u64,
+}
+
+impl ErrorCount {
+    /// An error count from its parts.
+    pub fn new(api: impl Into<String>, code: impl Into<String>, count: u64) -> Self {
+        Self {
+            api: api.into(),
+            code: code.into(),
+            count,
+        }
+    }
+}
+
 /// Limits the broker applies to a share group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GroupLimits {
@@ -294,6 +318,25 @@ pub trait Broker: Send + Sync + 'static {
     /// # Errors
     /// When a value is out of the broker's range or the broker refuses.
     async fn configure_group(&self, group: &str, config: &GroupConfig) -> Result<(), Error>;
+
+    /// How many records were ever written to each of `topics`: the sum of its partitions' end
+    /// offsets, as `(topic, records)`. Two readings give the arrival rate the autoscaling hint
+    /// uses. Topics that do not exist are left out.
+    ///
+    /// A broker that cannot tell returns nothing (the default); arrival rates are then 0.
+    ///
+    /// # Errors
+    /// When the broker cannot answer.
+    async fn end_offsets(&self, topics: &[String]) -> Result<Vec<(String, u64)>, Error> {
+        let _ = topics;
+        Ok(Vec::new())
+    }
+
+    /// Errors the broker answered with (or network failures talking to it) so far, by API
+    /// and code, for `shareworker_broker_errors_total`. The default reports none.
+    fn error_counts(&self) -> Vec<ErrorCount> {
+        Vec::new()
+    }
 
     /// A short name for logs and metrics, such as `embedded` or `kafka`.
     fn kind(&self) -> &'static str;

@@ -595,6 +595,18 @@ impl Broker for EmbeddedBroker {
         Ok(out)
     }
 
+    async fn end_offsets(&self, topics: &[String]) -> Result<Vec<(String, u64)>, Error> {
+        let state = self.lock();
+        Ok(topics
+            .iter()
+            .filter_map(|t| {
+                let topic = state.topics.get(t.as_str())?;
+                let sum = topic.partitions.iter().map(|p| p.len() as u64).sum();
+                Some((t.clone(), sum))
+            })
+            .collect())
+    }
+
     async fn group_limits(&self, group: &str) -> Result<GroupLimits, Error> {
         let state = self.lock();
         Ok(state

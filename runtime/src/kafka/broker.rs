@@ -8,7 +8,9 @@ use super::admin::Admin;
 use super::cluster::{ClientConfig, Cluster};
 use super::producer::{Compression, Producer};
 use crate::Error;
-use crate::broker::{Broker, GroupConfig, GroupLimits, Member, OutgoingRecord, Produced, TopicLag};
+use crate::broker::{
+    Broker, ErrorCount, GroupConfig, GroupLimits, Member, OutgoingRecord, Produced, TopicLag,
+};
 
 /// A Kafka 4.2+ cluster with share groups, behind the same seam as the embedded broker.
 ///
@@ -117,6 +119,25 @@ impl Broker for KafkaBroker {
 
     async fn group_limits(&self, group: &str) -> Result<GroupLimits, Error> {
         self.admin.group_limits(group).await
+    }
+
+    async fn end_offsets(&self, topics: &[String]) -> Result<Vec<(String, u64)>, Error> {
+        let mut out = Vec::with_capacity(topics.len());
+        for topic in topics {
+            match self.admin.list_offsets(topic).await {
+                Ok(parts) => {
+                    let sum = parts.iter().map(|&(_, _, end)| end.max(0) as u64).sum();
+                    out.push((topic.clone(), sum));
+                }
+                Err(e) if e.is_unknown_topic() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    fn error_counts(&self) -> Vec<ErrorCount> {
+        super::stats::snapshot()
     }
 
     async fn configure_group(&self, group: &str, config: &GroupConfig) -> Result<(), Error> {

@@ -280,6 +280,21 @@ impl Connection {
         req: &C,
         version: i16,
     ) -> Result<C::Response, Error> {
+        let result = self.exchange(req, version).await;
+        if let Err(e) = &result {
+            let code = if e.is_timeout() {
+                "timeout"
+            } else if e.is_codec() {
+                "codec"
+            } else {
+                "network"
+            };
+            super::stats::record(&api_name(C::KEY), code);
+        }
+        result
+    }
+
+    async fn exchange<C: Call>(&self, req: &C, version: i16) -> Result<C::Response, Error> {
         let rx = self.send_frame(req, version)?;
         let mut body = match tokio::time::timeout(self.timeout, rx).await {
             Ok(Ok(r)) => r?,

@@ -7,4 +7,5 @@ pub(crate) mod cluster;
 pub(crate) mod conn;
 pub(crate) mod producer;
 pub(crate) mod share;
+pub(crate) mod stats;
 pub(crate) mod wire;

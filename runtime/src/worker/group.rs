@@ -28,6 +28,8 @@ use crate::broker::{AckKind, Broker, Delivery, Member, RecordId};
 use crate::config::{DeadLetter, HandlerConfig};
 use crate::definition::HandlerService;
 use crate::job::{Job, JobError, JobMeta, Verdict};
+use crate::metrics::{GroupMetrics, HandlerMetrics};
+use crate::worker::WorkerStatus;
 
 /// How long one acquire waits for records before asking again.
 const FETCH_WAIT: Duration = Duration::from_secs(5);
@@ -68,6 +70,7 @@ pub(crate) struct HandlerRt {
     pub(crate) service: HandlerService,
     pub(crate) config: HandlerConfig,
     pub(crate) max_attempts: u16,
+    pub(crate) metrics: HandlerMetrics,
 }
 
 /// Everything a group runner needs.
@@ -81,6 +84,8 @@ pub(crate) struct GroupRunner {
     pub(crate) grace: Duration,
     pub(crate) max_lease: Duration,
     pub(crate) events: EventSink,
+    pub(crate) metrics: GroupMetrics,
+    pub(crate) status: WorkerStatus,
 }
 
 enum State {
@@ -247,6 +252,7 @@ impl Dispatcher {
             self.start_jobs();
             self.maybe_fetch();
             self.maybe_flush_acks();
+            self.publish_gauges();
             if let Some(deadline) = self.shutting_down {
                 if self.entries.is_empty() {
                     return;
@@ -254,6 +260,7 @@ impl Dispatcher {
                 if Instant::now() >= deadline {
                     self.abandon_all();
                     self.flush_acks();
+                    self.clear_gauges();
                     return;
                 }
             }
@@ -303,6 +310,23 @@ impl Dispatcher {
         }
     }
 
+    /// Running, prefetched and held records per handler, for the gauges (a few atomic stores).
+    fn publish_gauges(&self) {
+        for (h, hr) in self.r.handlers.iter().enumerate() {
+            hr.metrics.in_flight.set(i64::from(self.running[h]));
+            hr.metrics.held.set(i64::from(self.held_count[h]));
+            hr.metrics.prefetched.set(self.queues[h].len() as i64);
+        }
+    }
+
+    fn clear_gauges(&self) {
+        for hr in &self.r.handlers {
+            hr.metrics.in_flight.set(0);
+            hr.metrics.held.set(0);
+            hr.metrics.prefetched.set(0);
+        }
+    }
+
     fn begin_shutdown(&mut self) {
         let grace = self.r.grace;
         debug!(group = %self.r.group, in_flight = self.entries.len(), ?grace, "shutting down");
@@ -340,13 +364,18 @@ impl Dispatcher {
 
     fn on_fetched(&mut self, res: Result<Vec<Delivery>, Error>) {
         let records = match res {
-            Ok(r) => r,
+            Ok(r) => {
+                self.r.status.set_broker_ok(true);
+                r
+            }
             Err(e) => {
                 warn!(group = %self.r.group, error = %e, "acquire failed; retrying in {FETCH_RETRY:?}");
+                self.r.status.set_broker_ok(false);
                 self.fetch_paused_until = Some(Instant::now() + FETCH_RETRY);
                 return;
             }
         };
+        self.r.metrics.fetched.inc_by(records.len() as u64);
         let now = Instant::now();
         for d in records {
             let Some(&h) = self.by_topic.get(&d.id.topic) else {
@@ -357,6 +386,9 @@ impl Dispatcher {
             if self.shutting_down.is_some() {
                 self.acks.push((d.id, AckKind::Release));
                 continue;
+            }
+            if d.delivery_count > 1 {
+                self.r.handlers[h].metrics.redeliveries.inc();
             }
             let seq = self.next_seq;
             self.next_seq += 1;
@@ -407,9 +439,13 @@ impl Dispatcher {
             return;
         }
         let member = self.r.member.clone();
-        self.fetch = Some(Box::pin(
-            async move { member.acquire(want, FETCH_WAIT).await },
-        ));
+        let latency = self.r.metrics.fetch_duration.clone();
+        self.fetch = Some(Box::pin(async move {
+            let started = Instant::now();
+            let r = member.acquire(want, FETCH_WAIT).await;
+            latency.observe(started.elapsed().as_secs_f64());
+            r
+        }));
     }
 
     fn start_jobs(&mut self) {
@@ -506,6 +542,11 @@ impl Dispatcher {
             Completion::SettleFailed { id, kind, error } => {
                 let mut attempt = 0;
                 if kind == AckKind::Renew {
+                    self.r.metrics.renewal_failures.inc();
+                } else if error.is_lock_lost() {
+                    self.r.metrics.locks_lost.inc();
+                }
+                if kind == AckKind::Renew {
                     // The lock is gone: stop renewing, and never settle this delivery.
                     if let Some(e) = self.entries.values_mut().find(|e| e.id == id && !e.lost) {
                         e.lost = true;
@@ -543,6 +584,7 @@ impl Dispatcher {
         outcome: Outcome,
         took: Option<Duration>,
     ) {
+        count(&self.r.handlers[handler].metrics, attempt, &outcome, took);
         self.r.events.emit(JobEvent {
             handler: self.r.handlers[handler].name.clone(),
             group: self.r.group.clone(),
@@ -694,6 +736,7 @@ impl Dispatcher {
                 }
             }
         };
+        count(&hr.metrics, e.attempt, &outcome, None);
         self.r.events.emit(JobEvent {
             handler: hr.name.clone(),
             group: self.r.group.clone(),
@@ -748,6 +791,7 @@ impl Dispatcher {
             let due = now + e.lock / 2;
             next = Some(next.map_or(due, |n: Instant| n.min(due)));
         }
+        self.r.metrics.renewals.inc_by(renewed.len() as u64);
         for (h, id, attempt) in renewed {
             self.event(h, &id, attempt, Outcome::LockRenewed, None);
         }
@@ -760,13 +804,15 @@ impl Dispatcher {
                 let hr = &self.r.handlers[e.handler];
                 error!(handler = %hr.name, record = %e.id, max_lease = %crate::duration::format(self.r.max_lease),
                     "handler ran past the maximum lease; cancelled it and released the record");
+                let took = Some(now.duration_since(e.lease_from));
+                count(&hr.metrics, e.attempt, &Outcome::LeaseExpired, took);
                 self.r.events.emit(JobEvent {
                     handler: hr.name.clone(),
                     group: self.r.group.clone(),
                     id: e.id.clone(),
                     attempt: e.attempt,
                     outcome: Outcome::LeaseExpired,
-                    took: Some(now.duration_since(e.lease_from)),
+                    took,
                 });
                 push_ack(&mut self.acks, e, AckKind::Release);
             }
@@ -797,6 +843,47 @@ impl Dispatcher {
         if self.settle_tx.send(batch).is_err() {
             error!(group = %self.r.group, "the settle task is gone; records come back when their locks expire");
         }
+    }
+}
+
+/// Counts an outcome in the handler's metrics.
+fn count(m: &HandlerMetrics, attempt: u16, outcome: &Outcome, took: Option<Duration>) {
+    if let Some(t) = took
+        && !matches!(outcome, Outcome::DeadLettered | Outcome::LockRenewed)
+    {
+        m.duration.observe(t.as_secs_f64());
+    }
+    let settled_for_good = match outcome {
+        Outcome::Accepted => {
+            m.accepted.inc();
+            true
+        }
+        Outcome::Retrying { .. } => {
+            m.released.inc();
+            false
+        }
+        Outcome::LeaseExpired => {
+            m.lease_expired.inc();
+            m.released.inc();
+            false
+        }
+        Outcome::DeadLettered => {
+            m.dead_lettered.inc();
+            true
+        }
+        Outcome::DeadLetterFailed { .. } => {
+            m.dead_letter_failures.inc();
+            m.released.inc();
+            false
+        }
+        Outcome::Rejected { .. } => {
+            m.rejected.inc();
+            true
+        }
+        _ => false,
+    };
+    if settled_for_good && attempt > 0 {
+        m.attempts.observe(f64::from(attempt));
     }
 }
 

@@ -24,6 +24,7 @@ use crate::broker::Broker;
 use crate::config::{self, Config, DeadLetter, Declared, Sources};
 use crate::definition::JobDefinition;
 use crate::embedded::EmbeddedBroker;
+use crate::metrics::{self, Metrics};
 use events::EventSink;
 use group::{GroupRunner, HandlerRt};
 
@@ -61,14 +62,24 @@ pub async fn run() -> Result<RunSummary, Error> {
         .await
 }
 
-/// Installs the default log subscriber unless the application installed one.
+/// Installs the default log subscriber unless the application installed one: to stderr,
+/// filtered by `RUST_LOG` (default `info`), as text or, with `log.format = "json"` in
+/// `shareworker.toml` or `SHAREWORKER_LOG__FORMAT=json`, as one JSON object per line.
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match config::standard_log_format() {
+        crate::LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        crate::LogFormat::Text => builder.try_init(),
+    };
 }
 
 /// Counts of what a worker did, returned by [`Worker::run`].
@@ -142,21 +153,67 @@ impl ShutdownHandle {
     }
 }
 
-/// Whether a running [`Worker`] has joined all its groups and is not shutting down; cheap to
-/// clone. This is what `/readyz` reports.
-#[derive(Clone, Debug, Default)]
+/// Whether a running [`Worker`] is ready: it has joined all its groups, the broker answered its
+/// last request, and it is not shutting down. Cheap to clone. This is what `/readyz` reports.
+#[derive(Clone, Debug)]
 pub struct WorkerStatus {
-    ready: Arc<std::sync::atomic::AtomicBool>,
+    inner: Arc<StatusInner>,
+}
+
+#[derive(Debug)]
+struct StatusInner {
+    joined: std::sync::atomic::AtomicBool,
+    stopping: std::sync::atomic::AtomicBool,
+    broker_ok: std::sync::atomic::AtomicBool,
+}
+
+impl Default for WorkerStatus {
+    fn default() -> Self {
+        Self {
+            inner: Arc::new(StatusInner {
+                joined: false.into(),
+                stopping: false.into(),
+                broker_ok: true.into(),
+            }),
+        }
+    }
 }
 
 impl WorkerStatus {
-    /// Joined every group and not shutting down.
+    /// Joined every group, the broker answered the last request, and not shutting down.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.not_ready_because().is_none()
     }
 
-    fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Release);
+    /// Why the worker is not ready, or `None` when it is.
+    pub fn not_ready_because(&self) -> Option<&'static str> {
+        let i = &self.inner;
+        if i.stopping.load(Ordering::Acquire) {
+            Some("shutting down")
+        } else if !i.joined.load(Ordering::Acquire) {
+            Some("not joined to its share groups yet")
+        } else if !i.broker_ok.load(Ordering::Acquire) {
+            Some("the broker did not answer the last request")
+        } else {
+            None
+        }
+    }
+
+    /// Whether the broker answered the last request.
+    pub fn broker_answers(&self) -> bool {
+        self.inner.broker_ok.load(Ordering::Acquire)
+    }
+
+    fn set_joined(&self) {
+        self.inner.joined.store(true, Ordering::Release);
+    }
+
+    fn set_stopping(&self) {
+        self.inner.stopping.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn set_broker_ok(&self, ok: bool) {
+        self.inner.broker_ok.store(ok, Ordering::Release);
     }
 }
 
@@ -293,6 +350,10 @@ impl WorkerBuilder {
             Some(b) => b,
             None => broker_from_config(&config).await?,
         };
+        let metrics = Arc::new(Metrics::new(broker.clone())?);
+        metrics
+            .worker_concurrency
+            .set(i64::from(config.concurrency));
         let mut groups: BTreeMap<String, Vec<HandlerRt>> = BTreeMap::new();
         for def in self.definitions {
             let cfg = config.handlers.get(&*def.name).cloned().ok_or_else(|| {
@@ -308,6 +369,7 @@ impl WorkerBuilder {
             }
             handlers.push(HandlerRt {
                 topic: Arc::from(cfg.topic.as_str()),
+                metrics: metrics.handler(&name, &cfg.group, cfg.concurrency),
                 name,
                 service,
                 max_attempts: 0,
@@ -334,6 +396,18 @@ impl WorkerBuilder {
                 }
             }
         }
+        let status = WorkerStatus::default();
+        // Serve from now on: liveness answers while the worker joins its groups.
+        let http = if config.http.enabled {
+            let listener = metrics::http::bind(&config.http.address).await?;
+            let state = metrics::http::HttpState {
+                metrics: metrics.clone(),
+                status: status.clone(),
+            };
+            Some(metrics::http::Server::start(listener, state))
+        } else {
+            None
+        };
         let counters = Arc::new(Counters::default());
         let mut events = self.events;
         let c = counters.clone();
@@ -348,7 +422,9 @@ impl WorkerBuilder {
             events,
             counters,
             config,
-            status: WorkerStatus::default(),
+            status,
+            metrics,
+            http,
         })
     }
 }
@@ -380,6 +456,8 @@ pub struct Worker {
     counters: Arc<Counters>,
     config: Config,
     status: WorkerStatus,
+    metrics: Arc<Metrics>,
+    http: Option<metrics::http::Server>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -425,6 +503,33 @@ impl Worker {
         self.broker.clone()
     }
 
+    /// The Prometheus registry behind `/metrics`. Register the application's own collectors
+    /// here to export them with the worker's.
+    ///
+    /// ```no_run
+    /// # async fn f(worker: shareworker::Worker) -> Result<(), Box<dyn std::error::Error>> {
+    /// let emails = prometheus::IntCounter::new("myapp_emails_sent_total", "Emails sent.")?;
+    /// worker.registry().register(Box::new(emails.clone()))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn registry(&self) -> prometheus::Registry {
+        self.metrics.registry.clone()
+    }
+
+    /// Everything `/metrics` would answer now, in the Prometheus text format.
+    ///
+    /// # Errors
+    /// When a collector fails to encode.
+    pub fn metrics_text(&self) -> Result<String, Error> {
+        self.metrics.render()
+    }
+
+    /// Where the HTTP endpoint listens (`None` when `http.enabled` is false); with port 0 in
+    /// `http.address`, this is the port the system picked.
+    pub fn http_address(&self) -> Option<std::net::SocketAddr> {
+        self.http.as_ref().map(|s| s.address)
+    }
+
     /// Joins every group and runs until shutdown; then lets in-flight jobs finish within the
     /// grace period, releases what is left and leaves the groups.
     ///
@@ -449,6 +554,39 @@ impl Worker {
                 }
             })
         });
+        let http_stop = CancellationToken::new();
+        let http = self.http;
+        let views = self
+            .groups
+            .iter()
+            .map(|(group, handlers)| metrics::refresh::GroupView {
+                group: group.clone(),
+                handlers: handlers
+                    .iter()
+                    .map(|h| metrics::refresh::HandlerView {
+                        topic: h.topic.to_string(),
+                        metrics: h.metrics.clone(),
+                        concurrency: h.config.concurrency,
+                    })
+                    .collect(),
+            })
+            .collect();
+        let refresh = tokio::spawn(metrics::refresh::run(
+            self.broker.clone(),
+            self.metrics.clone(),
+            views,
+            self.config.autoscale.clone(),
+            self.config.concurrency,
+            self.status.clone(),
+            http_stop.clone(),
+        ));
+        let stop_side_tasks = || async {
+            http_stop.cancel();
+            let _ = refresh.await;
+            if let Some(h) = http {
+                h.stop().await;
+            }
+        };
         let mut runners = Vec::new();
         for (group, handlers) in self.groups {
             let topics: Vec<String> = handlers.iter().map(|h| h.topic.to_string()).collect();
@@ -459,11 +597,14 @@ impl Worker {
                     for r in runners {
                         let _ = tokio::spawn(GroupRunner::run(r)).await;
                     }
+                    stop_side_tasks().await;
                     return Err(e);
                 }
             };
             info!(group = %group, topics = ?topics, member = member.member_id(), broker = self.broker.kind(), "joined share group");
             runners.push(GroupRunner {
+                metrics: self.metrics.group(&group),
+                status: self.status.clone(),
                 group: Arc::from(group.as_str()),
                 handlers,
                 member: Arc::from(member),
@@ -475,12 +616,12 @@ impl Worker {
                 events: self.events.clone(),
             });
         }
-        self.status.set_ready(true);
+        self.status.set_joined();
         let status = self.status.clone();
         let watch = token.clone();
         tokio::spawn(async move {
             watch.cancelled().await;
-            status.set_ready(false);
+            status.set_stopping();
         });
         let tasks: Vec<_> = runners.into_iter().map(|r| tokio::spawn(r.run())).collect();
         for t in tasks {
@@ -489,10 +630,11 @@ impl Worker {
             }
         }
         token.cancel();
-        self.status.set_ready(false);
+        self.status.set_stopping();
         if let Some(w) = watcher {
             let _ = w.await;
         }
+        stop_side_tasks().await;
         let summary = self.counters.summary();
         info!(?summary, "worker stopped");
         Ok(summary)
