@@ -68,9 +68,12 @@ pub async fn run() -> Result<RunSummary, Error> {
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colours for people at a terminal, plain text for files and log collectors.
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match config::standard_log_format() {
         crate::LogFormat::Json => builder
             .json()
