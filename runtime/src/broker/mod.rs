@@ -242,6 +242,10 @@ pub struct GroupConfig {
     pub lock_duration: Option<Duration>,
     /// `share.partition.max.record.locks`.
     pub max_record_locks: Option<u32>,
+    /// `errors.deadletterqueue.topic.name` (Kafka 4.4, KIP-1191): the broker writes rejected and
+    /// archived records there itself. The topic must exist and, by the broker's default, start
+    /// with `dlq.`. An empty name turns it off.
+    pub broker_dead_letter: Option<String>,
 }
 
 impl GroupConfig {
@@ -266,6 +270,12 @@ impl GroupConfig {
     /// Sets the per-partition limit of acquired records.
     pub fn max_record_locks(mut self, locks: u32) -> Self {
         self.max_record_locks = Some(locks);
+        self
+    }
+
+    /// Sets the broker's own dead-letter topic for the group (Kafka 4.4; `""` turns it off).
+    pub fn broker_dead_letter(mut self, topic: impl Into<String>) -> Self {
+        self.broker_dead_letter = Some(topic.into());
         self
     }
 }
@@ -330,6 +340,29 @@ pub trait Broker: Send + Sync + 'static {
     async fn end_offsets(&self, topics: &[String]) -> Result<Vec<(String, u64)>, Error> {
         let _ = topics;
         Ok(Vec::new())
+    }
+
+    /// The group's broker-side dead-letter topic, when the broker writes dead letters itself
+    /// (Kafka 4.4, KIP-1191: group config `errors.deadletterqueue.topic.name`). Then the runtime
+    /// rejects a record after its last attempt and lets the broker write it, instead of
+    /// producing its own dead letter: never both. The default answers `None`.
+    ///
+    /// # Errors
+    /// When the broker cannot answer.
+    async fn broker_dead_letter(&self, group: &str) -> Result<Option<String>, Error> {
+        let _ = group;
+        Ok(None)
+    }
+
+    /// Gets `topic` ready to receive the broker's dead letters: on Kafka 4.4, creates it when
+    /// missing and sets its `errors.deadletterqueue.group.enable=true`, without which the broker
+    /// archives a rejected record instead of writing it there. The default does nothing.
+    ///
+    /// # Errors
+    /// When the broker refuses.
+    async fn prepare_broker_dead_letter(&self, topic: &str) -> Result<(), Error> {
+        let _ = topic;
+        Ok(())
     }
 
     /// Errors the broker answered with (or network failures talking to it) so far, by API

@@ -619,6 +619,15 @@ impl Broker for EmbeddedBroker {
         if group.is_empty() {
             return Err(Error::invalid_input("group id must not be empty"));
         }
+        if config
+            .broker_dead_letter
+            .as_deref()
+            .is_some_and(|t| !t.is_empty())
+        {
+            return Err(Error::invalid_input(
+                "the embedded broker has no broker-side dead-letter queue (errors.deadletterqueue.topic.name is Kafka 4.4's); use the handler's `dead_letter` setting, which works on every broker",
+            ));
+        }
         let defaults = self.group_settings();
         let mut state = self.lock();
         let g = state.group(group, defaults);

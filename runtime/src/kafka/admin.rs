@@ -56,6 +56,7 @@ const MAX_ATTEMPTS: u32 = 6;
 /// Config resource types.
 const RESOURCE_BROKER: i8 = 4;
 const RESOURCE_GROUP: i8 = 32;
+const RESOURCE_TOPIC: i8 = 2;
 /// IncrementalAlterConfigs operation SET.
 const OP_SET: i8 = 0;
 /// ListOffsets timestamps asking for the log start and the high watermark.
@@ -67,6 +68,10 @@ const DELIVERY_COUNT_LIMIT: &str = "share.delivery.count.limit";
 const LOCK_DURATION_MS: &str = "share.record.lock.duration.ms";
 const MAX_RECORD_LOCKS: &str = "share.partition.max.record.locks";
 const AUTO_OFFSET_RESET: &str = "share.auto.offset.reset";
+/// The group's broker-side dead-letter topic (KIP-1191, Kafka 4.4).
+const DEAD_LETTER_TOPIC: &str = "errors.deadletterqueue.topic.name";
+/// The topic config that lets the broker write share groups' dead letters there (KIP-1191).
+const DEAD_LETTER_ENABLE: &str = "errors.deadletterqueue.group.enable";
 const BROKER_DELIVERY_COUNT_LIMIT: &str = "group.share.delivery.count.limit";
 const BROKER_LOCK_DURATION_MS: &str = "group.share.record.lock.duration.ms";
 const BROKER_MAX_RECORD_LOCKS: &str = "group.share.partition.max.record.locks";
@@ -421,6 +426,21 @@ impl Admin {
         limits_from(&group_values, &broker_values)
     }
 
+    /// The group's broker-side dead-letter topic (`errors.deadletterqueue.topic.name`, Kafka
+    /// 4.4), or `None` when it is empty or the broker does not know the config.
+    pub(crate) async fn broker_dead_letter(&self, group: &str) -> Result<Option<String>, Error> {
+        if group.is_empty() {
+            return Err(Error::invalid_input("the group id is empty"));
+        }
+        let conn = self.cluster.any().await?;
+        // Every group config: a broker before 4.4 may refuse a name it does not know.
+        let values = describe_configs(&conn, RESOURCE_GROUP, group, None).await?;
+        Ok(values
+            .get(DEAD_LETTER_TOPIC)
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty()))
+    }
+
     /// Sets the share-group configs of `group` that `config` has (`None` fields are left alone).
     ///
     /// # Errors
@@ -436,14 +456,37 @@ impl Admin {
             return Err(Error::invalid_input("the group id is empty"));
         }
         let settings = group_settings(config);
+        self.alter_configs(RESOURCE_GROUP, "share group", group, &settings)
+            .await
+    }
+
+    /// Makes `topic` a dead-letter topic the broker may write to for share groups (KIP-1191):
+    /// creates it when missing, and sets its `errors.deadletterqueue.group.enable=true`, without
+    /// which the broker refuses to write there and archives the record instead.
+    pub(crate) async fn enable_dead_letter_topic(&self, topic: &str) -> Result<(), Error> {
+        self.create_topic(topic, 1).await?;
+        let settings = [(DEAD_LETTER_ENABLE, "true".to_owned())];
+        self.alter_configs(RESOURCE_TOPIC, "topic", topic, &settings)
+            .await
+    }
+
+    /// Sets `settings` on a config resource with IncrementalAlterConfigs and waits until the
+    /// broker describes them.
+    async fn alter_configs(
+        &self,
+        resource_type: i8,
+        what_resource: &str,
+        name: &str,
+        settings: &[(&'static str, String)],
+    ) -> Result<(), Error> {
         if settings.is_empty() {
             return Ok(());
         }
         let req = IncrementalAlterConfigsRequest::default()
             .with_resources(vec![
                 AlterConfigsResource::default()
-                    .with_resource_type(RESOURCE_GROUP)
-                    .with_resource_name(str_bytes(group))
+                    .with_resource_type(resource_type)
+                    .with_resource_name(str_bytes(name))
                     .with_configs(
                         settings
                             .iter()
@@ -462,10 +505,10 @@ impl Admin {
         let result = resp
             .responses
             .iter()
-            .find(|r| r.resource_type == RESOURCE_GROUP && r.resource_name.as_str() == group)
+            .find(|r| r.resource_type == resource_type && r.resource_name.as_str() == name)
             .ok_or_else(|| {
                 Error::broker(format!(
-                    "IncrementalAlterConfigs did not answer for group `{group}`"
+                    "IncrementalAlterConfigs did not answer for {what_resource} `{name}`"
                 ))
             })?;
         if result.error_code == 0 {
@@ -474,7 +517,7 @@ impl Admin {
             // and then reads its limits (or joins it) sees the new values.
             let deadline = tokio::time::Instant::now() + CONFIG_PROPAGATION;
             loop {
-                let now = describe_configs(&conn, RESOURCE_GROUP, group, None).await?;
+                let now = describe_configs(&conn, resource_type, name, None).await?;
                 if settings
                     .iter()
                     .all(|(k, v)| now.get(*k).map(String::as_str) == Some(v.as_str()))
@@ -483,8 +526,8 @@ impl Admin {
                 }
                 if tokio::time::Instant::now() >= deadline {
                     tracing::warn!(
-                        group,
-                        "the new share-group configs are not visible yet after {CONFIG_PROPAGATION:?}"
+                        name,
+                        "the new {what_resource} configs are not visible yet after {CONFIG_PROPAGATION:?}"
                     );
                     return Ok(());
                 }
@@ -497,7 +540,7 @@ impl Admin {
             .collect::<Vec<_>>()
             .join(", ");
         let cause = Error::kafka(
-            &format!("cannot set {what} on share group `{group}`"),
+            &format!("cannot set {what} on {what_resource} `{name}`"),
             result.error_code,
             result.error_message.as_ref().map(|m| m.as_str()),
         );
@@ -795,6 +838,9 @@ fn group_settings(config: &GroupConfig) -> Vec<(&'static str, String)> {
     }
     if let Some(locks) = config.max_record_locks {
         out.push((MAX_RECORD_LOCKS, locks.to_string()));
+    }
+    if let Some(topic) = &config.broker_dead_letter {
+        out.push((DEAD_LETTER_TOPIC, topic.clone()));
     }
     out
 }

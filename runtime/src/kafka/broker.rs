@@ -136,6 +136,14 @@ impl Broker for KafkaBroker {
         Ok(out)
     }
 
+    async fn broker_dead_letter(&self, group: &str) -> Result<Option<String>, Error> {
+        self.admin.broker_dead_letter(group).await
+    }
+
+    async fn prepare_broker_dead_letter(&self, topic: &str) -> Result<(), Error> {
+        self.admin.enable_dead_letter_topic(topic).await
+    }
+
     fn error_counts(&self) -> Vec<ErrorCount> {
         super::stats::snapshot()
     }

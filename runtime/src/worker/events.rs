@@ -48,6 +48,14 @@ pub enum Outcome {
         /// Why the write failed.
         error: String,
     },
+    /// The last attempt failed and the group has the broker's dead-letter queue (Kafka 4.4,
+    /// KIP-1191): the record was rejected, and the broker writes it to `topic`.
+    DeadLetteredByBroker {
+        /// The broker's dead-letter topic.
+        topic: String,
+        /// The handler's error.
+        error: String,
+    },
     /// The last attempt failed and dead-lettering is off: the record was rejected.
     Rejected {
         /// The handler's error.

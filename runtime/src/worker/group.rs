@@ -71,6 +71,8 @@ pub(crate) struct HandlerRt {
     pub(crate) config: HandlerConfig,
     pub(crate) max_attempts: u16,
     pub(crate) metrics: HandlerMetrics,
+    /// The group's broker-side dead-letter topic (KIP-1191), which replaces the handler's own.
+    pub(crate) broker_dead_letter: Option<Arc<str>>,
 }
 
 /// Everything a group runner needs.
@@ -654,6 +656,24 @@ impl Dispatcher {
         } else {
             "last attempt failed"
         };
+        if let Some(topic) = hr.broker_dead_letter.clone() {
+            error!(handler = %hr.name, record = %id, attempt, broker_dead_letter = %topic,
+                error = %err, "job failed ({why}); rejecting it: the broker writes it to its dead-letter topic");
+            self.event(
+                h,
+                &id,
+                attempt,
+                Outcome::DeadLetteredByBroker {
+                    topic: topic.to_string(),
+                    error: err.to_string(),
+                },
+                Some(took),
+            );
+            if let Some(e) = self.entries.remove(&seq) {
+                push_ack(&mut self.acks, e, AckKind::Reject);
+            }
+            return;
+        }
         match hr.config.dead_letter.clone() {
             DeadLetter::Topic(topic) => {
                 error!(handler = %hr.name, record = %id, attempt, dead_letter = %topic,
@@ -867,7 +887,7 @@ fn count(m: &HandlerMetrics, attempt: u16, outcome: &Outcome, took: Option<Durat
             m.released.inc();
             false
         }
-        Outcome::DeadLettered => {
+        Outcome::DeadLettered | Outcome::DeadLetteredByBroker { .. } => {
             m.dead_lettered.inc();
             true
         }

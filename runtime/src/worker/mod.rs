@@ -118,7 +118,7 @@ impl Counters {
         let c = match e.outcome {
             Outcome::Accepted => &self.accepted,
             Outcome::Retrying { .. } => &self.retried,
-            Outcome::DeadLettered => &self.dead_lettered,
+            Outcome::DeadLettered | Outcome::DeadLetteredByBroker { .. } => &self.dead_lettered,
             Outcome::Rejected { .. } => &self.rejected,
             Outcome::LeaseExpired => &self.lease_expired,
             Outcome::SettleFailed { .. } => &self.settle_failures,
@@ -376,11 +376,21 @@ impl WorkerBuilder {
                 name,
                 service,
                 max_attempts: 0,
+                broker_dead_letter: None,
                 config: cfg,
             });
         }
         for (group, handlers) in &mut groups {
             let limits = broker.group_limits(group).await?;
+            let broker_dlq = broker.broker_dead_letter(group).await?;
+            if let Some(t) = &broker_dlq {
+                info!(group = %group, dead_letter = %t,
+                    "the group has the broker's dead-letter queue: after the last attempt the runtime rejects and the broker writes the dead letter");
+                if let Err(e) = broker.prepare_broker_dead_letter(t).await {
+                    warn!(group = %group, dead_letter = %t, error = %e,
+                        "could not create the broker's dead-letter topic or enable errors.deadletterqueue.group.enable on it; the broker archives dead letters instead of writing them there");
+                }
+            }
             for h in handlers.iter_mut() {
                 let limit = limits.delivery_count_limit;
                 h.max_attempts = match h.config.max_attempts {
@@ -392,6 +402,12 @@ impl WorkerBuilder {
                     Some(n) => n,
                     None => limit,
                 };
+                h.broker_dead_letter = broker_dlq.as_deref().map(Arc::from);
+                if let (Some(b), DeadLetter::Topic(own)) = (&broker_dlq, &h.config.dead_letter) {
+                    info!(handler = %h.name, dead_letter = %own, broker_dead_letter = %b,
+                        "the handler's dead_letter topic is not used: the group's broker-side dead-letter queue takes its dead letters");
+                    continue;
+                }
                 if let DeadLetter::Topic(t) = &h.config.dead_letter
                     && let Err(e) = broker.create_topic(t, 1).await
                 {
