@@ -13,7 +13,7 @@ use shareworker::{
     StartFrom, Worker,
 };
 use shareworker_tests::kafka;
-use tokio::sync::Mutex;
+use std::sync::Mutex;
 
 fn stamp() -> u128 {
     SystemTime::now()
@@ -107,12 +107,11 @@ async fn the_broker_writes_the_dead_letter_and_the_runtime_only_rejects() {
             if matches!(
                 e.outcome,
                 Outcome::Accepted | Outcome::DeadLetteredByBroker { .. }
-            ) {
-                if let Ok(mut o) = seen.try_lock() {
-                    o.push(e.outcome.clone());
-                    if o.len() == 2 {
-                        d.notify_one();
-                    }
+            ) && let Ok(mut o) = seen.lock()
+            {
+                o.push(e.outcome.clone());
+                if o.len() == 2 {
+                    d.notify_one();
                 }
             }
         })
@@ -142,7 +141,7 @@ async fn the_broker_writes_the_dead_letter_and_the_runtime_only_rejects() {
         (1, 1),
         "{summary:?}"
     );
-    let outcomes = outcomes.lock().await.clone();
+    let outcomes = outcomes.lock().expect("events").clone();
     assert!(
         outcomes.contains(&Outcome::DeadLetteredByBroker {
             topic: dlq.clone(),
@@ -203,7 +202,10 @@ async fn a_record_whose_workers_kept_dying_ends_in_the_brokers_dead_letter_queue
     // Two members in turn take the record and go away without settling it, as a worker that
     // crashes with it would (the session ends; the broker releases it, delivery count + 1).
     for delivery in 1..=2u16 {
-        let member = broker.join(&group, &[topic.clone()]).await.expect("join");
+        let member = broker
+            .join(&group, std::slice::from_ref(&topic))
+            .await
+            .expect("join");
         let mut got = Vec::new();
         for _ in 0..30 {
             got = member
