@@ -3,7 +3,12 @@
 //! Run it with `cargo run --example quickstart`. It enqueues a mix of jobs (fast ones, slow ones
 //! that outlive their lock so it gets renewed, flaky ones that fail twice then succeed, and one
 //! that always fails), runs them concurrently, shows retries with growing delays and the dead
-//! letter, then exits with a summary once everything is done.
+//! letter, then exits with a summary once everything is done (status 1 if any of that did not
+//! happen).
+//!
+//! On Kafka, by configuration only: `SHAREWORKER_BROKER=kafka://127.0.0.1:9092 cargo run
+//! --example quickstart`. Kafka's locks last 15 s at least, so there the slow tasks finish
+//! without needing a renewal.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,12 +16,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shareworker::{Broker, Config, GroupConfig, Job, JobError, Outcome, Queue, StartFrom, Worker};
+use shareworker::{
+    AckKind, Broker, Config, GroupConfig, Job, JobError, Outcome, Queue, StartFrom, Worker,
+};
+use shareworker_examples::Checks;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// How many tasks the example enqueues.
 const TASKS: usize = 25;
+/// How long a slow task runs.
+const SLOW: Duration = Duration::from_secs(5);
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -45,7 +55,7 @@ async fn process(job: Job<Task>) -> Result<(), JobError> {
     match task.kind {
         Kind::Fast => tokio::time::sleep(Duration::from_millis(50)).await,
         // Longer than the 2 s lock this example sets: the runtime renews it every second.
-        Kind::Slow => tokio::time::sleep(Duration::from_secs(5)).await,
+        Kind::Slow => tokio::time::sleep(SLOW).await,
         Kind::Flaky if job.attempt() < 3 => {
             return Err(JobError::retry(format!(
                 "upstream unavailable (attempt {})",
@@ -72,6 +82,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let finished = Arc::new(AtomicUsize::new(0));
     let all_done = Arc::new(Notify::new());
     let (fin, done) = (finished.clone(), all_done.clone());
+    // Lock renewals per record, for the checks at the end.
+    let renewals: Arc<Mutex<HashMap<i64, usize>>> = Arc::default();
+    let renewed = renewals.clone();
 
     let mut config = Config::default();
     // A short lock so the slow tasks show renewal within seconds (Kafka's minimum is 15 s).
@@ -103,9 +116,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     "{t:6.2}s  giving up   {name} after attempt {}: {error}",
                     e.attempt
                 ),
-                Outcome::LockRenewed => println!(
-                    "{t:6.2}s  renewed     {name}: still running, lock extended"
-                ),
+                Outcome::LockRenewed => {
+                    *renewed
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .entry(e.id.offset)
+                        .or_default() += 1;
+                    println!("{t:6.2}s  renewed     {name}: still running, lock extended")
+                }
                 Outcome::DeadLettered => {
                     println!("{t:6.2}s  dead letter {name} written to tasks.dlq")
                 }
@@ -136,9 +154,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Kind::Broken,
     ];
     kinds.extend(std::iter::repeat_n(Kind::Fast, 20));
+    let (mut slow, mut broken) = (Vec::new(), None);
     for (id, kind) in kinds.into_iter().enumerate() {
         let id = id as u32;
         let at = queue.enqueue("tasks", &Task { id, kind }).await?;
+        match kind {
+            Kind::Slow => slow.push(at.offset),
+            Kind::Broken => broken = Some(at.offset),
+            _ => {}
+        }
         names
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -153,11 +177,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let running = tokio::spawn(worker.run());
 
     // Wait until every task is done (accepted or dead-lettered), then stop gracefully.
-    all_done.notified().await;
+    if tokio::time::timeout(Duration::from_secs(60), all_done.notified())
+        .await
+        .is_err()
+    {
+        println!("not every task was done after 60 s; stopping");
+    }
     shutdown.shutdown();
     let summary = running.await??;
 
-    let dead = dead_letters(&*broker).await?;
+    let dead = dead_letters(&*broker, broken.unwrap_or(-1)).await?;
     println!(
         "\nsummary after {:.1}s: {} accepted, {} retries, {} dead-lettered",
         started.elapsed().as_secs_f64(),
@@ -165,8 +194,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         summary.retried,
         summary.dead_lettered
     );
-    for d in dead {
-        let h = |k: &str| d.headers.get_str(k).unwrap_or("?").to_owned();
+    let h = |k: &str| {
+        dead.as_ref()
+            .and_then(|d| d.headers.get_str(k))
+            .unwrap_or("?")
+            .to_owned()
+    };
+    if let Some(d) = &dead {
         println!(
             "dead letter: {} from tasks offset {} after {} attempts: {}",
             String::from_utf8_lossy(d.value.as_deref().unwrap_or_default()),
@@ -175,23 +209,68 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             h(shareworker::dead_letter_headers::ERROR),
         );
     }
+
+    // Exit with status 1 unless all of the above happened.
+    let mut checks = Checks::new();
+    checks.check(
+        summary.accepted == 24,
+        format!("24 tasks accepted (got {})", summary.accepted),
+    );
+    checks.check(
+        summary.retried == 7,
+        format!(
+            "7 retries: 2 per flaky task, 3 for the broken one (got {})",
+            summary.retried
+        ),
+    );
+    checks.check(
+        dead.is_some() && h(shareworker::dead_letter_headers::ATTEMPTS) == "4",
+        "the broken task is in tasks.dlq after 4 attempts",
+    );
+    let lock = broker.group_limits("process").await?.lock_duration;
+    if lock < SLOW {
+        let renewals = renewals.lock().unwrap_or_else(|p| p.into_inner());
+        checks.check(
+            slow.iter()
+                .all(|o| renewals.get(o).is_some_and(|n| *n >= 2)),
+            format!("each slow task's {lock:?} lock was renewed while it ran for {SLOW:?}"),
+        );
+    } else {
+        println!("  (the lock lasts {lock:?} here: the {SLOW:?} tasks needed no renewal)");
+    }
+    checks.finish()?;
     Ok(())
 }
 
-/// Reads the dead-letter topic through the broker seam, as any consumer would.
+/// Reads the dead letter of the record at `offset` in `tasks` through the broker seam, as any
+/// consumer would; accepts what it reads, so the next run sees only its own.
 async fn dead_letters(
     broker: &dyn Broker,
-) -> Result<Vec<shareworker::Delivery>, shareworker::Error> {
+    offset: i64,
+) -> Result<Option<shareworker::Delivery>, shareworker::Error> {
     let group = "quickstart-dlq-reader";
     broker
         .configure_group(
             group,
-            &shareworker::GroupConfig::default().start_from(shareworker::StartFrom::Earliest),
+            &GroupConfig::default().start_from(StartFrom::Earliest),
         )
         .await?;
     let member = broker.join(group, &["tasks.dlq".to_string()]).await?;
-    // Returns as soon as something arrives (at once on the embedded broker).
-    let records = member.acquire(100, Duration::from_secs(10)).await?;
+    let offset = offset.to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut found = None;
+    while found.is_none() && Instant::now() < deadline {
+        // Returns as soon as something arrives (at once on the embedded broker).
+        let records = member.acquire(100, Duration::from_secs(5)).await?;
+        let acks: Vec<_> = records
+            .iter()
+            .map(|r| (r.id.clone(), AckKind::Accept))
+            .collect();
+        member.settle(&acks).await?;
+        found = records.into_iter().find(|r| {
+            r.headers.get_str(shareworker::dead_letter_headers::OFFSET) == Some(offset.as_str())
+        });
+    }
     member.leave().await?;
-    Ok(records)
+    Ok(found)
 }
