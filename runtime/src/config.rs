@@ -519,7 +519,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), Error> {
             ),
         );
     }
-    config.kafka.validate()?;
+    config.kafka.validate_for(&config.broker)?;
     for (name, h) in &config.handlers {
         let k = |field: &str| format!("handlers.{name}.{field}");
         if h.topic.is_empty() {

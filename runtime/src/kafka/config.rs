@@ -342,6 +342,16 @@ impl KafkaConfig {
         Ok(out)
     }
 
+    /// Checks these settings with those of the `broker` URL's query (when it is a Kafka URL).
+    pub(crate) fn validate_for(&self, broker: &str) -> Result<(), Error> {
+        match broker.split_once('?') {
+            Some((_, query)) if broker.starts_with("kafka://") => {
+                self.with_url_query(query)?.validate()
+            }
+            _ => self.validate(),
+        }
+    }
+
     /// Checks that the settings fit together; each message names the key and what to do.
     pub(crate) fn validate(&self) -> Result<(), Error> {
         let bad = |key: &str, what: String| Err(Error::config(format!("`kafka.{key}`: {what}")));

@@ -100,6 +100,9 @@ pub(crate) struct Versions {
     pub(crate) max: i16,
 }
 
+/// Where the answer to one request arrives.
+type Reply = oneshot::Receiver<Result<Bytes, Error>>;
+
 struct Pending {
     header_version: i16,
     reply: oneshot::Sender<Result<Bytes, Error>>,
@@ -141,7 +144,7 @@ impl Shared {
         req: &C,
         version: i16,
         client_id: &str,
-    ) -> Result<(i32, Bytes, oneshot::Receiver<Result<Bytes, Error>>), Error> {
+    ) -> Result<(i32, Bytes, Reply), Error> {
         let correlation = self.next_correlation.fetch_add(1, Ordering::Relaxed);
         let header = RequestHeader::default()
             .with_request_api_key(C::KEY)
@@ -181,7 +184,7 @@ impl Shared {
     /// Waits for the answer to a framed request, within `timeout`.
     async fn answer<C: Call>(
         &self,
-        rx: oneshot::Receiver<Result<Bytes, Error>>,
+        rx: Reply,
         version: i16,
         timeout: Duration,
     ) -> Result<C::Response, Error> {
@@ -282,13 +285,15 @@ impl Connection {
             timeout,
         };
         conn.negotiate().await.map_err(|e| {
-            if e.is_auth() || security.protocol.uses_tls() {
-                e
-            } else {
+            if e.is_broker() && !security.protocol.uses_tls() {
+                // A TLS listener answers plain text with an alert or by hanging up.
                 Error::broker(format!(
-                    "{e} (security_protocol is {}: is the listener at {addr} one of that protocol?)",
+                    "the first request to {addr} failed: is that listener {}? Match `kafka.security_protocol` to it",
                     security.protocol
                 ))
+                .with_source(e)
+            } else {
+                e
             }
         })?;
         if security.sasl.is_some() {

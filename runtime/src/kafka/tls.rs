@@ -147,10 +147,18 @@ pub(crate) async fn handshake(
     tcp: TcpStream,
 ) -> Result<TlsStream<TcpStream>, Error> {
     let name = server_name(addr)?;
-    let stream = connector
-        .connect(name, tcp)
-        .await
-        .map_err(|e| classify(addr, e))?;
+    let stream = connector.connect(name, tcp).await.map_err(|e| {
+        let e = classify(addr, e);
+        if e.is_auth() {
+            e
+        } else {
+            // A plain-text listener hangs up on a ClientHello.
+            Error::broker(format!(
+                "the TLS handshake with {addr} failed: is that listener SSL or SASL_SSL? Match `kafka.security_protocol` to it"
+            ))
+            .with_source(e)
+        }
+    })?;
     let (_, session) = stream.get_ref();
     tracing::debug!(
         broker = addr,
@@ -161,13 +169,13 @@ pub(crate) async fn handshake(
     Ok(stream)
 }
 
-/// An I/O error on a TLS connection as an [`Error`]: certificate problems are `is_auth`.
+/// An I/O error on a connection as an [`Error`]: TLS certificate problems are `is_auth`.
 pub(crate) fn classify(addr: &str, e: io::Error) -> Error {
     let Some(tls) = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     else {
-        return Error::broker(format!("TLS connection to {addr} failed: {e}")).with_source(e);
+        return Error::broker(e.to_string());
     };
     match tls {
         rustls::Error::InvalidCertificate(_) => Error::auth(format!(
@@ -185,10 +193,7 @@ pub(crate) fn classify(addr: &str, e: io::Error) -> Error {
         ) => Error::auth(format!(
             "the Kafka broker at {addr} refused this client's TLS certificate (alert: {alert:?}): set `kafka.ssl_certificate_location` and `kafka.ssl_key_location` to a certificate the broker's truststore accepts"
         )),
-        rustls::Error::InvalidMessage(_) => Error::broker(format!(
-            "TLS handshake with {addr} failed ({tls}): is that listener SSL or SASL_SSL? Match `kafka.security_protocol` to the listener"
-        )),
-        _ => Error::broker(format!("TLS connection to {addr} failed: {tls}")),
+        _ => Error::broker(format!("TLS: {tls}")),
     }
 }
 
