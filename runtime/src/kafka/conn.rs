@@ -561,6 +561,7 @@ impl Writer {
                     .map(|m| format!(": {}", m.as_str()))
                     .unwrap_or_default();
                 if resp.error_code == 58 {
+                    super::stats::record("SaslAuthenticate", &super::stats::code_label(58));
                     return Err(Error::auth(format!(
                         "SASL {mechanism} authentication of user `{}` at {addr} failed{said}. Check `kafka.sasl_username` and `kafka.sasl_password` (SHAREWORKER_KAFKA__SASL_PASSWORD), and that the user exists for {mechanism}",
                         creds.username
