@@ -4,6 +4,8 @@
 #   scripts/kafka.sh fetch  [VERSION]                         jars into target/kafka/<v>/libs (Maven)
 #   scripts/kafka.sh start  [--version V] [--port P] [--dir DIR] [--keep-data] [--prop k=v]...
 #                           [--feature name=level]...  (passed to StorageTool format)
+#                           [--listener NAME:PROTOCOL:PORT]...  (more listeners, e.g. SASL_SSL)
+#                           [--scram 'MECH=[name=U,password=P]']...  (StorageTool --add-scram)
 #   scripts/kafka.sh stop   [--port P] [--dir DIR]
 #   scripts/kafka.sh status [--port P] [--dir DIR]            exit 0 running, 3 not running
 #   scripts/kafka.sh run-tool [--version V] CLASS|ALIAS args...
@@ -45,6 +47,11 @@
 #   group.initial.rebalance.delay.ms=0  classic consumer groups only; saves 3 s in tests.
 # Share-group settings (group.share.record.lock.duration.ms and its min/max, delivery count limit,
 # ...) are left at the broker defaults. Add or override with --prop key=value (last one wins).
+# Extra listeners (--listener SECURE:SASL_SSL:9094) go into listeners, advertised.listeners (on
+# 127.0.0.1) and listener.security.protocol.map; their settings (keystores, JAAS, enabled
+# mechanisms) come with --prop listener.name.secure.*=... The PLAINTEXT listener on PORT stays:
+# the brokers talk over it and the readiness probe uses it. --scram users exist from the start
+# (written into the metadata at format time; so not with --keep-data on formatted data).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -262,6 +269,8 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 PORT="" DIR="" VERSION="" KEEP_DATA=0
 PROPS=()
 FEATURES=()
+LISTENERS=()
+SCRAM=()
 parse_common() { # sets PORT DIR VERSION KEEP_DATA PROPS; leaves the rest in REST
   REST=()
   while [[ $# -gt 0 ]]; do
@@ -272,6 +281,8 @@ parse_common() { # sets PORT DIR VERSION KEEP_DATA PROPS; leaves the rest in RES
       --keep-data) KEEP_DATA=1; shift ;;
       --prop) PROPS+=("${2:?--prop needs key=value}"); shift 2 ;;
       --feature) FEATURES+=(--feature "${2:?--feature needs name=level}"); shift 2 ;;
+      --listener) LISTENERS+=("${2:?--listener needs NAME:PROTOCOL:PORT}"); shift 2 ;;
+      --scram) SCRAM+=(--add-scram "${2:?--scram needs MECHANISM=[name=...,password=...]}"); shift 2 ;;
       *) REST+=("$1"); shift ;;
     esac
   done
@@ -301,6 +312,17 @@ cmd_start() {
   rm -f "$pidf"
   port_open "$PORT" && die "port $PORT is already in use by another process"
   port_open "$cport" && die "controller port $cport is already in use by another process"
+  local listeners="PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$cport"
+  local advertised="$listeners" protocols="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT" l lname lproto lport
+  for l in "${LISTENERS[@]+"${LISTENERS[@]}"}"; do
+    IFS=: read -r lname lproto lport <<<"$l"
+    [[ "$lname" =~ ^[A-Z][A-Z0-9_]*$ && "$lproto" =~ ^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$ \
+      && "$lport" =~ ^[0-9]+$ ]] || die "--listener wants NAME:PROTOCOL:PORT (NAME in capitals), got '$l'"
+    port_open "$lport" && die "listener port $lport is already in use by another process"
+    listeners+=",$lname://127.0.0.1:$lport"
+    advertised+=",$lname://127.0.0.1:$lport"
+    protocols+=",$lname:$lproto"
+  done
   cmd_fetch "$VERSION"
 
   local t0 t1
@@ -311,11 +333,11 @@ cmd_start() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$cport
+listeners=$listeners
+advertised.listeners=$advertised
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=$protocols
 log.dirs=$DIR/data
 num.partitions=1
 offsets.topic.replication.factor=1
@@ -341,7 +363,7 @@ EOF
     # Without --feature a fresh format gets the release's default feature levels
     # (share.version=1 on 4.2, 2 on 4.4; see scripts/KAFKA-FINDINGS.md).
     if ! broker_java "$VERSION" kafka.tools.StorageTool format --standalone -t "$cid" -c "$props" \
-        "${FEATURES[@]+"${FEATURES[@]}"}" >"$DIR/format.out" 2>&1; then
+        "${FEATURES[@]+"${FEATURES[@]}"}" "${SCRAM[@]+"${SCRAM[@]}"}" >"$DIR/format.out" 2>&1; then
       cat "$DIR/format.out" >&2
       die "StorageTool format failed"
     fi
@@ -460,7 +482,7 @@ cmd_classpath() {
   esac
 }
 
-usage() { sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 main() {
   local sub="${1:-}"

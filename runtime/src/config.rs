@@ -60,6 +60,9 @@ pub struct Config {
     /// Logging (key `log`).
     #[serde(default)]
     pub log: LogConfig,
+    /// Settings of the Kafka client: TLS and SASL (see [`KafkaConfig`](crate::KafkaConfig)).
+    #[serde(default)]
+    pub kafka: crate::KafkaConfig,
     /// Settings per handler, by handler name.
     pub handlers: BTreeMap<String, HandlerConfig>,
 }
@@ -288,6 +291,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             autoscale: crate::autoscale::AutoscaleConfig::default(),
             log: LogConfig::default(),
+            kafka: crate::KafkaConfig::default(),
             handlers: BTreeMap::new(),
         }
     }
@@ -421,6 +425,7 @@ fn with_file_and_env(figment: Figment, file: &Path) -> Figment {
     figment
         .merge(Toml::file(file))
         .merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["config"]))
+        .merge(crate::kafka::config::raw_env_credentials(ENV_PREFIX))
 }
 
 /// `log.format` from `shareworker.toml` (or `$SHAREWORKER_CONFIG`) and the environment, read
@@ -514,6 +519,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), Error> {
             ),
         );
     }
+    config.kafka.validate_for(&config.broker)?;
     for (name, h) in &config.handlers {
         let k = |field: &str| format!("handlers.{name}.{field}");
         if h.topic.is_empty() {

@@ -32,6 +32,8 @@ pub(crate) enum Kind {
     Codec,
     /// Bad input from the caller.
     InvalidInput,
+    /// Authentication failed, or a TLS certificate was refused: fatal, not retried.
+    Auth,
 }
 
 impl Error {
@@ -54,6 +56,8 @@ impl Error {
             // INVALID_RECORD_STATE, and the session/lock codes of a record this member lost.
             121 => Kind::LockLost,
             3 => Kind::UnknownTopic,
+            // SASL_AUTHENTICATION_FAILED
+            58 => Kind::Auth,
             _ => Kind::Broker,
         };
         let text = match message {
@@ -69,6 +73,16 @@ impl Error {
     /// The Kafka error code behind this error, if a broker answered with one.
     pub fn kafka_code(&self) -> Option<i16> {
         self.code
+    }
+
+    /// The same kind, message and code, without the source (errors are not `Clone`).
+    pub(crate) fn duplicate(&self) -> Self {
+        Self {
+            kind: self.kind,
+            message: self.message.clone(),
+            source: None,
+            code: self.code,
+        }
     }
 
     pub(crate) fn with_source(mut self, source: impl Into<Source>) -> Self {
@@ -111,6 +125,10 @@ impl Error {
         Self::new(Kind::Timeout, message)
     }
 
+    pub(crate) fn auth(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(Kind::Auth, message)
+    }
+
     /// A configuration value is missing or out of range; the message names the key.
     pub fn is_config(&self) -> bool {
         self.kind == Kind::Config
@@ -149,6 +167,15 @@ impl Error {
     /// The caller passed bad input (an empty topic name, a zero partition count, ...).
     pub fn is_invalid_input(&self) -> bool {
         self.kind == Kind::InvalidInput
+    }
+
+    /// The broker refused this client's credentials (a wrong SASL password, an unknown user, a
+    /// client certificate it does not accept), or the client refused the broker's TLS
+    /// certificate (not signed by a trusted CA, or not for the host connected to).
+    ///
+    /// Retrying cannot help: the configuration must change. Start-up ends with this error.
+    pub fn is_auth(&self) -> bool {
+        self.kind == Kind::Auth
     }
 }
 

@@ -32,6 +32,7 @@ pub use embedded::{EmbeddedBroker, EmbeddedBrokerBuilder};
 pub use error::Error;
 pub use job::{BoxError, DecodeError, Job, JobError};
 pub use kafka::broker::KafkaBroker;
+pub use kafka::config::{KafkaConfig, SaslMechanism, Secret, SecurityProtocol};
 pub use queue::{Message, Queue};
 /// Turns an `async fn(Job<T>) -> Result<(), E>` into a job handler.
 ///

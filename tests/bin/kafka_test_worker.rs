@@ -1,6 +1,7 @@
 //! A worker process for the multi-process Kafka tests.
 //!
-//! Environment: `KAFKA_URL` (kafka://...), `TOPIC`, `GROUP`, `HANDLE_MS` (how long each job takes),
+//! Environment: `KAFKA_URL` (kafka://..., or `config` to take the broker and everything else from
+//! `shareworker.toml` and `SHAREWORKER_*`), `TOPIC`, `GROUP`, `HANDLE_MS` (how long each job takes),
 //! `CONCURRENCY`. For every job it finishes it prints `done <partition> <offset> <attempt>` on
 //! stdout (flushed at once) before returning, so the parent knows what this process handled. It
 //! stops gracefully on SIGTERM.
@@ -24,7 +25,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let group = var("GROUP")?;
     let handle = Duration::from_millis(var("HANDLE_MS")?.parse()?);
     let concurrency: u32 = var("CONCURRENCY")?.parse()?;
-    let broker = KafkaBroker::connect(&url).await?;
     let def = JobDefinition::new("test_worker", &topic, move |job: Job<Bytes>| async move {
         tokio::time::sleep(handle).await;
         let line = format!(
@@ -45,10 +45,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Two of these run side by side: no HTTP endpoint.
     let mut config = shareworker::Config::default();
     config.http.enabled = false;
-    let worker = Worker::builder()
-        .broker(broker)
-        .config(config)
-        .code_config_only()
+    let builder = if url == "config" {
+        // The broker and its security from the configuration (SHAREWORKER_*).
+        Worker::builder().config(config)
+    } else {
+        Worker::builder()
+            .broker(KafkaBroker::connect(&url).await?)
+            .config(config)
+            .code_config_only()
+    };
+    let worker = builder
         .shutdown_signal(async move {
             term.recv().await;
         })

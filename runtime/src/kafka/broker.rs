@@ -6,6 +6,7 @@ use async_trait::async_trait;
 
 use super::admin::Admin;
 use super::cluster::{ClientConfig, Cluster};
+use super::config::KafkaConfig;
 use super::producer::{Compression, Producer};
 use crate::Error;
 use crate::broker::{
@@ -45,11 +46,41 @@ impl KafkaBroker {
     /// Connects to the cluster at `url` (`kafka://host:port[,host:port...]`) and checks that it
     /// has share groups.
     ///
+    /// The URL may carry security settings as a query (see [`KafkaConfig`]); for a password use
+    /// [`connect_with`](Self::connect_with).
+    ///
     /// # Errors
     /// When the address is malformed, no broker answers, or the cluster has no share groups
-    /// (Kafka older than 4.2, or `share.version` not enabled).
+    /// (Kafka older than 4.2, or `share.version` not enabled); [`Error::is_auth`] when the broker
+    /// refuses the credentials or its certificate is not trusted.
     pub async fn connect(url: &str) -> Result<Self, Error> {
-        let config = ClientConfig::from_url(url)?;
+        Self::connect_with(url, &KafkaConfig::default()).await
+    }
+
+    /// Connects to the cluster at `url` with TLS and SASL as `security` says (the `[kafka]`
+    /// section of the configuration), and checks that it has share groups.
+    ///
+    /// ```no_run
+    /// use shareworker::{KafkaBroker, KafkaConfig, SaslMechanism, Secret, SecurityProtocol};
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), shareworker::Error> {
+    /// let mut security = KafkaConfig::default();
+    /// security.security_protocol = SecurityProtocol::SaslSsl;
+    /// security.sasl_mechanism = Some(SaslMechanism::ScramSha512);
+    /// security.sasl_username = Some("billing-worker".into());
+    /// security.sasl_password = std::env::var("KAFKA_PASSWORD").ok().map(Secret::new);
+    /// security.ssl_ca_location = Some("/etc/kafka/ca.pem".into());
+    /// let kafka = KafkaBroker::connect_with("kafka://kafka-1.example.com:9094", &security).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect); [`Error::is_config`] when the settings do not fit together
+    /// or a certificate file cannot be read. A refused password or certificate is not retried:
+    /// the error ([`Error::is_auth`]) comes back at once.
+    pub async fn connect_with(url: &str, security: &KafkaConfig) -> Result<Self, Error> {
+        let config = ClientConfig::new(url, security)?;
+        let bootstrap = config.bootstrap.join(",");
         let cluster = Cluster::connect(config).await?;
         let conn = cluster.any().await?;
         for (key, name) in [
@@ -59,13 +90,13 @@ impl KafkaBroker {
         ] {
             if conn.versions(key).is_none() {
                 return Err(Error::broker(format!(
-                    "the Kafka cluster at {url} has no share groups ({name} is not supported): use Kafka 4.2 or newer with share.version=1 or higher"
+                    "the Kafka cluster at {bootstrap} has no share groups ({name} is not supported): use Kafka 4.2 or newer with share.version=1 or higher"
                 )));
             }
         }
         if conn.versions(78).is_some_and(|v| v.max < 2) {
             tracing::warn!(
-                "the Kafka cluster at {url} has no RENEW acknowledgement (ShareFetch v2, Kafka 4.2+): long handlers will lose their locks"
+                "the Kafka cluster at {bootstrap} has no RENEW acknowledgement (ShareFetch v2, Kafka 4.2+): long handlers will lose their locks"
             );
         }
         Ok(Self {

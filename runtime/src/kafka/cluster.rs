@@ -11,7 +11,11 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::sync::Mutex as AsyncMutex;
 use uuid::Uuid;
 
+use tokio_rustls::TlsConnector;
+
+use super::config::{KafkaConfig, SecurityProtocol};
 use super::conn::{Connection, Versions};
+use super::sasl::Credentials;
 use crate::Error;
 
 /// Metadata versions this client speaks (v10 added topic ids; v12 lookups by id).
@@ -25,16 +29,86 @@ pub(crate) struct ClientConfig {
     pub(crate) bootstrap: Vec<String>,
     pub(crate) client_id: String,
     pub(crate) request_timeout: Duration,
+    pub(crate) security: Security,
+}
+
+/// How connections are secured, ready to use: a TLS client and SASL credentials.
+#[derive(Clone)]
+pub(crate) struct Security {
+    pub(crate) protocol: SecurityProtocol,
+    pub(crate) tls: Option<TlsConnector>,
+    pub(crate) sasl: Option<Arc<Credentials>>,
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Security")
+            .field("protocol", &self.protocol)
+            .field("sasl", &self.sasl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Security {
+    /// Reads the certificate files and checks the settings.
+    fn new(kafka: &KafkaConfig) -> Result<Self, Error> {
+        kafka.validate()?;
+        let protocol = kafka.security_protocol;
+        let tls = if protocol.uses_tls() {
+            Some(super::tls::connector(kafka)?)
+        } else {
+            None
+        };
+        let sasl = match (
+            &kafka.sasl_mechanism,
+            &kafka.sasl_username,
+            &kafka.sasl_password,
+        ) {
+            (Some(mechanism), Some(username), Some(password)) if protocol.uses_sasl() => {
+                Some(Arc::new(Credentials {
+                    mechanism: *mechanism,
+                    username: username.clone(),
+                    password: password.clone(),
+                }))
+            }
+            _ => None,
+        };
+        Ok(Self {
+            protocol,
+            tls,
+            sasl,
+        })
+    }
 }
 
 impl ClientConfig {
-    /// Parses `kafka://host:port[,host:port...]`.
+    /// Parses `kafka://host:port[,host:port...]`, with no security settings but the URL's.
+    #[cfg(test)]
     pub(crate) fn from_url(url: &str) -> Result<Self, Error> {
-        let rest = url.strip_prefix("kafka://").ok_or_else(|| {
+        Self::new(url, &KafkaConfig::default())
+    }
+
+    /// Parses `kafka://host:port[,host:port...][?key=value&...]` and applies `kafka` and the
+    /// URL's query. Messages quote the host list only: the query may hold what must not be
+    /// logged.
+    pub(crate) fn new(url: &str, kafka: &KafkaConfig) -> Result<Self, Error> {
+        let (hosts, query) = url.split_once('?').unwrap_or((url, ""));
+        let rest = hosts.strip_prefix("kafka://").ok_or_else(|| {
+            let shown = if hosts.contains('@') {
+                "(hidden)"
+            } else {
+                hosts
+            };
             Error::config(format!(
-                "`broker`: `{url}` is not a Kafka address; write kafka://host:port[,host:port...]"
+                "`broker`: `{shown}` is not a Kafka address; write kafka://host:port[,host:port...]"
             ))
         })?;
+        if rest.contains('@') {
+            return Err(Error::config(
+                "`broker`: the broker URL must not carry credentials (user:password@): URLs end up in logs. Set `kafka.sasl_username`, and `kafka.sasl_password` in the environment (SHAREWORKER_KAFKA__SASL_PASSWORD)",
+            ));
+        }
+        let kafka = kafka.with_url_query(query)?;
         let rest = rest.trim_end_matches('/');
         let mut bootstrap = Vec::new();
         for part in rest.split(',') {
@@ -44,7 +118,7 @@ impl ClientConfig {
                 .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
             if !ok {
                 return Err(Error::config(format!(
-                    "`broker`: `{part}` in `{url}` is not host:port"
+                    "`broker`: `{part}` in `{hosts}` is not host:port"
                 )));
             }
             bootstrap.push(part.to_owned());
@@ -53,6 +127,7 @@ impl ClientConfig {
             bootstrap,
             client_id: "shareworker".to_owned(),
             request_timeout: Duration::from_secs(30),
+            security: Security::new(&kafka)?,
         })
     }
 }
@@ -125,13 +200,13 @@ impl Cluster {
         }
         let mut last = None;
         for addr in &self.config.bootstrap {
-            match Connection::connect(addr, &self.config.client_id, self.config.request_timeout)
-                .await
-            {
+            match Connection::connect(addr, &self.config).await {
                 Ok(c) => {
                     self.conns.lock().await.insert(-1, c.clone());
                     return Ok(c);
                 }
+                // A refused password or certificate: another broker will say the same.
+                Err(e) if e.is_auth() => return Err(e),
                 Err(e) => last = Some(e),
             }
         }
@@ -154,8 +229,7 @@ impl Cluster {
             self.lock().nodes.get(&id).cloned().ok_or_else(|| {
                 Error::broker(format!("broker {id} is not in the cluster metadata"))
             })?;
-        let c =
-            Connection::connect(&addr, &self.config.client_id, self.config.request_timeout).await?;
+        let c = Connection::connect(&addr, &self.config).await?;
         conns.insert(id, c.clone());
         Ok(c)
     }
@@ -319,5 +393,26 @@ mod tests {
             assert!(err.is_config(), "{bad}: {err}");
             assert!(err.to_string().contains("broker"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_refused_without_being_repeated() {
+        for bad in [
+            "kafka://alice:hunter2@127.0.0.1:9092",
+            "kafka://127.0.0.1:9092?sasl_password=hunter2",
+            "kafka://127.0.0.1:9092?security_protocol=SASL_SSL&sasl.password=hunter2",
+            "alice:hunter2@127.0.0.1:9092",
+        ] {
+            let err = ClientConfig::from_url(bad).expect_err(bad);
+            let text = format!("{err} {err:?}");
+            assert!(err.is_config(), "{bad}: {text}");
+            assert!(
+                !text.contains("hunter2"),
+                "{bad}: the error repeats the password: {text}"
+            );
+        }
+        let c = ClientConfig::from_url("kafka://127.0.0.1:9092/?security_protocol=SASL_PLAINTEXT")
+            .expect_err("SASL without a mechanism");
+        assert!(c.to_string().contains("sasl_mechanism"), "{c}");
     }
 }

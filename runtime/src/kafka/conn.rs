@@ -4,6 +4,11 @@
 //! Requests get correlation ids and may overlap; each answer goes back to its caller. A request
 //! that gets no answer within its timeout fails with a timeout error; a broken socket fails every
 //! pending request and marks the connection closed, and the owner reconnects.
+//!
+//! The socket is plain TCP or TLS (rustls). With SASL, the writer task authenticates right after
+//! ApiVersions (SaslHandshake v1, SaslAuthenticate), and again on the same connection before the
+//! session lifetime the broker gave runs out (KIP-368): it holds back other requests meanwhile,
+//! as the broker wants no other request between the handshake and the last authenticate.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -14,12 +19,16 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
+    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
+use super::cluster::ClientConfig;
+use super::sasl::{Credentials, Exchange};
 use crate::Error;
 
 /// The largest response frame accepted (a ShareFetch answer is bounded by its MaxBytes).
@@ -91,6 +100,9 @@ pub(crate) struct Versions {
     pub(crate) max: i16,
 }
 
+/// Where the answer to one request arrives.
+type Reply = oneshot::Receiver<Result<Bytes, Error>>;
+
 struct Pending {
     header_version: i16,
     reply: oneshot::Sender<Result<Bytes, Error>>,
@@ -105,7 +117,9 @@ struct Shared {
 }
 
 impl Shared {
-    fn fail_all(&self, why: &str) {
+    /// Marks the connection closed and fails every pending request with `cause`: as it is when
+    /// it is an authentication error (fatal), else as "connection lost".
+    fn fail_all(&self, cause: &Error) {
         self.closed.store(true, Ordering::Release);
         let pending: Vec<Pending> = self
             .pending
@@ -115,19 +129,95 @@ impl Shared {
             .map(|(_, p)| p)
             .collect();
         for p in pending {
-            let _ = p.reply.send(Err(Error::broker(format!(
-                "connection to {} lost: {why}",
-                self.addr
-            ))));
+            let err = if cause.is_auth() {
+                cause.duplicate()
+            } else {
+                Error::broker(format!("connection to {} lost: {cause}", self.addr))
+            };
+            let _ = p.reply.send(Err(err));
         }
     }
+
+    /// Frames `req` with a new correlation id and registers who waits for the answer.
+    fn frame<C: Call>(
+        &self,
+        req: &C,
+        version: i16,
+        client_id: &str,
+    ) -> Result<(i32, Bytes, Reply), Error> {
+        let correlation = self.next_correlation.fetch_add(1, Ordering::Relaxed);
+        let header = RequestHeader::default()
+            .with_request_api_key(C::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation)
+            .with_client_id(Some(StrBytes::from_string(client_id.to_owned())));
+        let mut buf = BytesMut::with_capacity(256);
+        buf.put_i32(0); // the frame length, filled in below
+        header
+            .encode(&mut buf, C::request_header_version(version))
+            .map_err(|e| Error::codec(format!("cannot encode a request header: {e}")))?;
+        req.encode_body(&mut buf, version)?;
+        let len = i32::try_from(buf.len() - 4)
+            .map_err(|_| Error::invalid_input("request larger than 2 GiB"))?;
+        buf[..4].copy_from_slice(&len.to_be_bytes());
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                correlation,
+                Pending {
+                    header_version: C::response_header_version(version),
+                    reply: tx,
+                },
+            );
+        Ok((correlation, buf.freeze(), rx))
+    }
+
+    fn forget(&self, correlation: i32) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&correlation);
+    }
+
+    /// Waits for the answer to a framed request, within `timeout`.
+    async fn answer<C: Call>(
+        &self,
+        rx: Reply,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<C::Response, Error> {
+        let mut body = match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(r)) => r?,
+            Ok(Err(_)) => {
+                return Err(Error::broker(format!("connection to {} lost", self.addr)));
+            }
+            Err(_) => {
+                return Err(Error::timeout(format!(
+                    "{} to {} got no answer within {timeout:?}",
+                    api_name(C::KEY),
+                    self.addr,
+                )));
+            }
+        };
+        C::decode_body(&mut body, version)
+    }
+}
+
+/// What the writer task is asked to do.
+enum Out {
+    /// Write this frame.
+    Frame(Bytes),
+    /// Authenticate with SASL now, and say how it went.
+    Authenticate(oneshot::Sender<Result<(), Error>>),
 }
 
 /// A handle to one broker connection.
 #[derive(Clone)]
 pub(crate) struct Connection {
     shared: Arc<Shared>,
-    writer: mpsc::UnboundedSender<Bytes>,
+    writer: mpsc::UnboundedSender<Out>,
     client_id: Arc<str>,
     timeout: Duration,
 }
@@ -142,12 +232,11 @@ impl fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Connects to `addr`, starts the driver tasks and negotiates API versions.
-    pub(crate) async fn connect(
-        addr: &str,
-        client_id: &str,
-        timeout: Duration,
-    ) -> Result<Self, Error> {
+    /// Connects to `addr` (TLS when the configuration says so), starts the driver tasks,
+    /// negotiates API versions and authenticates (SASL) when configured.
+    pub(crate) async fn connect(addr: &str, config: &ClientConfig) -> Result<Self, Error> {
+        let timeout = config.request_timeout;
+        let security = &config.security;
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| {
@@ -155,7 +244,6 @@ impl Connection {
             })?
             .map_err(|e| Error::broker(format!("cannot connect to {addr}")).with_source(e))?;
         let _ = stream.set_nodelay(true);
-        let (mut rd, mut wr) = stream.into_split();
         let shared = Arc::new(Shared {
             addr: addr.to_owned(),
             pending: Mutex::new(HashMap::new()),
@@ -163,32 +251,60 @@ impl Connection {
             next_correlation: AtomicI32::new(1),
             versions: Mutex::new(HashMap::new()),
         });
-        let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
-        let w = shared.clone();
-        tokio::spawn(async move {
-            while let Some(frame) = rx.recv().await {
-                if let Err(e) = wr.write_all(&frame).await {
-                    w.fail_all(&e.to_string());
-                    return;
-                }
+        let (tx, rx) = mpsc::unbounded_channel::<Out>();
+        let client_id: Arc<str> = Arc::from(config.client_id.as_str());
+        let writer = Writer {
+            shared: shared.clone(),
+            client_id: client_id.clone(),
+            timeout,
+            sasl: security.sasl.clone(),
+            reauth_at: None,
+        };
+        match &security.tls {
+            Some(tls) => {
+                let stream =
+                    tokio::time::timeout(timeout, super::tls::handshake(tls, addr, stream))
+                        .await
+                        .map_err(|_| {
+                            Error::timeout(format!(
+                                "the TLS handshake with {addr} timed out after {timeout:?}"
+                            ))
+                        })??;
+                let (rd, wr) = tokio::io::split(stream);
+                spawn_drivers(rd, wr, writer, rx);
             }
-            let _ = wr.shutdown().await;
-        });
-        let r = shared.clone();
-        tokio::spawn(async move {
-            let why = match read_loop(&mut rd, &r).await {
-                Ok(()) => "closed by the broker".to_owned(),
-                Err(e) => e,
-            };
-            r.fail_all(&why);
-        });
+            None => {
+                let (rd, wr) = stream.into_split();
+                spawn_drivers(rd, wr, writer, rx);
+            }
+        }
         let conn = Self {
             shared,
             writer: tx,
-            client_id: Arc::from(client_id),
+            client_id,
             timeout,
         };
-        conn.negotiate().await?;
+        conn.negotiate().await.map_err(|e| {
+            if e.is_broker() && !security.protocol.uses_tls() {
+                // A TLS listener answers plain text with an alert or by hanging up.
+                Error::broker(format!(
+                    "the first request to {addr} failed: is that listener {}? Match `kafka.security_protocol` to it",
+                    security.protocol
+                ))
+                .with_source(e)
+            } else {
+                e
+            }
+        })?;
+        if security.sasl.is_some() {
+            let (done, result) = oneshot::channel();
+            conn.writer
+                .send(Out::Authenticate(done))
+                .map_err(|_| Error::broker(format!("connection to {addr} lost")))?;
+            result
+                .await
+                .map_err(|_| Error::broker(format!("connection to {addr} lost")))??;
+        }
         Ok(conn)
     }
 
@@ -243,25 +359,7 @@ impl Connection {
 
     /// The highest version both sides support, from our range `ours`.
     pub(crate) fn pick(&self, key: i16, ours: Versions) -> Result<i16, Error> {
-        let name = api_name(key);
-        let theirs = self.versions(key).ok_or_else(|| {
-            Error::broker(format!(
-                "the broker at {} does not support {name}; is it Kafka 4.2 or newer with share groups enabled?",
-                self.addr()
-            ))
-        })?;
-        let v = theirs.max.min(ours.max);
-        if v < ours.min || v < theirs.min {
-            return Err(Error::broker(format!(
-                "the broker at {} supports {name} v{}-v{}, this client v{}-v{}",
-                self.addr(),
-                theirs.min,
-                theirs.max,
-                ours.min,
-                ours.max
-            )));
-        }
-        Ok(v)
+        pick(&self.shared, key, ours)
     }
 
     /// Sends `req` at the highest common version within `ours`.
@@ -295,90 +393,255 @@ impl Connection {
     }
 
     async fn exchange<C: Call>(&self, req: &C, version: i16) -> Result<C::Response, Error> {
-        let rx = self.send_frame(req, version)?;
-        let mut body = match tokio::time::timeout(self.timeout, rx).await {
-            Ok(Ok(r)) => r?,
-            Ok(Err(_)) => {
-                return Err(Error::broker(format!("connection to {} lost", self.addr())));
-            }
-            Err(_) => {
-                return Err(Error::timeout(format!(
-                    "{} to {} got no answer within {:?}",
-                    api_name(C::KEY),
-                    self.addr(),
-                    self.timeout
-                )));
-            }
-        };
-        C::decode_body(&mut body, version)
-    }
-
-    fn send_frame<C: Call>(
-        &self,
-        req: &C,
-        version: i16,
-    ) -> Result<oneshot::Receiver<Result<Bytes, Error>>, Error> {
+        let closed = || Error::broker(format!("connection to {} is closed", self.addr()));
         if self.is_closed() {
-            return Err(Error::broker(format!(
-                "connection to {} is closed",
-                self.addr()
-            )));
+            return Err(closed());
         }
-        let correlation = self.shared.next_correlation.fetch_add(1, Ordering::Relaxed);
-        let header = RequestHeader::default()
-            .with_request_api_key(C::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation)
-            .with_client_id(Some(StrBytes::from_string(self.client_id.to_string())));
-        let mut buf = BytesMut::with_capacity(256);
-        buf.put_i32(0); // the frame length, filled in below
-        header
-            .encode(&mut buf, C::request_header_version(version))
-            .map_err(|e| Error::codec(format!("cannot encode a request header: {e}")))?;
-        req.encode_body(&mut buf, version)?;
-        let len = i32::try_from(buf.len() - 4)
-            .map_err(|_| Error::invalid_input("request larger than 2 GiB"))?;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
-        let (tx, rx) = oneshot::channel();
-        self.shared
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                correlation,
-                Pending {
-                    header_version: C::response_header_version(version),
-                    reply: tx,
-                },
-            );
-        if self.writer.send(buf.freeze()).is_err() {
-            self.shared
-                .pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&correlation);
-            return Err(Error::broker(format!(
-                "connection to {} is closed",
-                self.addr()
-            )));
+        let (correlation, frame, rx) = self.shared.frame(req, version, &self.client_id)?;
+        if self.writer.send(Out::Frame(frame)).is_err() {
+            self.shared.forget(correlation);
+            return Err(closed());
         }
-        Ok(rx)
+        self.shared.answer::<C>(rx, version, self.timeout).await
     }
 }
 
-async fn read_loop(rd: &mut tokio::net::tcp::OwnedReadHalf, shared: &Shared) -> Result<(), String> {
+/// SaslHandshake: v1 (authentication in SaslAuthenticate requests).
+const SASL_HANDSHAKE: Versions = Versions { min: 1, max: 1 };
+/// SaslAuthenticate: v1 added the session lifetime (KIP-368).
+const SASL_AUTHENTICATE: Versions = Versions { min: 1, max: 2 };
+
+/// The writer task's state.
+struct Writer {
+    shared: Arc<Shared>,
+    client_id: Arc<str>,
+    timeout: Duration,
+    sasl: Option<Arc<Credentials>>,
+    /// When to authenticate again: within the session lifetime the broker gave.
+    reauth_at: Option<Instant>,
+}
+
+fn spawn_drivers<R, W>(
+    mut rd: R,
+    mut wr: W,
+    mut writer: Writer,
+    mut rx: mpsc::UnboundedReceiver<Out>,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let r = writer.shared.clone();
+    tokio::spawn(async move {
+        if let Err(e) = writer.run(&mut wr, &mut rx).await {
+            writer.shared.fail_all(&e);
+            return;
+        }
+        let _ = wr.shutdown().await;
+    });
+    tokio::spawn(async move {
+        let why = match read_loop(&mut rd, &r).await {
+            Ok(()) => Error::broker("closed by the broker"),
+            Err(e) => e,
+        };
+        r.fail_all(&why);
+    });
+}
+
+impl Writer {
+    /// Writes frames until every handle is gone or the socket breaks; authenticates when asked
+    /// to and when the session is due to end.
+    async fn run<W: AsyncWrite + Unpin>(
+        &mut self,
+        wr: &mut W,
+        rx: &mut mpsc::UnboundedReceiver<Out>,
+    ) -> Result<(), Error> {
+        loop {
+            let out = match self.reauth_at {
+                Some(at) => tokio::select! {
+                    out = rx.recv() => out,
+                    () = tokio::time::sleep_until(at) => {
+                        self.authenticate(wr, true).await?;
+                        continue;
+                    }
+                },
+                None => rx.recv().await,
+            };
+            match out {
+                None => return Ok(()),
+                Some(Out::Frame(frame)) => self.write(wr, &frame).await?,
+                Some(Out::Authenticate(done)) => {
+                    let result = self.authenticate(wr, false).await;
+                    let failed = result.as_ref().err().map(Error::duplicate);
+                    let _ = done.send(result);
+                    if let Some(e) = failed {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn write<W: AsyncWrite + Unpin>(&self, wr: &mut W, frame: &[u8]) -> Result<(), Error> {
+        let io = async {
+            wr.write_all(frame).await?;
+            wr.flush().await
+        };
+        io.await.map_err(|e| io_error(&self.shared.addr, e))
+    }
+
+    /// Sends `req` straight on the socket (no other request goes out meanwhile) and waits.
+    async fn call<C: Call, W: AsyncWrite + Unpin>(
+        &self,
+        wr: &mut W,
+        req: &C,
+        ours: Versions,
+    ) -> Result<C::Response, Error> {
+        let version = pick(&self.shared, C::KEY, ours)?;
+        let (correlation, frame, rx) = self.shared.frame(req, version, &self.client_id)?;
+        if let Err(e) = self.write(wr, &frame).await {
+            self.shared.forget(correlation);
+            return Err(e);
+        }
+        self.shared.answer::<C>(rx, version, self.timeout).await
+    }
+
+    /// One SASL authentication: SaslHandshake, then SaslAuthenticate until the mechanism is done.
+    async fn authenticate<W: AsyncWrite + Unpin>(
+        &mut self,
+        wr: &mut W,
+        again: bool,
+    ) -> Result<(), Error> {
+        let Some(creds) = self.sasl.clone() else {
+            return Ok(());
+        };
+        let addr = self.shared.addr.clone();
+        let mechanism = creds.mechanism.as_str();
+        let hs: SaslHandshakeResponse = self
+            .call(
+                wr,
+                &SaslHandshakeRequest::default()
+                    .with_mechanism(StrBytes::from_static_str(mechanism)),
+                SASL_HANDSHAKE,
+            )
+            .await?;
+        match hs.error_code {
+            0 => {}
+            33 => {
+                let offered: Vec<&str> = hs.mechanisms.iter().map(|m| m.as_str()).collect();
+                return Err(Error::auth(format!(
+                    "the Kafka broker at {addr} does not enable SASL mechanism {mechanism}; it offers {}: set `kafka.sasl_mechanism` to one of them",
+                    if offered.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        offered.join(", ")
+                    }
+                )));
+            }
+            34 => {
+                return Err(Error::broker(format!(
+                    "the Kafka broker at {addr} does not expect SASL on that listener (ILLEGAL_SASL_STATE): match `kafka.security_protocol` to the listener"
+                )));
+            }
+            code => return Err(Error::kafka("SaslHandshake", code, None)),
+        }
+        let mut exchange = Exchange::new(&creds);
+        let mut message = exchange.first()?;
+        let lifetime = loop {
+            let resp: SaslAuthenticateResponse = self
+                .call(
+                    wr,
+                    &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(message)),
+                    SASL_AUTHENTICATE,
+                )
+                .await?;
+            if resp.error_code != 0 {
+                let said = resp
+                    .error_message
+                    .as_ref()
+                    .map(|m| format!(": {}", m.as_str()))
+                    .unwrap_or_default();
+                if resp.error_code == 58 {
+                    super::stats::record("SaslAuthenticate", &super::stats::code_label(58));
+                    return Err(Error::auth(format!(
+                        "SASL {mechanism} authentication of user `{}` at {addr} failed{said}. Check `kafka.sasl_username` and `kafka.sasl_password` (SHAREWORKER_KAFKA__SASL_PASSWORD), and that the user exists for {mechanism}",
+                        creds.username
+                    )));
+                }
+                return Err(Error::kafka(
+                    "SaslAuthenticate",
+                    resp.error_code,
+                    resp.error_message.as_ref().map(|m| m.as_str()),
+                ));
+            }
+            match exchange.next(&resp.auth_bytes)? {
+                Some(next) => message = next,
+                None => break resp.session_lifetime_ms,
+            }
+        };
+        self.reauth_at = (lifetime > 0).then(|| {
+            // As Kafka's client: at a random point between 85% and 95% of the lifetime.
+            let ms = u64::try_from(lifetime).unwrap_or(u64::MAX);
+            let at = Duration::from_millis(ms).mul_f64(0.85 + 0.1 * fastrand::f64());
+            Instant::now() + at
+        });
+        tracing::debug!(
+            broker = %addr,
+            mechanism,
+            user = %creds.username,
+            session_lifetime_ms = lifetime,
+            "{}",
+            if again { "SASL re-authenticated" } else { "SASL authenticated" }
+        );
+        Ok(())
+    }
+}
+
+/// The highest version both sides support, from the versions ApiVersions gave.
+fn pick(shared: &Shared, key: i16, ours: Versions) -> Result<i16, Error> {
+    let name = api_name(key);
+    let theirs = shared
+        .versions
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+        .copied()
+        .ok_or_else(|| {
+            Error::broker(format!(
+                "the broker at {} does not support {name}; is it Kafka 4.2 or newer with share groups enabled?",
+                shared.addr
+            ))
+        })?;
+    let v = theirs.max.min(ours.max);
+    if v < ours.min || v < theirs.min {
+        return Err(Error::broker(format!(
+            "the broker at {} supports {name} v{}-v{}, this client v{}-v{}",
+            shared.addr, theirs.min, theirs.max, ours.min, ours.max
+        )));
+    }
+    Ok(v)
+}
+
+/// An I/O error on the socket: TLS certificate problems are fatal (`is_auth`).
+fn io_error(addr: &str, e: std::io::Error) -> Error {
+    super::tls::classify(addr, e)
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(rd: &mut R, shared: &Shared) -> Result<(), Error> {
     loop {
         let len = match rd.read_i32().await {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(io_error(&shared.addr, e)),
         };
-        let len = usize::try_from(len).map_err(|_| format!("negative frame length {len}"))?;
+        let len = usize::try_from(len)
+            .map_err(|_| Error::broker(format!("negative frame length {len}")))?;
         if !(4..=MAX_FRAME).contains(&len) {
-            return Err(format!("frame length {len} out of bounds"));
+            return Err(Error::broker(format!("frame length {len} out of bounds")));
         }
         let mut frame = BytesMut::zeroed(len);
-        rd.read_exact(&mut frame).await.map_err(|e| e.to_string())?;
+        rd.read_exact(&mut frame)
+            .await
+            .map_err(|e| io_error(&shared.addr, e))?;
         let mut frame = frame.freeze();
         let correlation = (&frame[..4]).get_i32();
         let pending = shared

@@ -4,8 +4,11 @@
 pub(crate) mod admin;
 pub(crate) mod broker;
 pub(crate) mod cluster;
+pub(crate) mod config;
 pub(crate) mod conn;
 pub(crate) mod producer;
+pub(crate) mod sasl;
 pub(crate) mod share;
 pub(crate) mod stats;
+pub(crate) mod tls;
 pub(crate) mod wire;

@@ -459,7 +459,9 @@ async fn broker_from_config(config: &Config) -> Result<Arc<dyn Broker>, Error> {
             .map_err(|e| Error::config(format!("`embedded`: {e}")))?;
         return Ok(Arc::new(b));
     }
-    Ok(Arc::new(crate::KafkaBroker::connect(&config.broker).await?))
+    Ok(Arc::new(
+        crate::KafkaBroker::connect_with(&config.broker, &config.kafka).await?,
+    ))
 }
 
 /// Runs handlers on a broker: one share-group member per group, dispatching to handlers within

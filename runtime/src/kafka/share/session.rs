@@ -498,8 +498,7 @@ impl Actor {
             .await?
             .addr()
             .to_owned();
-        let config = self.shared.cluster.config();
-        let conn = Connection::connect(&addr, &config.client_id, config.request_timeout).await?;
+        let conn = Connection::connect(&addr, self.shared.cluster.config()).await?;
         // A new connection has no session.
         if self.epoch != 0 {
             self.reset("a new connection");
