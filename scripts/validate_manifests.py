@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Validates Kubernetes and KEDA manifests against their real schemas, strictly.
 
-    validate_manifests.py --kube-version 1.30 --crds DIR [--group G] FILE...
+    validate_manifests.py --kube-version 1.30 --crds DIR [--group G] [--expect-kind K] FILE...
     validate_manifests.py --self-test --kube-version 1.30 --crds DIR FILE...
 
 FILE is a YAML file (every document in it) or a Markdown file (every ```yaml block in it that
@@ -76,11 +76,11 @@ def load(path: str) -> tuple[list[Manifest], list[str]]:
             continue
         for i, doc in enumerate(docs):
             where = f"{path}:{line}" + (f" (document {i + 1})" if len(docs) > 1 else "")
-            if doc is None:
-                continue
+            if path.endswith(".md") and not (isinstance(doc, dict) and "kind" in doc):
+                continue  # other YAML on the page: it only has to parse
             if not isinstance(doc, dict):
                 errors.append(f"{where}: a manifest is a mapping, found {type(doc).__name__}")
-            elif "kind" in doc or not path.endswith(".md"):
+            else:
                 manifests.append(Manifest(where, doc))
     return manifests, errors
 
@@ -251,7 +251,9 @@ def deployment_rules(m: Manifest, at: str) -> list[str]:
     return errors
 
 
-def validate(files: list[str], kube_versions: list[str], crds: dict, group: str | None) -> list[str]:
+def validate(
+    files: list[str], kube_versions: list[str], crds: dict, group: str | None, kinds: list[str] = ()
+) -> list[str]:
     errors, manifests = [], []
     for path in files:
         found, bad = load(path)
@@ -259,6 +261,9 @@ def validate(files: list[str], kube_versions: list[str], crds: dict, group: str 
         if not found and not bad:
             errors.append(f"{path}: no manifest found")
         manifests += found
+    for kind in kinds:
+        if not any(m.data.get("kind") == kind for m in manifests):
+            errors.append(f"no {kind} in {', '.join(files)}")
     for m in manifests:
         errors += schema_errors(m, kube_versions, crds)
     errors += rule_errors(manifests, group)
@@ -303,8 +308,8 @@ BREAKAGES: list[tuple[str, str, Callable[[dict], None]]] = [
 ]
 
 
-def self_test(files: list[str], kube_versions: list[str], crds: dict, group: str | None) -> int:
-    errors = validate(files, kube_versions, crds, group)
+def self_test(files: list[str], kube_versions: list[str], crds: dict, group: str | None, kinds: list[str]) -> int:
+    errors = validate(files, kube_versions, crds, group, kinds)
     if errors:
         print("self-test: the given manifests must be valid first:", *errors, sep="\n  ")
         return 1
@@ -335,12 +340,13 @@ def main() -> int:
     p.add_argument("--kube-version", action="append", required=True, help="Kubernetes release(s) to check against")
     p.add_argument("--crds", required=True, metavar="DIR", help="directory of CRD YAML files (KEDA's config/crd/bases)")
     p.add_argument("--group", help="the share group the autoscalers must select")
+    p.add_argument("--expect-kind", action="append", default=[], metavar="KIND", help="fail unless a manifest of this kind is among FILE")
     p.add_argument("--self-test", action="store_true", help="also check that broken copies are rejected")
     args = p.parse_args()
     crds = load_crds(args.crds)
     if args.self_test:
-        return self_test(args.files, args.kube_version, crds, args.group)
-    errors = validate(args.files, args.kube_version, crds, args.group)
+        return self_test(args.files, args.kube_version, crds, args.group, args.expect_kind)
+    errors = validate(args.files, args.kube_version, crds, args.group, args.expect_kind)
     for e in errors:
         print(f"invalid: {e}", file=sys.stderr)
     if errors:
