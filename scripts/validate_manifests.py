@@ -31,7 +31,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jsonschema
 import kubernetes_validate
@@ -252,7 +252,7 @@ def deployment_rules(m: Manifest, at: str) -> list[str]:
 
 
 def validate(
-    files: list[str], kube_versions: list[str], crds: dict, group: str | None, kinds: list[str] = ()
+    files: list[str], kube_versions: list[str], crds: dict, group: str | None, kinds: Sequence[str] = ()
 ) -> list[str]:
     errors, manifests = [], []
     for path in files:
