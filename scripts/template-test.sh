@@ -3,7 +3,7 @@
 # this workspace, runs the generated crate's fmt, clippy and tests (embedded broker), starts its
 # binary once (it must join its group, answer /healthz and /readyz once the runtime serves HTTP,
 # and exit 0 on SIGTERM), and validates its Kubernetes and KEDA manifests (and those in
-# docs/deploy.md) against the real schemas; broken copies must fail that validation.
+# docs/deploy.md and README.md) against the real schemas; broken copies must fail that validation.
 #
 #   scripts/template-test.sh
 #
@@ -123,7 +123,7 @@ pass "cargo clippy --all-targets -- -D warnings"
 "${clean_env[@]}" cargo test || fail "the generated crate's tests"
 pass "cargo test (the generated crate)"
 
-step "the generated binary starts, joins its group, answers its probes and stops on SIGTERM"
+step "the generated binary, with the Deployment's environment, starts, joins its group, answers its probes and stops on SIGTERM"
 # run_worker [VAR=value...]: starts the generated binary in the crate folder (so it reads the
 # rendered shareworker.toml), logging to $log; its pid in $pid.
 log=$out/worker.log
@@ -147,14 +147,26 @@ stop_worker() {
   cat "$log"
 }
 port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# The environment deploy/deployment.yaml gives the container, less the Kafka broker: the worker
+# must accept it as configuration.
+mapfile -t deploy_env < <("$py" -c '
+import sys, yaml
+doc = yaml.safe_load(open(sys.argv[1]))
+for c in doc["spec"]["template"]["spec"]["containers"]:
+    for e in c.get("env", []):
+        if e["name"] != "SHAREWORKER_BROKER":
+            print(e["name"] + "=" + str(e["value"]))
+' "$crate/deploy/deployment.yaml")
+[ ${#deploy_env[@]} -gt 0 ] || fail "no environment read from deploy/deployment.yaml"
+echo "the Deployment's environment: ${deploy_env[*]}"
 probes=true
-run_worker SHAREWORKER_HTTP__ADDRESS="127.0.0.1:$port"
+run_worker "${deploy_env[@]}" SHAREWORKER_HTTP__ADDRESS="127.0.0.1:$port"
 # shellcheck disable=SC2016 # the backquotes are literal
 if ! joined && grep -qF 'unknown field: found `http`' "$log"; then
   stop_worker
   echo "note: this runtime has no [http] configuration yet (above): /healthz and /readyz not checked"
   probes=false
-  run_worker
+  run_worker "${deploy_env[@]}"
 fi
 joined || { stop_worker; fail "the generated worker did not join group $GROUP (log above)"; }
 if $probes; then
@@ -195,8 +207,8 @@ for crds in "${crd_dirs[@]}"; do
   "$py" scripts/validate_manifests.py "${kube_args[@]}" --crds "$crds" --group defaults-worker \
     "${expect_all[@]}" "$defaults"/deploy/*.yaml || fail "the manifests rendered with the defaults"
   "$py" scripts/validate_manifests.py "${kube_args[@]}" --crds "$crds" \
-    --expect-kind ScaledObject --expect-kind HorizontalPodAutoscaler docs/deploy.md ||
-    fail "the manifests in docs/deploy.md"
+    --expect-kind ScaledObject --expect-kind HorizontalPodAutoscaler docs/deploy.md README.md ||
+    fail "the manifests in docs/deploy.md and README.md"
   echo "-- the next two checks must fail --"
   if "$py" scripts/validate_manifests.py "${kube_args[@]}" --crds "$crds" --group "$GROUP" \
     "$crate/deploy/deployment.yaml" "$broken"; then
