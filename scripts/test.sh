@@ -10,6 +10,7 @@
 # KAFKA_TEST_VERSION          the Kafka release for every Kafka test (default 4.4.0)
 # KAFKA42_TEST_VERSION        the 4.2 release for the conformance suite (default 4.2.2)
 # TEST_PROMETHEUS=off         do not install Prometheus (its tests then skip, or fail under CI=true)
+# TEST_TEMPLATE=off           skip scripts/template-test.sh (the worker template); ignored under CI=true
 #
 # Switches here are not named SHAREWORKER_*: that prefix is the worker's configuration.
 set -euo pipefail
@@ -53,3 +54,15 @@ fi
 
 echo "== cargo test (workspace; KAFKA_BOOTSTRAP=${KAFKA_BOOTSTRAP:-none} KAFKA42_BOOTSTRAP=${KAFKA42_BOOTSTRAP:-none}) =="
 cargo test --workspace --locked "$@"
+
+# The brokers are done with; the worker template needs none.
+cleanup
+stops=()
+
+# The worker template, rendered with cargo-generate and tested outside the workspace.
+if [ "${TEST_TEMPLATE:-on}" = off ] && [ "${CI:-}" != true ]; then
+  echo "== worker template: skipped (TEST_TEMPLATE=off) =="
+else
+  echo "== worker template: scripts/template-test.sh =="
+  scripts/template-test.sh
+fi
