@@ -459,9 +459,7 @@ async fn broker_from_config(config: &Config) -> Result<Arc<dyn Broker>, Error> {
             .map_err(|e| Error::config(format!("`embedded`: {e}")))?;
         return Ok(Arc::new(b));
     }
-    Ok(Arc::new(
-        crate::KafkaBroker::connect_with(&config.broker, &config.kafka).await?,
-    ))
+    Ok(Arc::new(crate::KafkaBroker::from_config(config).await?))
 }
 
 /// Runs handlers on a broker: one share-group member per group, dispatching to handlers within
