@@ -1,5 +1,6 @@
 #![doc = include_str!("docs/crate.md")]
 
+pub mod admin;
 pub mod autoscale;
 mod broker;
 mod config;

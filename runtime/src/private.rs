@@ -182,3 +182,42 @@ where
         }
     })
 }
+
+/// A worker's admin routes without its HTTP server, for tests of tools that call them (the
+/// CLI's); the worker's own server calls the same routes.
+pub struct AdminRoutes(crate::admin::AdminContext);
+
+impl fmt::Debug for AdminRoutes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminRoutes")
+            .field("handlers", &self.0.handlers)
+            .field("admin", &self.0.admin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdminRoutes {
+    /// The routes of a worker on `broker` with `config` (its handlers: `config.handlers`);
+    /// `admin` allows the mutating routes.
+    pub fn new(
+        broker: std::sync::Arc<dyn crate::Broker>,
+        config: &crate::Config,
+        admin: bool,
+    ) -> Self {
+        Self(crate::admin::AdminContext::new(broker, config, admin))
+    }
+
+    /// Answers a request: `(status, content type, body)`, or `None` when `path` is not an
+    /// admin route.
+    pub async fn route(
+        &self,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        body: bytes::Bytes,
+    ) -> Option<(u16, &'static str, Vec<u8>)> {
+        crate::admin::route(&self.0, method, path, query, body)
+            .await
+            .map(|r| (r.status, r.content_type, r.body))
+    }
+}

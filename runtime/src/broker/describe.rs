@@ -143,7 +143,7 @@ pub(crate) fn configs_of(
     out
 }
 
-pub(crate) fn start_from_name(start: StartFrom) -> &'static str {
+fn start_from_name(start: StartFrom) -> &'static str {
     match start {
         StartFrom::Earliest => "earliest",
         StartFrom::Latest => "latest",

@@ -20,7 +20,7 @@ pub use describe::{
     AUTO_OFFSET_RESET, DELIVERY_COUNT_LIMIT, GROUP_CONFIG_KEYS, GroupDescription, GroupMember,
     LOCK_DURATION_MS, MAX_RECORD_LOCKS, PartitionOffsets, SharePartitionState,
 };
-pub(crate) use describe::{configs_of, group_config_from, start_from_name};
+pub(crate) use describe::{configs_of, group_config_from};
 pub use headers::{Header, Headers};
 
 /// Where a record lives: topic, partition and offset.

@@ -428,13 +428,13 @@ impl Admin {
                     })
                     .collect();
                 assignment.sort();
-                let mut member = GroupMember::default();
-                member.member_id = m.member_id.as_str().to_owned();
-                member.client_id = m.client_id.as_str().to_owned();
-                member.host = m.client_host.as_str().to_owned();
-                member.topics = topics;
-                member.assignment = assignment;
-                member
+                GroupMember {
+                    member_id: m.member_id.as_str().to_owned(),
+                    client_id: m.client_id.as_str().to_owned(),
+                    host: m.client_host.as_str().to_owned(),
+                    topics,
+                    assignment,
+                }
             })
             .collect();
         members.sort_by(|a, b| a.member_id.cmp(&b.member_id));
@@ -470,12 +470,12 @@ impl Admin {
             }
         }
         partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-        let mut out = GroupDescription::default();
-        out.group = group.to_owned();
-        out.state = described.group_state.as_str().to_owned();
-        out.members = members;
-        out.partitions = partitions;
-        Ok(out)
+        Ok(GroupDescription {
+            group: group.to_owned(),
+            state: described.group_state.as_str().to_owned(),
+            members,
+            partitions,
+        })
     }
 
     /// The share groups of the cluster: ListGroups v5 (type `share`) to every broker.
