@@ -161,7 +161,7 @@ async fn enqueue_and_status_on_kafka_with_bad_input_answered() {
     assert_eq!(g.state, "Stable");
     assert_eq!(g.members.len(), 1, "{g:?}");
     assert_eq!(g.members[0].member_id, member.member_id());
-    assert_eq!(g.members[0].topics, [topic.clone()]);
+    assert_eq!(g.members[0].topics, std::slice::from_ref(&topic));
     assert_eq!(
         g.members[0].assignment,
         [(topic.clone(), 0), (topic.clone(), 1)]

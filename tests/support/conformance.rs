@@ -1912,7 +1912,7 @@ pub async fn operator_views(h: &dyn BrokerUnderTest) {
     assert_eq!(description.members.len(), 1, "{at}: {description:?}");
     let m = &description.members[0];
     assert_eq!(m.member_id, member.member_id(), "{at}");
-    assert_eq!(m.topics, [ctx.topic.clone()], "{at}");
+    assert_eq!(m.topics, std::slice::from_ref(&ctx.topic), "{at}");
     assert_eq!(
         m.assignment,
         [(ctx.topic.clone(), 0), (ctx.topic.clone(), 1)],

@@ -1,25 +1,5 @@
 //! Dead letters: listing them with their error headers, and replaying them to their original
 //! topic.
-//!
-//! # How "already replayed" is tracked
-//! The dead-letter topic itself keeps the record: each replay appends a small *replay marker*
-//! to the dead letter's own partition, with the headers [`headers::REPLAY_OF`] (the dead
-//! letter's offset) and [`headers::REPLAY_TO`] (where the replayed record went), and a JSON
-//! value saying the same. Markers are not dead letters: listing skips them and instead shows
-//! the dead letter as replayed. A later replay skips a dead letter that has a marker, unless
-//! forced. Nothing else is needed: no group, no state outside the broker, the same on every
-//! broker, and the markers live as long as the dead letters they speak of (they come after
-//! them in the log).
-//!
-//! The replayed record itself carries [`headers::REPLAYED`] naming the dead letter it came
-//! from (`<dead-letter topic>-<partition>@<offset>`). When it fails again, the worker's
-//! dead-letter writer keeps every header of the record, so the new dead letter carries it too:
-//! a replay skips such a dead letter as well unless forced, so a job is never replayed twice
-//! by accident.
-//!
-//! The replayed record goes out before its marker: a replay interrupted between the two may
-//! replay that dead letter again next time (at least once, like everything else here). Two
-//! replays of one topic at the same moment may both replay a dead letter; run one at a time.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -340,7 +320,7 @@ pub struct Skipped {
 /// Replays the dead letters of `topic` that `filter` lets through to their original topics
 /// (from `shareworker.dlq.topic`), with their key, value and original headers plus
 /// [`headers::REPLAYED`], and appends a replay marker for each (see the
-/// [module docs](self#how-already-replayed-is-tracked)). Dead letters replayed before, and
+/// [`admin`](crate::admin#how-already-replayed-is-tracked)). Dead letters replayed before, and
 /// dead letters of replayed records, are skipped unless `options.force`.
 ///
 /// ```

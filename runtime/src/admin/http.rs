@@ -44,7 +44,6 @@ pub(crate) struct AdminHandler {
 impl AdminContext {
     /// The context of a worker on `broker` with this configuration (after every layer: the
     /// handlers are `config.handlers`); `admin` is `http.admin`.
-    #[allow(dead_code)] // the worker's HTTP server (issue 4) builds it
     pub(crate) fn new(broker: Arc<dyn Broker>, config: &Config, admin: bool) -> Self {
         let handlers = config
             .handlers

@@ -16,6 +16,28 @@
 //!
 //! Errors answer `{"error": "..."}` with 400 (bad input), 403 (admin routes off), 404 (unknown
 //! group or topic) or 502 (the broker failed).
+//!
+//! # How "already replayed" is tracked
+//! The dead-letter topic itself keeps the record: each replay appends a small *replay marker*
+//! to the dead letter's own partition, with the headers [`headers::REPLAY_OF`] (the dead
+//! letter's offset) and [`headers::REPLAY_TO`] (where the replayed record went), and a JSON
+//! value saying the same. Markers are not dead letters: listing skips them and instead shows
+//! the dead letter as replayed. A later replay skips a dead letter that has a marker, unless
+//! forced. Nothing else is needed: no group, no state outside the broker, the same on every
+//! broker, and the markers live as long as the dead letters they speak of (they come after
+//! them in the log).
+//!
+//! The replayed record itself carries [`headers::REPLAYED`] naming the dead letter it came
+//! from (`<dead-letter topic>-<partition>@<offset>`). When it fails again, the worker's
+//! dead-letter writer keeps every header of the record, so the new dead letter carries it too:
+//! a replay skips such a dead letter as well unless forced, so a job is never replayed twice
+//! by accident.
+//!
+//! The replayed record goes out before its marker: a replay interrupted between the two may
+//! replay that dead letter again next time (at least once, like everything else here). Two
+//! replays of one topic at the same moment may both replay a dead letter; run one at a time.
+//! A handler that reads a dead-letter topic gets the markers as records too: skip records
+//! with the [`headers::REPLAY_OF`] header.
 
 mod dlq;
 pub(crate) mod http;
@@ -31,8 +53,7 @@ pub use dlq::{
     DeadLetterFilter, DeadLetterRecord, ReplayOptions, ReplayReport, Replayed, Skipped,
     dead_letters, headers, replay,
 };
-#[allow(unused_imports)] // the worker's HTTP server (issue 4) calls these
-pub(crate) use http::{AdminContext, AdminHandler, AdminResponse, route};
+pub(crate) use http::{AdminContext, route};
 pub use payload::Payload;
 pub use status::{GroupStatus, HandlerStatus, StatusReport, broker_status, group_status};
 
