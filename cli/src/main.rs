@@ -39,7 +39,7 @@ struct Cli {
 
     /// A running worker's HTTP endpoint, `http://host:port` (its `http.address`); the way to a
     /// worker on the embedded broker.
-    #[arg(long, global = true, value_name = "URL", env = "SHAREWORKER_WORKER")]
+    #[arg(long, global = true, value_name = "URL")]
     worker: Option<String>,
 
     /// The configuration file to read instead of shareworker.toml.

@@ -1,4 +1,5 @@
-//! The CLI against a worker on the embedded broker, through the worker's HTTP admin routes.
+//! The CLI against a running worker on the embedded broker, through the worker's own HTTP
+//! endpoint (`/status`, `/admin/...`).
 
 mod support;
 
@@ -120,6 +121,11 @@ async fn enqueue_and_status_through_a_worker_with_bad_input_answered() {
         (Some(2), 0, Some(0))
     );
     assert_eq!(g.handlers[0].dead_letter.as_deref(), Some("emails.dlq"));
+    assert_eq!(
+        g.handlers[0].in_flight,
+        Some(0),
+        "from the worker's in-flight gauge"
+    );
     assert_eq!(report.admin, Some(true));
 
     let err = cli(&["--worker", url, "status", "nope"], None).await;

@@ -1,24 +1,15 @@
-//! Running the `shareworker` binary, a worker on the embedded broker with the admin routes on
-//! HTTP, and finding the Kafka test broker.
+//! Running the `shareworker` binary, a worker on the embedded broker with its HTTP endpoint, and
+//! finding the Kafka test broker.
 
 #![allow(dead_code, unreachable_pub)] // each test file uses part of it
 
-use std::convert::Infallible;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::header::CONTENT_TYPE;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use shareworker::__private::AdminRoutes;
 use shareworker::{
-    Broker, EmbeddedBroker, Job, JobDefinition, JobError, ShutdownHandle, StartFrom, Worker,
+    Broker, Config, EmbeddedBroker, Job, JobDefinition, JobError, ShutdownHandle, StartFrom, Worker,
 };
 
 /// What one run of the CLI printed.
@@ -110,7 +101,7 @@ async fn mail(job: Job<Value>) -> Result<(), JobError> {
 }
 
 /// A worker with handler `mailer` (group `mailer`, topic `emails`, dead letters `emails.dlq`)
-/// on an embedded broker, and its admin routes served over HTTP on a loopback port.
+/// on an embedded broker, its HTTP endpoint (with the admin routes) on a free loopback port.
 pub struct TestWorker {
     pub url: String,
     pub broker: EmbeddedBroker,
@@ -118,45 +109,29 @@ pub struct TestWorker {
 }
 
 impl TestWorker {
+    /// Starts the worker; `admin` is `http.admin`.
     pub async fn start(admin: bool) -> Self {
         let broker = EmbeddedBroker::builder()
             .start_from(StartFrom::Earliest)
             .build()
             .expect("broker");
+        let mut config = Config::default();
+        config.http.address = "127.0.0.1:0".into();
+        config.http.admin = admin;
         let worker = Worker::builder()
             .broker(broker.clone())
+            .config(config)
             .job(JobDefinition::new("mailer", "emails", mail))
             .code_config_only()
             .without_signal_handling()
             .build()
             .await
             .expect("worker");
-        let routes = Arc::new(AdminRoutes::new(
-            Arc::new(broker.clone()),
-            worker.config(),
-            admin,
-        ));
+        let address = worker.http_address().expect("the HTTP endpoint is on");
+        let url = format!("http://{address}");
         let shutdown = worker.shutdown_handle();
         let status = worker.status();
         tokio::spawn(worker.run());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let routes = routes.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let routes = routes.clone();
-                        async move { Ok::<_, Infallible>(answer(&routes, req).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
         for _ in 0..500 {
             if status.is_ready() {
                 break;
@@ -195,27 +170,6 @@ impl Drop for TestWorker {
     fn drop(&mut self) {
         self.shutdown.shutdown();
     }
-}
-
-async fn answer(routes: &AdminRoutes, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let method = req.method().as_str().to_owned();
-    let path = req.uri().path().to_owned();
-    let query = req.uri().query().map(str::to_owned);
-    let body = match req.into_body().collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => Bytes::new(),
-    };
-    let (status, content_type, body) = routes
-        .route(&method, &path, query.as_deref(), body)
-        .await
-        .unwrap_or((404, "text/plain", b"not found\n".to_vec()));
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() =
-        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
-    if let Ok(v) = content_type.parse() {
-        resp.headers_mut().insert(CONTENT_TYPE, v);
-    }
-    resp
 }
 
 /// `KAFKA_BOOTSTRAP` as `kafka://...`, or `None` (with a message) when it is unset outside CI.

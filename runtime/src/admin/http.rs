@@ -68,7 +68,6 @@ impl AdminContext {
     }
 
     /// Counts jobs in flight per handler with `f`.
-    #[allow(dead_code)] // the worker's HTTP server (issue 4) builds it
     pub(crate) fn with_in_flight(
         mut self,
         f: impl Fn(&str) -> Option<u64> + Send + Sync + 'static,
