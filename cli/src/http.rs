@@ -26,8 +26,8 @@ pub(crate) struct WorkerClient {
 
 impl WorkerClient {
     pub(crate) fn new(url: &str) -> anyhow::Result<Self> {
-        let url = url.trim().trim_end_matches('/');
-        let Some(rest) = url.strip_prefix("http://") else {
+        let url = url.trim();
+        let Some(rest) = url.strip_prefix("http://").map(|r| r.trim_end_matches('/')) else {
             if url.starts_with("https://") {
                 bail!(
                     "--worker `{url}`: https is not supported; reach the worker's endpoint over http (for example through kubectl port-forward)"
@@ -53,7 +53,7 @@ impl WorkerClient {
             format!("{authority}:80")
         };
         Ok(Self {
-            url: url.to_owned(),
+            url: url.trim_end_matches('/').to_owned(),
             authority,
             prefix: prefix.to_owned(),
         })
