@@ -24,6 +24,13 @@ pub mod headers {
     pub const REPLAY_TO: &str = "shareworker.replay.to";
 }
 
+/// Headers of the dead letters Kafka writes itself (KIP-1191, Kafka 4.4).
+const BROKER_PREFIX: &str = "__dlq.";
+const BROKER_TOPIC: &str = "__dlq.errors.topic";
+const BROKER_PARTITION: &str = "__dlq.errors.partition";
+const BROKER_OFFSET: &str = "__dlq.errors.offset";
+const BROKER_GROUP: &str = "__dlq.errors.group";
+
 /// How many records one read asks for.
 const READ_CHUNK: usize = 500;
 
@@ -83,8 +90,9 @@ pub struct DeadLetterRecord {
     pub value: Option<Payload>,
     /// Every header, in order: the original record's and the `shareworker.dlq.*` ones.
     pub headers: Vec<(String, Option<Payload>)>,
-    /// The original topic (`shareworker.dlq.topic`); `None` for a record shareworker did not
-    /// write, which cannot be replayed.
+    /// The original topic (`shareworker.dlq.topic`, or `__dlq.errors.topic` when Kafka wrote
+    /// the dead letter itself, KIP-1191); `None` for a record neither wrote, which cannot be
+    /// replayed.
     pub original_topic: Option<String>,
     /// The original partition.
     pub original_partition: Option<i32>,
@@ -115,8 +123,21 @@ impl DeadLetterRecord {
 
     fn from_delivery(d: Delivery) -> Self {
         let h = &d.headers;
-        let text = |k: &str| h.get_str(k).map(str::to_owned);
-        let num = |k: &str| h.get_str(k).and_then(|v| v.trim().parse::<i64>().ok());
+        // Ours, else the ones Kafka 4.4 writes for a group's broker-side dead-letter queue
+        // (KIP-1191).
+        let broker_key = |k: &str| match k {
+            dlq::TOPIC => Some(BROKER_TOPIC),
+            dlq::PARTITION => Some(BROKER_PARTITION),
+            dlq::OFFSET => Some(BROKER_OFFSET),
+            dlq::GROUP => Some(BROKER_GROUP),
+            _ => None,
+        };
+        let text = |k: &str| {
+            h.get_str(k)
+                .or_else(|| broker_key(k).and_then(|b| h.get_str(b)))
+                .map(str::to_owned)
+        };
+        let num = |k: &str| text(k).and_then(|v| v.trim().parse::<i64>().ok());
         let timestamp_ms = d
             .timestamp
             .duration_since(std::time::UNIX_EPOCH)
@@ -152,7 +173,10 @@ impl DeadLetterRecord {
     fn replay_record(&self) -> OutgoingRecord {
         let mut out = Headers::new();
         for (key, value) in &self.headers {
-            if key.starts_with("shareworker.dlq.") || key == headers::REPLAYED {
+            if key.starts_with("shareworker.dlq.")
+                || key.starts_with(BROKER_PREFIX)
+                || key == headers::REPLAYED
+            {
                 continue;
             }
             out.push_header(Header {
@@ -459,4 +483,55 @@ pub async fn replay(
         .replayed
         .sort_by_key(|r| order.get(&r.dead_letter).copied().unwrap_or(usize::MAX));
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EmbeddedBroker;
+
+    #[tokio::test]
+    async fn dead_letters_written_by_kafka_itself_are_listed_and_replayed() {
+        let broker = EmbeddedBroker::new();
+        broker.create_topic("orders", 1).await.expect("topic");
+        let letter = OutgoingRecord::new("{}")
+            .with_header("trace", "1")
+            .with_header(BROKER_TOPIC, "orders")
+            .with_header(BROKER_PARTITION, "0")
+            .with_header(BROKER_OFFSET, "7")
+            .with_header(BROKER_GROUP, "billing");
+        broker
+            .produce("orders.dlq", vec![letter])
+            .await
+            .expect("dlq");
+        let all = DeadLetterFilter::default();
+        let letters = dead_letters(&broker, "orders.dlq", &all)
+            .await
+            .expect("list");
+        let l = &letters[0];
+        assert_eq!(
+            (
+                l.original_topic.as_deref(),
+                l.original_partition,
+                l.original_offset,
+                l.group.as_deref()
+            ),
+            (Some("orders"), Some(0), Some(7), Some("billing"))
+        );
+        let report = replay(&broker, "orders.dlq", &all, ReplayOptions::default())
+            .await
+            .expect("replay");
+        assert_eq!(report.replayed.len(), 1, "{report:?}");
+        let back = broker.read_topic("orders").expect("orders");
+        assert_eq!(back[0].headers.get_str("trace"), Some("1"));
+        assert_eq!(
+            back[0].headers.get_str(headers::REPLAYED),
+            Some("orders.dlq-0@0")
+        );
+        assert!(
+            back[0].headers.iter().all(|h| !h.key.starts_with("__dlq.")),
+            "{:?}",
+            back[0].headers
+        );
+    }
 }

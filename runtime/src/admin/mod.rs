@@ -38,6 +38,10 @@
 //! replays of one topic at the same moment may both replay a dead letter; run one at a time.
 //! A handler that reads a dead-letter topic gets the markers as records too: skip records
 //! with the [`headers::REPLAY_OF`] header.
+//!
+//! Dead letters that Kafka 4.4 writes itself for a group with a broker-side dead-letter queue
+//! (KIP-1191) are understood too: their `__dlq.errors.topic`, `.partition`, `.offset` and
+//! `.group` headers stand in for ours, and a replay drops them like ours.
 
 mod dlq;
 pub(crate) mod http;
