@@ -27,5 +27,6 @@ shareworker_tests::conformance_suite!(
         settle_answers_in_order,
         produce_routes_records,
         bad_input_is_refused,
+        operator_views,
     ],
 );

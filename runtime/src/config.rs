@@ -297,6 +297,62 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// The configuration as a worker without code would see it: the built-in defaults, then
+    /// `file` (default: `shareworker.toml`, or the file `SHAREWORKER_CONFIG` names, if present),
+    /// then `SHAREWORKER_*`. Tools that must reach the same broker as the worker (the
+    /// `shareworker` CLI) read it. Handler sections are read with the topic they name, or their
+    /// own name when they name none (the topic comes from the code).
+    ///
+    /// ```no_run
+    /// let config = shareworker::Config::load(None)?;
+    /// println!("the worker's broker: {}", config.broker);
+    /// # Ok::<(), shareworker::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// With the key's name and what is allowed when a value is bad.
+    pub fn load(file: Option<&Path>) -> Result<Config, Error> {
+        let sources = match file {
+            Some(f) => Sources::File(f.to_owned()),
+            None => Sources::Standard,
+        };
+        let layered = match &sources {
+            Sources::File(f) => with_file_and_env(Figment::new(), f),
+            _ => {
+                let file = std::env::var_os("SHAREWORKER_CONFIG")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_FILE));
+                with_file_and_env(Figment::new(), &file)
+            }
+        };
+        let names: Vec<(String, String)> = layered
+            .extract_inner::<figment::value::Dict>("handlers")
+            .map(|dict| {
+                dict.into_iter()
+                    .map(|(name, value)| {
+                        let topic = value
+                            .find_ref("topic")
+                            .and_then(|t| t.as_str())
+                            .map_or_else(|| name.clone(), str::to_owned);
+                        (name, topic)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let none = HandlerOverrides::default();
+        let declared: Vec<Declared<'_>> = names
+            .iter()
+            .map(|(name, topic)| Declared {
+                name,
+                topic,
+                overrides: &none,
+            })
+            .collect();
+        load(&Config::default(), &declared, &sources)
+    }
+}
+
 impl HandlerConfig {
     /// The built-in defaults of a handler named `name` on `topic`.
     pub fn defaults(name: &str, topic: &str) -> Self {

@@ -24,6 +24,8 @@ pub(crate) enum Kind {
     LockLost,
     /// The topic does not exist.
     UnknownTopic,
+    /// The share group does not exist.
+    UnknownGroup,
     /// The member, broker or worker was already closed.
     Closed,
     /// Something did not finish in time.
@@ -58,6 +60,7 @@ impl Error {
             3 => Kind::UnknownTopic,
             // SASL_AUTHENTICATION_FAILED
             58 => Kind::Auth,
+            69 => Kind::UnknownGroup,
             _ => Kind::Broker,
         };
         let text = match message {
@@ -121,6 +124,18 @@ impl Error {
         )
     }
 
+    pub(crate) fn unknown_group(group: &str) -> Self {
+        Self::new(
+            Kind::UnknownGroup,
+            format!("share group `{group}` does not exist"),
+        )
+    }
+
+    pub(crate) fn with_message(mut self, message: impl Into<Cow<'static, str>>) -> Self {
+        self.message = message.into();
+        self
+    }
+
     pub(crate) fn timeout(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(Kind::Timeout, message)
     }
@@ -147,6 +162,11 @@ impl Error {
     /// The topic does not exist.
     pub fn is_unknown_topic(&self) -> bool {
         self.kind == Kind::UnknownTopic
+    }
+
+    /// The share group does not exist (it has no members and no offsets on the broker).
+    pub fn is_unknown_group(&self) -> bool {
+        self.kind == Kind::UnknownGroup
     }
 
     /// The member, broker or worker was closed already.

@@ -1,5 +1,6 @@
 #![doc = include_str!("docs/crate.md")]
 
+pub mod admin;
 pub mod autoscale;
 mod broker;
 mod config;
@@ -19,8 +20,9 @@ mod worker;
 pub mod __private;
 
 pub use broker::{
-    AckKind, Broker, Delivery, ErrorCount, GroupConfig, GroupLimits, Header, Headers, Member,
-    OutgoingRecord, Produced, RecordId, SettleResult, StartFrom, TopicLag,
+    AckKind, Broker, Delivery, ErrorCount, GroupConfig, GroupDescription, GroupLimits, GroupMember,
+    Header, Headers, Member, OutgoingRecord, PartitionOffsets, Produced, RecordId, SettleResult,
+    SharePartitionState, StartFrom, TopicLag,
 };
 pub use bytes::Bytes;
 pub use config::{

@@ -182,6 +182,7 @@ macro_rules! conformance_suite {
                 settle_answers_in_order,
                 produce_routes_records,
                 bad_input_is_refused,
+                operator_views,
             ],
         );
     };
@@ -1796,4 +1797,208 @@ pub async fn bad_input_is_refused(h: &dyn BrokerUnderTest) {
             ctx.at()
         ),
     }
+}
+
+/// What operators see (the seam's tool methods): `offsets` and `read` show a topic without
+/// consuming it; `describe_group` shows the members and every partition's lag, and knows an
+/// unknown group; `list_groups` lists the group; `group_configs` and `set_group_configs` use
+/// Kafka's config names.
+pub async fn operator_views(h: &dyn BrokerUnderTest) {
+    let ctx = Ctx::new(h, "operator_views", 2).await;
+    let at = ctx.at();
+    let ids = ctx.produce(4, 0, None).await;
+    let mut per_partition: BTreeMap<i32, i64> = BTreeMap::new();
+    for id in &ids {
+        *per_partition.entry(id.partition).or_default() += 1;
+    }
+
+    // offsets and read: every record, in order, nothing acquired.
+    let offsets = ctx
+        .broker
+        .offsets(&ctx.topic)
+        .await
+        .unwrap_or_else(|e| panic!("{at}: offsets: {e}"));
+    let seen: Vec<(i32, i64, i64)> = offsets
+        .iter()
+        .map(|o| (o.partition, o.earliest, o.latest))
+        .collect();
+    let want: Vec<(i32, i64, i64)> = (0..2)
+        .map(|p| (p, 0, per_partition.get(&p).copied().unwrap_or(0)))
+        .collect();
+    assert_eq!(seen, want, "{at}: offsets");
+    let mut read_back = Vec::new();
+    for p in 0..2 {
+        let records = ctx
+            .broker
+            .read(&ctx.topic, p, 0, 100)
+            .await
+            .unwrap_or_else(|e| panic!("{at}: read partition {p}: {e}"));
+        assert!(
+            records.windows(2).all(|w| w[0].id.offset < w[1].id.offset),
+            "{at}: in offset order"
+        );
+        read_back.extend(records.into_iter().map(|d| d.id));
+        let past = ctx
+            .broker
+            .read(
+                &ctx.topic,
+                p,
+                per_partition.get(&p).copied().unwrap_or(0),
+                100,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{at}: read past the end of partition {p}: {e}"));
+        assert!(past.is_empty(), "{at}: nothing past the end");
+    }
+    read_back.sort();
+    let mut written = ids.clone();
+    written.sort();
+    assert_eq!(read_back, written, "{at}: read answers every record");
+    let one = ctx
+        .broker
+        .read(&ctx.topic, ids[0].partition, ids[0].offset, 1)
+        .await
+        .unwrap_or_else(|e| panic!("{at}: read one: {e}"));
+    assert_eq!(one.len(), 1, "{at}: read respects max");
+    assert_eq!(
+        one[0].value.as_deref(),
+        Some(format!("{}-0", ctx.case).as_bytes()),
+        "{at}: the value"
+    );
+    let err = ctx
+        .broker
+        .read(&ctx.topic, 7, 0, 10)
+        .await
+        .expect_err("no partition 7");
+    assert!(err.is_invalid_input(), "{at}: partition 7: {err:?}");
+    let missing = format!("{}-missing", ctx.topic);
+    let err = ctx.broker.offsets(&missing).await.expect_err("no topic");
+    assert!(
+        err.is_unknown_topic(),
+        "{at}: offsets of a missing topic: {err:?}"
+    );
+
+    // An unknown group, then the group with a member that settled one record.
+    let nobody = format!("{}-nobody", ctx.group);
+    let err = ctx
+        .broker
+        .describe_group(&nobody)
+        .await
+        .expect_err("unknown group");
+    assert!(err.is_unknown_group(), "{at}: {err:?}");
+    let member = ctx.join().await;
+    let got = ctx.acquire_n(&*member, 1, 1, "one record").await;
+    let settled = member
+        .settle(&[(got[0].id.clone(), AckKind::Accept)])
+        .await
+        .unwrap_or_else(|e| panic!("{at}: settle: {e}"));
+    assert!(settled[0].is_ok(), "{at}: accept: {settled:?}");
+    let deadline = Instant::now() + ctx.patience;
+    let description = loop {
+        let d = ctx
+            .broker
+            .describe_group(&ctx.group)
+            .await
+            .unwrap_or_else(|e| panic!("{at}: describe_group: {e}"));
+        let lag: u64 = d.partitions.iter().map(|p| p.lag).sum();
+        let assigned = d.members.first().map_or(0, |m| m.assignment.len());
+        if (lag == 3 && assigned == 2 && d.partitions.len() == 2) || Instant::now() >= deadline {
+            break d;
+        }
+        sleep(ctx.slack / 4).await;
+    };
+    assert_eq!(description.group, ctx.group, "{at}");
+    assert_eq!(description.state, "Stable", "{at}: {description:?}");
+    assert_eq!(description.members.len(), 1, "{at}: {description:?}");
+    let m = &description.members[0];
+    assert_eq!(m.member_id, member.member_id(), "{at}");
+    assert_eq!(m.topics, std::slice::from_ref(&ctx.topic), "{at}");
+    assert_eq!(
+        m.assignment,
+        [(ctx.topic.clone(), 0), (ctx.topic.clone(), 1)],
+        "{at}: {description:?}"
+    );
+    let lags: Vec<(i32, u64)> = description
+        .partitions
+        .iter()
+        .map(|p| (p.partition, p.lag))
+        .collect();
+    assert_eq!(lags.len(), 2, "{at}: both partitions: {description:?}");
+    assert_eq!(
+        lags.iter().map(|(_, l)| l).sum::<u64>(),
+        3,
+        "{at}: 3 records to go: {description:?}"
+    );
+    let settled_partition = description
+        .partitions
+        .iter()
+        .find(|p| p.partition == got[0].id.partition)
+        .unwrap_or_else(|| panic!("{at}: the settled partition: {description:?}"));
+    assert!(
+        settled_partition.start_offset.is_some(),
+        "{at}: initialised once acknowledged: {description:?}"
+    );
+    let groups = ctx
+        .broker
+        .list_groups()
+        .await
+        .unwrap_or_else(|e| panic!("{at}: list_groups: {e}"));
+    assert!(groups.contains(&ctx.group), "{at}: listed: {groups:?}");
+
+    // Configs by Kafka's names.
+    let configs: BTreeMap<String, String> = ctx
+        .broker
+        .group_configs(&ctx.group)
+        .await
+        .unwrap_or_else(|e| panic!("{at}: group_configs: {e}"))
+        .into_iter()
+        .collect();
+    let lock_ms = ctx.lock.as_millis().to_string();
+    assert_eq!(
+        configs.get("share.record.lock.duration.ms"),
+        Some(&lock_ms),
+        "{at}: {configs:?}"
+    );
+    assert_eq!(
+        configs.get("share.auto.offset.reset").map(String::as_str),
+        Some("earliest"),
+        "{at}: {configs:?}"
+    );
+    let longer = (ctx.lock + Duration::from_secs(5)).as_millis().to_string();
+    ctx.broker
+        .set_group_configs(
+            &ctx.group,
+            &[("share.record.lock.duration.ms".to_owned(), longer.clone())],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{at}: set_group_configs: {e}"));
+    let limits = ctx
+        .broker
+        .group_limits(&ctx.group)
+        .await
+        .unwrap_or_else(|e| panic!("{at}: group_limits: {e}"));
+    assert_eq!(
+        limits.lock_duration.as_millis().to_string(),
+        longer,
+        "{at}: the new lock duration"
+    );
+    let err = ctx
+        .broker
+        .set_group_configs(
+            &ctx.group,
+            &[(
+                "share.record.lock.duration.ms".to_owned(),
+                "soon".to_owned(),
+            )],
+        )
+        .await
+        .expect_err("not a number");
+    assert!(
+        err.to_string().contains("share.record.lock.duration.ms"),
+        "{at}: names the config: {err}"
+    );
+    member
+        .leave()
+        .await
+        .unwrap_or_else(|e| panic!("{at}: leave: {e}"));
 }

@@ -13,8 +13,14 @@ use bytes::Bytes;
 
 use crate::Error;
 
+mod describe;
 mod headers;
 
+pub use describe::{
+    AUTO_OFFSET_RESET, DELIVERY_COUNT_LIMIT, GROUP_CONFIG_KEYS, GroupDescription, GroupMember,
+    LOCK_DURATION_MS, MAX_RECORD_LOCKS, PartitionOffsets, SharePartitionState,
+};
+pub(crate) use describe::{configs_of, group_config_from};
 pub use headers::{Header, Headers};
 
 /// Where a record lives: topic, partition and offset.
@@ -373,6 +379,107 @@ pub trait Broker: Send + Sync + 'static {
 
     /// A short name for logs and metrics, such as `embedded` or `kafka`.
     fn kind(&self) -> &'static str;
+
+    /// Describes `group` for operators: its state, its members and, for every partition it has
+    /// read, the share start offset, the lag and (where the broker knows) the records in flight.
+    ///
+    /// The default answers from [`Broker::lag`] alone: no members, no start offsets.
+    ///
+    /// # Errors
+    /// `is_unknown_group` when the broker knows no such group; a broker error otherwise.
+    async fn describe_group(&self, group: &str) -> Result<GroupDescription, Error> {
+        let lag = self.lag(group).await?;
+        Ok(GroupDescription {
+            group: group.to_owned(),
+            state: String::new(),
+            members: Vec::new(),
+            partitions: lag
+                .into_iter()
+                .flat_map(|t| {
+                    let topic = t.topic;
+                    t.partitions
+                        .into_iter()
+                        .map(move |(p, lag)| SharePartitionState::new(topic.clone(), p, None, lag))
+                })
+                .collect(),
+        })
+    }
+
+    /// The ids of the share groups the broker knows, sorted. The default knows none.
+    ///
+    /// # Errors
+    /// When the broker cannot answer.
+    async fn list_groups(&self) -> Result<Vec<String>, Error> {
+        Ok(Vec::new())
+    }
+
+    /// The share-group configs of `group` as `(name, value)` with Kafka's names
+    /// (`share.delivery.count.limit`, ...), sorted by name.
+    ///
+    /// The default answers the three limits of [`Broker::group_limits`].
+    ///
+    /// # Errors
+    /// When the broker cannot answer.
+    async fn group_configs(&self, group: &str) -> Result<Vec<(String, String)>, Error> {
+        let limits = self.group_limits(group).await?;
+        let mut out = configs_of(&limits, None);
+        out.sort();
+        Ok(out)
+    }
+
+    /// Sets share-group configs of `group` by their Kafka names, all or none.
+    ///
+    /// The default knows the names in [`GROUP_CONFIG_KEYS`] and applies them with
+    /// [`Broker::configure_group`].
+    ///
+    /// # Errors
+    /// `is_config` for a name the broker does not know or a value out of its range, naming the
+    /// config; a broker error otherwise.
+    async fn set_group_configs(
+        &self,
+        group: &str,
+        configs: &[(String, String)],
+    ) -> Result<(), Error> {
+        let config = group_config_from(configs)?;
+        self.configure_group(group, &config).await
+    }
+
+    /// The earliest and latest offset of every partition of `topic`, sorted by partition.
+    ///
+    /// The default cannot tell: it answers an error.
+    ///
+    /// # Errors
+    /// `is_unknown_topic` when the topic does not exist; a broker error otherwise.
+    async fn offsets(&self, topic: &str) -> Result<Vec<PartitionOffsets>, Error> {
+        Err(Error::broker(format!(
+            "the {} broker cannot list the offsets of `{topic}`",
+            self.kind()
+        )))
+    }
+
+    /// Reads up to `max` records of `partition` of `topic` from `offset` on, in offset order,
+    /// without a share group: nothing is acquired or consumed. May answer fewer than `max` (or
+    /// none at the end of the partition); the caller reads on from the last offset plus one.
+    /// The deliveries have delivery count 0 and no lock.
+    ///
+    /// The default cannot read: it answers an error.
+    ///
+    /// # Errors
+    /// `is_unknown_topic` when the topic does not exist; `is_invalid_input` for a partition it
+    /// does not have; a broker error otherwise.
+    async fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max: usize,
+    ) -> Result<Vec<Delivery>, Error> {
+        let _ = (partition, offset, max);
+        Err(Error::broker(format!(
+            "the {} broker cannot read `{topic}` without a share group",
+            self.kind()
+        )))
+    }
 }
 
 /// One member of a share group, as returned by [`Broker::join`].

@@ -18,8 +18,9 @@ use tokio::time::Instant;
 
 use crate::Error;
 use crate::broker::{
-    AckKind, Broker, Delivery, GroupConfig, GroupLimits, Headers, Member, OutgoingRecord, Produced,
-    RecordId, SettleResult, StartFrom, TopicLag,
+    AckKind, Broker, Delivery, GroupConfig, GroupDescription, GroupLimits, GroupMember, Headers,
+    Member, OutgoingRecord, PartitionOffsets, Produced, RecordId, SettleResult,
+    SharePartitionState, StartFrom, TopicLag, configs_of,
 };
 
 /// The smallest and largest delivery count limit Kafka accepts (`group.share.delivery.count.limit`).
@@ -651,6 +652,133 @@ impl Broker for EmbeddedBroker {
 
     fn kind(&self) -> &'static str {
         "embedded"
+    }
+
+    async fn describe_group(&self, group: &str) -> Result<GroupDescription, Error> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let State { topics, groups } = &mut *state;
+        let g = groups
+            .get_mut(group)
+            .ok_or_else(|| Error::unknown_group(group))?;
+        let limit = g.settings.limits.delivery_count_limit;
+        let mut members: Vec<GroupMember> = g
+            .members
+            .iter()
+            .map(|(id, subscribed)| {
+                let mut topics_of: Vec<String> = subscribed.iter().map(|t| t.to_string()).collect();
+                topics_of.sort();
+                // Every member reads every partition of its topics.
+                let assignment = topics_of
+                    .iter()
+                    .flat_map(|t| {
+                        let n = topics.get(t.as_str()).map_or(0, |t| t.partitions.len());
+                        (0..n).map(move |p| (t.clone(), p as i32))
+                    })
+                    .collect();
+                GroupMember {
+                    member_id: format!("embedded-{id}"),
+                    client_id: "shareworker".to_owned(),
+                    host: "in-process".to_owned(),
+                    topics: topics_of,
+                    assignment,
+                }
+            })
+            .collect();
+        members.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+        let mut partitions: Vec<SharePartitionState> = g
+            .partitions
+            .iter_mut()
+            .map(|((topic, p), sp)| {
+                sp.expire(now, limit);
+                let log_end = topics
+                    .get(topic)
+                    .and_then(|t| t.partitions.get(*p as usize))
+                    .map_or(0, |l| l.len() as i64);
+                let mut state = SharePartitionState::new(
+                    topic.to_string(),
+                    *p,
+                    Some(sp.start),
+                    sp.lag(log_end),
+                );
+                state.in_flight = Some(u64::from(sp.acquired));
+                state
+            })
+            .collect();
+        partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        Ok(GroupDescription {
+            group: group.to_owned(),
+            state: if members.is_empty() {
+                "Empty"
+            } else {
+                "Stable"
+            }
+            .to_owned(),
+            members,
+            partitions,
+        })
+    }
+
+    async fn list_groups(&self) -> Result<Vec<String>, Error> {
+        let mut groups: Vec<String> = self.lock().groups.keys().cloned().collect();
+        groups.sort();
+        Ok(groups)
+    }
+
+    async fn group_configs(&self, group: &str) -> Result<Vec<(String, String)>, Error> {
+        let settings = self
+            .lock()
+            .groups
+            .get(group)
+            .map_or(self.inner.defaults, |g| g.settings);
+        let mut out = configs_of(&settings.limits, Some(settings.start_from));
+        out.sort();
+        Ok(out)
+    }
+
+    async fn offsets(&self, topic: &str) -> Result<Vec<PartitionOffsets>, Error> {
+        let state = self.lock();
+        let t = state
+            .topics
+            .get(topic)
+            .ok_or_else(|| Error::unknown_topic(topic))?;
+        Ok(t.partitions
+            .iter()
+            .enumerate()
+            .map(|(p, log)| PartitionOffsets::new(p as i32, 0, log.len() as i64))
+            .collect())
+    }
+
+    async fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max: usize,
+    ) -> Result<Vec<Delivery>, Error> {
+        let state = self.lock();
+        let t = state
+            .topics
+            .get(topic)
+            .ok_or_else(|| Error::unknown_topic(topic))?;
+        let log = usize::try_from(partition)
+            .ok()
+            .and_then(|p| t.partitions.get(p))
+            .ok_or_else(|| {
+                Error::invalid_input(format!(
+                    "topic `{topic}` has {} partitions; partition {partition} does not exist",
+                    t.partitions.len()
+                ))
+            })?;
+        let from = usize::try_from(offset.max(0))
+            .unwrap_or(usize::MAX)
+            .min(log.len());
+        let to = from.saturating_add(max).min(log.len());
+        Ok(log[from..to]
+            .iter()
+            .enumerate()
+            .map(|(i, r)| to_delivery(&t.name, partition, (from + i) as i64, r, 0, Duration::ZERO))
+            .collect())
     }
 }
 

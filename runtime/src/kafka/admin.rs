@@ -7,6 +7,9 @@
 //! | [`Admin::group_limits`] | DescribeConfigs v1-4 on GROUP, else BROKER | any broker / the coordinator |
 //! | [`Admin::configure_group`] | IncrementalAlterConfigs v0-1 on GROUP | any broker |
 //! | [`Admin::list_offsets`] | ListOffsets v7-10 | each partition leader |
+//! | [`Admin::describe_group`] | ShareGroupDescribe v1, DescribeShareGroupOffsets v1 | the group coordinator |
+//! | [`Admin::list_groups`] | ListGroups v5 (type `share`) | every broker |
+//! | [`Admin::group_configs`] | DescribeConfigs v1-4 on GROUP | any broker |
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -21,8 +24,9 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 };
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{
-    BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DescribeConfigsRequest,
-    IncrementalAlterConfigsRequest, ListOffsetsRequest, TopicName,
+    BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DescribeConfigsRequest, GroupId,
+    IncrementalAlterConfigsRequest, ListGroupsRequest, ListOffsetsRequest,
+    ShareGroupDescribeRequest, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use tokio::time::Instant;
@@ -32,9 +36,13 @@ use super::conn::Versions;
 use super::producer::backoff;
 use super::wire::describe_share_group_offsets::{
     DescribeShareGroupOffsetsRequest, DescribeShareGroupOffsetsRequestGroup,
+    DescribeShareGroupOffsetsResponseTopic,
 };
 use crate::Error;
-use crate::broker::{GroupConfig, GroupLimits, StartFrom, TopicLag};
+use crate::broker::{
+    GroupConfig, GroupDescription, GroupLimits, GroupMember, SharePartitionState, StartFrom,
+    TopicLag,
+};
 
 /// How long `configure_group` waits for a change to become visible.
 const CONFIG_PROPAGATION: Duration = Duration::from_secs(10);
@@ -43,6 +51,10 @@ const CREATE_PARTITIONS: Versions = Versions { min: 2, max: 3 };
 const DESCRIBE_CONFIGS: Versions = Versions { min: 1, max: 4 };
 const INCREMENTAL_ALTER_CONFIGS: Versions = Versions { min: 0, max: 1 };
 const LIST_OFFSETS: Versions = Versions { min: 7, max: 10 };
+/// ShareGroupDescribe: v1 is the only stable version (Kafka 4.1+).
+const SHARE_GROUP_DESCRIBE: Versions = Versions { min: 1, max: 1 };
+/// ListGroups v5 filters by group type.
+const LIST_GROUPS: Versions = Versions { min: 5, max: 5 };
 /// v1 carries `Lag` (KIP-1226, Kafka 4.2).
 const DESCRIBE_SHARE_GROUP_OFFSETS: Versions = Versions { min: 1, max: 1 };
 
@@ -274,6 +286,18 @@ impl Admin {
     /// # Errors
     /// A broker error, or `is_timeout` when the coordinator stays unavailable.
     pub(crate) async fn lag(&self, group: &str) -> Result<Vec<TopicLag>, Error> {
+        let api = format!("DescribeShareGroupOffsets for group `{group}`");
+        let topics = self.share_offsets(group).await?;
+        let resolved = self.uninitialised_lag(group, &topics).await?;
+        sum_lag(&api, topics, &resolved)
+    }
+
+    /// The share-partition start offsets and lag of `group` (DescribeShareGroupOffsets v1), as
+    /// the coordinator answers them; an unknown group has none.
+    async fn share_offsets(
+        &self,
+        group: &str,
+    ) -> Result<Vec<DescribeShareGroupOffsetsResponseTopic>, Error> {
         if group.is_empty() {
             return Err(Error::invalid_input("the group id is empty"));
         }
@@ -308,11 +332,7 @@ impl Admin {
                                 })?;
                             let message = answer.error_message.as_ref().map(|m| m.as_str());
                             match answer.error_code {
-                                0 => {
-                                    let resolved =
-                                        self.uninitialised_lag(group, &answer.topics).await?;
-                                    return sum_lag(&api, answer.topics, &resolved);
-                                }
+                                0 => return Ok(answer.topics),
                                 code::GROUP_ID_NOT_FOUND => return Ok(Vec::new()),
                                 c if coordinator_moved(Some(c)) => Error::kafka(&api, c, message),
                                 c => return Err(Error::kafka(&api, c, message)),
@@ -332,6 +352,181 @@ impl Admin {
         }
     }
 
+    /// `group` for operators: ShareGroupDescribe v1 (state, members, assignments) from the
+    /// coordinator, then the start offsets and lag of every partition it has read.
+    ///
+    /// # Errors
+    /// `is_unknown_group` when the coordinator knows no share group of that id (never joined,
+    /// or a consumer group of that name); a broker error otherwise.
+    pub(crate) async fn describe_group(&self, group: &str) -> Result<GroupDescription, Error> {
+        if group.is_empty() {
+            return Err(Error::invalid_input("the group id is empty"));
+        }
+        let req = ShareGroupDescribeRequest::default()
+            .with_group_ids(vec![GroupId(str_bytes(group))])
+            .with_include_authorized_operations(false);
+        let api = format!("ShareGroupDescribe for group `{group}`");
+        let mut attempt = 0;
+        let described = loop {
+            attempt += 1;
+            let id = self.coordinator_id(group).await?;
+            let retry = match self.cluster.node(id).await {
+                Err(e) => e,
+                Ok(conn) => match conn.call(&req, SHARE_GROUP_DESCRIBE).await {
+                    Ok((resp, _)) => {
+                        let answer = resp
+                            .groups
+                            .into_iter()
+                            .find(|g| g.group_id.0.as_str() == group)
+                            .ok_or_else(|| {
+                                Error::broker(format!("{api}: the group is not in the answer"))
+                            })?;
+                        let message = answer.error_message.as_ref().map(|m| m.as_str());
+                        match answer.error_code {
+                            0 if answer.group_state.as_str() == "Dead" => {
+                                return Err(Error::unknown_group(group));
+                            }
+                            0 => break answer,
+                            code::GROUP_ID_NOT_FOUND => {
+                                let why = message.filter(|m| !m.is_empty()).map_or_else(
+                                    || format!("share group `{group}` does not exist"),
+                                    |m| format!("share group `{group}` does not exist: {m}"),
+                                );
+                                return Err(Error::unknown_group(group).with_message(why));
+                            }
+                            c if coordinator_moved(Some(c)) => Error::kafka(&api, c, message),
+                            c => return Err(Error::kafka(&api, c, message)),
+                        }
+                    }
+                    Err(e) if e.is_timeout() => return Err(e),
+                    Err(e) => e,
+                },
+            };
+            self.cluster.forget_coordinator(group);
+            if attempt >= MAX_ATTEMPTS {
+                return Err(retry);
+            }
+            tokio::time::sleep(backoff(attempt)).await;
+        };
+        let mut members: Vec<GroupMember> = described
+            .members
+            .into_iter()
+            .map(|m| {
+                let mut topics: Vec<String> = m
+                    .subscribed_topic_names
+                    .iter()
+                    .map(|t| t.0.as_str().to_owned())
+                    .collect();
+                topics.sort();
+                let mut assignment: Vec<(String, i32)> = m
+                    .assignment
+                    .topic_partitions
+                    .iter()
+                    .flat_map(|tp| {
+                        let name = tp.topic_name.0.as_str().to_owned();
+                        tp.partitions.iter().map(move |p| (name.clone(), *p))
+                    })
+                    .collect();
+                assignment.sort();
+                GroupMember {
+                    member_id: m.member_id.as_str().to_owned(),
+                    client_id: m.client_id.as_str().to_owned(),
+                    host: m.client_host.as_str().to_owned(),
+                    topics,
+                    assignment,
+                }
+            })
+            .collect();
+        members.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+        let topics = self.share_offsets(group).await?;
+        let resolved = self.uninitialised_lag(group, &topics).await?;
+        let mut partitions = Vec::new();
+        for t in topics {
+            let name = t.topic_name.as_str().to_owned();
+            for p in t.partitions {
+                if p.error_code != 0 {
+                    return Err(Error::kafka(
+                        &format!(
+                            "DescribeShareGroupOffsets for group `{group}`, topic `{name}` partition {}",
+                            p.partition_index
+                        ),
+                        p.error_code,
+                        p.error_message.as_ref().map(|m| m.as_str()),
+                    ));
+                }
+                let lag = u64::try_from(p.lag.unwrap_or(-1)).unwrap_or_else(|_| {
+                    resolved
+                        .get(&(name.clone(), p.partition_index))
+                        .copied()
+                        .unwrap_or(0)
+                });
+                let start = (p.start_offset >= 0).then_some(p.start_offset);
+                partitions.push(SharePartitionState::new(
+                    name.clone(),
+                    p.partition_index,
+                    start,
+                    lag,
+                ));
+            }
+        }
+        partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        Ok(GroupDescription {
+            group: group.to_owned(),
+            state: described.group_state.as_str().to_owned(),
+            members,
+            partitions,
+        })
+    }
+
+    /// The share groups of the cluster: ListGroups v5 (type `share`) to every broker.
+    ///
+    /// # Errors
+    /// When a broker cannot be reached or refuses.
+    pub(crate) async fn list_groups(&self) -> Result<Vec<String>, Error> {
+        self.cluster.refresh(&[]).await?;
+        let req = ListGroupsRequest::default()
+            .with_states_filter(Vec::new())
+            .with_types_filter(vec![StrBytes::from_static_str("share")]);
+        let mut groups = Vec::new();
+        for id in self.cluster.node_ids() {
+            let conn = self.cluster.node(id).await?;
+            let (resp, _) = conn.call(&req, LIST_GROUPS).await?;
+            if resp.error_code != 0 {
+                return Err(Error::kafka(
+                    &format!("ListGroups on broker {id}"),
+                    resp.error_code,
+                    None,
+                ));
+            }
+            groups.extend(
+                resp.groups
+                    .into_iter()
+                    .map(|g| g.group_id.0.as_str().to_owned()),
+            );
+        }
+        groups.sort();
+        groups.dedup();
+        Ok(groups)
+    }
+
+    /// Every `share.*` config of `group` (DescribeConfigs on the GROUP resource), sorted by name.
+    ///
+    /// # Errors
+    /// A broker error.
+    pub(crate) async fn group_configs(&self, group: &str) -> Result<Vec<(String, String)>, Error> {
+        if group.is_empty() {
+            return Err(Error::invalid_input("the group id is empty"));
+        }
+        let conn = self.cluster.any().await?;
+        let mut out: Vec<(String, String)> = describe_configs(&conn, RESOURCE_GROUP, group, None)
+            .await?
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("share."))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
     /// Lag of partitions whose share start offset is not initialised yet (Kafka answers -1 until
     /// the group's first acknowledgement there): the whole partition when the group starts at
     /// the earliest offset (every record is still to be delivered, in-flight ones included),
@@ -339,7 +534,7 @@ impl Admin {
     async fn uninitialised_lag(
         &self,
         group: &str,
-        topics: &[super::wire::describe_share_group_offsets::DescribeShareGroupOffsetsResponseTopic],
+        topics: &[DescribeShareGroupOffsetsResponseTopic],
     ) -> Result<HashMap<(String, i32), u64>, Error> {
         let mut out = HashMap::new();
         let unknown: Vec<(&str, i32)> = topics
@@ -460,6 +655,24 @@ impl Admin {
             .await
     }
 
+    /// Sets share-group configs of `group` by their Kafka names (IncrementalAlterConfigs SET),
+    /// all or none, and waits until the broker describes the new values.
+    ///
+    /// # Errors
+    /// `is_invalid_input` for an empty group id; `is_config` when the broker refuses a name or
+    /// a value, naming the configs and quoting the broker; a broker error otherwise.
+    pub(crate) async fn set_group_configs(
+        &self,
+        group: &str,
+        settings: &[(String, String)],
+    ) -> Result<(), Error> {
+        if group.is_empty() {
+            return Err(Error::invalid_input("the group id is empty"));
+        }
+        self.alter_configs(RESOURCE_GROUP, "share group", group, settings)
+            .await
+    }
+
     /// Makes `topic` a dead-letter topic the broker may write to for share groups (KIP-1191):
     /// creates it when missing, and sets its `errors.deadletterqueue.group.enable=true`, without
     /// which the broker refuses to write there and archives the record instead.
@@ -477,7 +690,7 @@ impl Admin {
         resource_type: i8,
         what_resource: &str,
         name: &str,
-        settings: &[(&'static str, String)],
+        settings: &[(impl AsRef<str>, String)],
     ) -> Result<(), Error> {
         if settings.is_empty() {
             return Ok(());
@@ -492,7 +705,7 @@ impl Admin {
                             .iter()
                             .map(|(k, v)| {
                                 AlterableConfig::default()
-                                    .with_name(str_bytes(k))
+                                    .with_name(str_bytes(k.as_ref()))
                                     .with_config_operation(OP_SET)
                                     .with_value(Some(str_bytes(v)))
                             })
@@ -520,7 +733,7 @@ impl Admin {
                 let now = describe_configs(&conn, resource_type, name, None).await?;
                 if settings
                     .iter()
-                    .all(|(k, v)| now.get(*k).map(String::as_str) == Some(v.as_str()))
+                    .all(|(k, v)| now.get(k.as_ref()).map(String::as_str) == Some(v.as_str()))
                 {
                     return Ok(());
                 }
@@ -536,7 +749,7 @@ impl Admin {
         }
         let what = settings
             .iter()
-            .map(|(k, v)| format!("{k}={v}"))
+            .map(|(k, v)| format!("{}={v}", k.as_ref()))
             .collect::<Vec<_>>()
             .join(", ");
         let cause = Error::kafka(
@@ -704,7 +917,7 @@ fn invalid_input(what: &str, code: i16, message: Option<&str>) -> Error {
 /// Sums per-partition lag into per-topic lag, sorted; lag -1 (not initialised) counts as 0.
 fn sum_lag(
     api: &str,
-    topics: Vec<super::wire::describe_share_group_offsets::DescribeShareGroupOffsetsResponseTopic>,
+    topics: Vec<DescribeShareGroupOffsetsResponseTopic>,
     uninitialised: &HashMap<(String, i32), u64>,
 ) -> Result<Vec<TopicLag>, Error> {
     let mut out: BTreeMap<String, Vec<(i32, u64)>> = BTreeMap::new();

@@ -10,7 +10,8 @@ use super::config::KafkaConfig;
 use super::producer::{Compression, Producer};
 use crate::Error;
 use crate::broker::{
-    Broker, ErrorCount, GroupConfig, GroupLimits, Member, OutgoingRecord, Produced, TopicLag,
+    Broker, Delivery, ErrorCount, GroupConfig, GroupDescription, GroupLimits, Member,
+    OutgoingRecord, PartitionOffsets, Produced, TopicLag,
 };
 
 /// A Kafka 4.2+ cluster with share groups, behind the same seam as the embedded broker.
@@ -43,6 +44,29 @@ impl std::fmt::Debug for KafkaBroker {
 }
 
 impl KafkaBroker {
+    /// Connects to the Kafka cluster `config.broker` names, with the security settings of
+    /// `config.kafka` (TLS, SASL): what a worker with this configuration connects to.
+    ///
+    /// ```no_run
+    /// # #[tokio::main] async fn main() -> Result<(), shareworker::Error> {
+    /// let config = shareworker::Config::load(None)?;
+    /// let kafka = shareworker::KafkaBroker::from_config(&config).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `is_config` when `broker` is not a `kafka://` address; otherwise as
+    /// [`KafkaBroker::connect_with`].
+    pub async fn from_config(config: &crate::Config) -> Result<Self, Error> {
+        if !config.broker.starts_with("kafka://") {
+            return Err(Error::config(format!(
+                "`broker` is `{}`, not a Kafka cluster (kafka://host:port)",
+                config.broker
+            )));
+        }
+        Self::connect_with(&config.broker, &config.kafka).await
+    }
+
     /// Connects to the cluster at `url` (`kafka://host:port[,host:port...]`) and checks that it
     /// has share groups.
     ///
@@ -188,5 +212,45 @@ impl Broker for KafkaBroker {
 
     fn kind(&self) -> &'static str {
         "kafka"
+    }
+
+    async fn describe_group(&self, group: &str) -> Result<GroupDescription, Error> {
+        self.admin.describe_group(group).await
+    }
+
+    async fn list_groups(&self) -> Result<Vec<String>, Error> {
+        self.admin.list_groups().await
+    }
+
+    async fn group_configs(&self, group: &str) -> Result<Vec<(String, String)>, Error> {
+        self.admin.group_configs(group).await
+    }
+
+    async fn set_group_configs(
+        &self,
+        group: &str,
+        configs: &[(String, String)],
+    ) -> Result<(), Error> {
+        self.admin.set_group_configs(group, configs).await
+    }
+
+    async fn offsets(&self, topic: &str) -> Result<Vec<PartitionOffsets>, Error> {
+        Ok(self
+            .admin
+            .list_offsets(topic)
+            .await?
+            .into_iter()
+            .map(|(p, earliest, latest)| PartitionOffsets::new(p, earliest, latest))
+            .collect())
+    }
+
+    async fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max: usize,
+    ) -> Result<Vec<Delivery>, Error> {
+        super::reader::read(&self.cluster, topic, partition, offset, max).await
     }
 }

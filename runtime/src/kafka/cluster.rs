@@ -234,6 +234,13 @@ impl Cluster {
         Ok(c)
     }
 
+    /// The ids of the brokers metadata named, sorted.
+    pub(crate) fn node_ids(&self) -> Vec<i32> {
+        let mut ids: Vec<i32> = self.lock().nodes.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// Records a broker address learnt from a response (NodeEndpoints, FindCoordinator).
     pub(crate) fn learn_node(&self, id: i32, host: &str, port: i32) {
         self.lock().nodes.insert(id, format!("{host}:{port}"));

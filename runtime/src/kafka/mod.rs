@@ -7,6 +7,7 @@ pub(crate) mod cluster;
 pub(crate) mod config;
 pub(crate) mod conn;
 pub(crate) mod producer;
+pub(crate) mod reader;
 pub(crate) mod sasl;
 pub(crate) mod share;
 pub(crate) mod stats;

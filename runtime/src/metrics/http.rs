@@ -1,11 +1,12 @@
-//! The worker's HTTP endpoint: `/metrics`, `/healthz`, `/readyz`.
+//! The worker's HTTP endpoint: `/metrics`, `/healthz`, `/readyz`, and the admin routes of
+//! [`crate::admin`] (`/status`, `/admin/...`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -16,6 +17,7 @@ use tracing::{debug, warn};
 
 use super::Metrics;
 use crate::Error;
+use crate::admin::AdminContext;
 use crate::worker::WorkerStatus;
 
 /// What the endpoint serves from.
@@ -23,7 +25,12 @@ use crate::worker::WorkerStatus;
 pub(crate) struct HttpState {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) status: WorkerStatus,
+    /// What the admin routes (`/status`, `/admin/...`) answer from.
+    pub(crate) admin: Arc<AdminContext>,
 }
+
+/// The largest request body the admin routes take.
+const MAX_BODY: usize = 1 << 20;
 
 /// Binds `address`; the error says which setting to change.
 pub(crate) async fn bind(address: &str) -> Result<TcpListener, Error> {
@@ -156,10 +163,36 @@ async fn respond(state: &HttpState, req: Request<Incoming>) -> Response<Full<Byt
                 format!("not ready: {why}\n"),
             ),
         },
-        _ => text(
+        _ => admin(state, req, &path).await,
+    }
+}
+
+/// The admin routes, or 404.
+async fn admin(state: &HttpState, req: Request<Incoming>, path: &str) -> Response<Full<Bytes>> {
+    let method = req.method().as_str().to_owned();
+    let query = req.uri().query().map(str::to_owned);
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                PLAIN,
+                format!("cannot read the request body (at most {MAX_BODY} bytes): {e}\n"),
+            );
+        }
+    };
+    match crate::admin::route(&state.admin, &method, path, query.as_deref(), body).await {
+        Some(r) => text(
+            StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            r.content_type,
+            r.body,
+        ),
+        None => text(
             StatusCode::NOT_FOUND,
             PLAIN,
-            format!("no route {path}; this worker serves /metrics, /healthz and /readyz\n"),
+            format!(
+                "no route {path}; this worker serves /metrics, /healthz, /readyz, /status and /admin/...\n"
+            ),
         ),
     }
 }

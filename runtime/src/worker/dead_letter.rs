@@ -42,7 +42,9 @@ pub(crate) struct DeadLetterJob {
 
 impl DeadLetterJob {
     /// Writes the dead letter (the original key, value and headers plus ours) and waits for the
-    /// broker's acknowledgement.
+    /// broker's acknowledgement. Every original header is kept, `shareworker.replayed` of a
+    /// replayed record included: that is how a replay knows a dead letter came from a replay
+    /// (see [`crate::admin`]).
     pub(crate) async fn write(self, broker: &dyn Broker) -> Result<(), Error> {
         let original = &self.original;
         let mut record = OutgoingRecord {

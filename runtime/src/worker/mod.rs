@@ -20,6 +20,7 @@ pub use dead_letter::headers as dead_letter_headers;
 pub use events::{JobEvent, Outcome};
 
 use crate::Error;
+use crate::admin::AdminContext;
 use crate::broker::Broker;
 use crate::config::{self, Config, DeadLetter, Declared, Sources};
 use crate::definition::JobDefinition;
@@ -419,9 +420,21 @@ impl WorkerBuilder {
         // Serve from now on: liveness answers while the worker joins its groups.
         let http = if config.http.enabled {
             let listener = metrics::http::bind(&config.http.address).await?;
+            let in_flight: BTreeMap<String, prometheus::IntGauge> = groups
+                .values()
+                .flatten()
+                .map(|h| (h.name.to_string(), h.metrics.in_flight.clone()))
+                .collect();
+            let admin = AdminContext::new(broker.clone(), &config, config.http.admin)
+                .with_in_flight(move |handler| {
+                    in_flight
+                        .get(handler)
+                        .map(|g| u64::try_from(g.get()).unwrap_or(0))
+                });
             let state = metrics::http::HttpState {
                 metrics: metrics.clone(),
                 status: status.clone(),
+                admin: Arc::new(admin),
             };
             Some(metrics::http::Server::start(listener, state))
         } else {
@@ -459,9 +472,7 @@ async fn broker_from_config(config: &Config) -> Result<Arc<dyn Broker>, Error> {
             .map_err(|e| Error::config(format!("`embedded`: {e}")))?;
         return Ok(Arc::new(b));
     }
-    Ok(Arc::new(
-        crate::KafkaBroker::connect_with(&config.broker, &config.kafka).await?,
-    ))
+    Ok(Arc::new(crate::KafkaBroker::from_config(config).await?))
 }
 
 /// Runs handlers on a broker: one share-group member per group, dispatching to handlers within

@@ -1,0 +1,285 @@
+//! `shareworker`: the operator CLI of shareworker.
+//!
+//! It reaches a Kafka cluster directly (`--broker kafka://host:port`, or the `broker` of the
+//! worker's own configuration: `shareworker.toml`, `SHAREWORKER_BROKER`), or a running worker
+//! through its HTTP endpoint (`--worker http://host:9464`), which is the only way to reach a
+//! worker's embedded broker.
+//!
+//! ```text
+//! shareworker enqueue --topic emails '{"to": "ada@example.com"}'
+//! shareworker status [GROUP]
+//! shareworker dlq list emails.dlq --error timeout
+//! shareworker dlq replay emails.dlq --dry-run
+//! shareworker group config mailer --set share.delivery.count.limit=3
+//! ```
+
+mod http;
+mod print;
+mod target;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use shareworker::admin::{DeadLetterFilter, EnqueueRequest, ReplayOptions};
+
+use target::Target;
+
+/// Operate shareworker: enqueue jobs, see share groups, list and replay dead letters, and read
+/// or change share-group configs, on Kafka or through a worker's HTTP endpoint.
+#[derive(Parser, Debug)]
+#[command(name = "shareworker", version, about, long_about = None)]
+struct Cli {
+    /// The Kafka cluster, `kafka://host:port[,host:port]` (default: `broker` from
+    /// shareworker.toml or SHAREWORKER_BROKER, as the worker reads it).
+    #[arg(long, global = true, value_name = "URL")]
+    broker: Option<String>,
+
+    /// A running worker's HTTP endpoint, `http://host:port` (its `http.address`); the way to a
+    /// worker on the embedded broker.
+    #[arg(long, global = true, value_name = "URL")]
+    worker: Option<String>,
+
+    /// The configuration file to read instead of shareworker.toml.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Enqueue one job: a JSON payload from the argument, or from stdin.
+    Enqueue(EnqueueArgs),
+    /// Show share groups: members, per-partition start offset, lag and in-flight records,
+    /// delivery count limit and lock duration.
+    Status {
+        /// The group (default: every share group).
+        group: Option<String>,
+    },
+    /// Dead letters: list them, replay them to their original topic.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Share groups.
+    #[command(subcommand)]
+    Group(GroupCommand),
+}
+
+#[derive(Args, Debug)]
+struct EnqueueArgs {
+    /// The topic to enqueue on (it must exist).
+    #[arg(long, short)]
+    topic: String,
+    /// The job's key.
+    #[arg(long, short)]
+    key: Option<String>,
+    /// A header, `name=value`; repeat for more.
+    #[arg(long = "header", short = 'H', value_name = "NAME=VALUE")]
+    headers: Vec<String>,
+    /// A fixed partition instead of one chosen from the key.
+    #[arg(long)]
+    partition: Option<i32>,
+    /// The payload, one JSON value; `-` or nothing reads it from stdin.
+    #[arg(value_name = "JSON")]
+    payload: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum DlqCommand {
+    /// List dead letters with their error headers.
+    List(DlqArgs),
+    /// Send dead letters back to their original topic. Each is replayed once: a dead letter
+    /// replayed before, or the dead letter of a replayed job, is skipped unless --force.
+    Replay {
+        #[command(flatten)]
+        dlq: DlqArgs,
+        /// Show what would be replayed; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Replay dead letters that were replayed before too.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct DlqArgs {
+    /// The dead-letter topic, such as `emails.dlq` (default through --worker: every
+    /// dead-letter topic of the worker's handlers).
+    topic: Option<String>,
+    /// Only this partition of the dead-letter topic.
+    #[arg(long)]
+    partition: Option<i32>,
+    /// Only dead letters at or after this offset.
+    #[arg(long, value_name = "OFFSET")]
+    from: Option<i64>,
+    /// Only dead letters at or before this offset.
+    #[arg(long, value_name = "OFFSET")]
+    to: Option<i64>,
+    /// Only dead letters whose error contains this text.
+    #[arg(long, value_name = "TEXT")]
+    error: Option<String>,
+    /// Only dead letters of this handler.
+    #[arg(long)]
+    handler: Option<String>,
+    /// At most this many.
+    #[arg(long)]
+    limit: Option<usize>,
+}
+
+impl DlqArgs {
+    fn filter(&self) -> DeadLetterFilter {
+        let mut f = DeadLetterFilter::default();
+        f.partition = self.partition;
+        f.from_offset = self.from;
+        f.to_offset = self.to;
+        f.error_contains = self.error.clone();
+        f.handler = self.handler.clone();
+        f.limit = self.limit;
+        f
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum GroupCommand {
+    /// Show a share group's configs, or set some with --set.
+    Config {
+        /// The group id.
+        group: String,
+        /// A config to set, `name=value` (share.auto.offset.reset, share.delivery.count.limit,
+        /// share.record.lock.duration.ms, share.partition.max.record.locks, ...); repeat for
+        /// more. All are set, or none.
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Bad input is refused before anything is reached.
+    let job = match &cli.command {
+        Command::Enqueue(args) => Some(enqueue_request(args)?),
+        _ => None,
+    };
+    let target = Target::connect(
+        cli.broker.as_deref(),
+        cli.worker.as_deref(),
+        cli.config.as_deref(),
+    )
+    .await?;
+    let json = cli.json;
+    match cli.command {
+        Command::Enqueue(_) => {
+            let job = job.context("no job")?;
+            let written = target.enqueue(&job).await?;
+            print::enqueued(&written, json)
+        }
+        Command::Status { group } => {
+            let report = target.status(group.as_deref()).await?;
+            print::status(&report, json)
+        }
+        Command::Dlq(DlqCommand::List(args)) => {
+            let letters = target
+                .dead_letters(args.topic.as_deref(), &args.filter())
+                .await?;
+            print::dead_letters(&letters, json)
+        }
+        Command::Dlq(DlqCommand::Replay {
+            dlq,
+            dry_run,
+            force,
+        }) => {
+            let options = ReplayOptions::default().dry_run(dry_run).force(force);
+            let reports = target
+                .replay(dlq.topic.as_deref(), &dlq.filter(), options)
+                .await?;
+            print::replays(&reports, json)
+        }
+        Command::Group(GroupCommand::Config { group, set }) => {
+            let pairs = set
+                .iter()
+                .map(|s| name_value(s, "--set", "share.delivery.count.limit=3"))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            if !pairs.is_empty() {
+                target.set_group_configs(&group, &pairs).await?;
+            }
+            let configs = target.group_configs(&group).await?;
+            print::group_configs(&configs, !pairs.is_empty(), json)
+        }
+    }
+}
+
+/// The job to enqueue, checked: the payload parses as JSON, the headers are `name=value`.
+fn enqueue_request(args: &EnqueueArgs) -> anyhow::Result<EnqueueRequest> {
+    if args.topic.trim().is_empty() {
+        bail!("--topic is empty: name the topic to enqueue on, e.g. --topic emails");
+    }
+    let text = match args.payload.as_deref() {
+        Some(t) if t != "-" => t.to_owned(),
+        _ => {
+            let mut buf = String::new();
+            std::io::stdin()
+                .read_to_string(&mut buf)
+                .context("cannot read the job from stdin")?;
+            buf
+        }
+    };
+    if text.trim().is_empty() {
+        bail!(
+            "no job given: pass its JSON payload as the argument, e.g. '{{\"to\": \"ada@example.com\"}}', or on stdin"
+        );
+    }
+    let payload: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "the job is not valid JSON ({e}): pass one JSON value, e.g. '{{\"to\": \"ada@example.com\"}}' (quote it for the shell), as the argument or on stdin"
+        )
+    })?;
+    let mut job = EnqueueRequest::new(args.topic.trim(), payload);
+    if let Some(k) = &args.key {
+        job = job.key(k.clone());
+    }
+    for h in &args.headers {
+        let (name, value) = name_value(h, "--header", "trace-id=42")?;
+        job = job.header(name, value);
+    }
+    if let Some(p) = args.partition {
+        job = job.partition(p);
+    }
+    Ok(job)
+}
+
+fn name_value(s: &str, flag: &str, example: &str) -> anyhow::Result<(String, String)> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_owned(), value.to_owned()))
+        }
+        _ => bail!("{flag} `{s}` is not NAME=VALUE, e.g. {flag} {example}"),
+    }
+}
