@@ -77,3 +77,8 @@ pub use worker::{
     JobEvent, Outcome, RunSummary, ShutdownHandle, Worker, WorkerBuilder, WorkerStatus,
     dead_letter_headers, init_tracing, run,
 };
+
+/// The README's Rust code, compiled as doc-tests so it stays in step with the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
