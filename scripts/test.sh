@@ -53,7 +53,8 @@ if [ "${TEST_PROMETHEUS:-on}" != off ]; then
 fi
 
 echo "== cargo test (workspace; KAFKA_BOOTSTRAP=${KAFKA_BOOTSTRAP:-none} KAFKA42_BOOTSTRAP=${KAFKA42_BOOTSTRAP:-none}) =="
-cargo test --workspace --locked "$@"
+# --no-fail-fast: one failing test binary must not hide the others.
+cargo test --workspace --locked --no-fail-fast "$@"
 
 # The brokers are done with; the worker template needs none.
 cleanup

@@ -874,7 +874,9 @@ pub async fn lock_expiry_redelivers(h: &dyn BrokerUnderTest) {
         "member B while A holds both locks",
     )
     .await;
-    sleep((acquired_at + ctx.lock + ctx.slack).saturating_duration_since(Instant::now())).await;
+    // Twice the slack: a broker starved of CPU runs its lock timers late (seen once on Kafka
+    // 4.2.2 with the machine at load 9: the accept 3 s after expiry still succeeded).
+    sleep((acquired_at + ctx.lock + ctx.slack * 2).saturating_duration_since(Instant::now())).await;
     ctx.settle_lock_lost(
         &*a,
         &late_accept,
