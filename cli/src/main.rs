@@ -70,6 +70,25 @@ enum Command {
     /// Share groups.
     #[command(subcommand)]
     Group(GroupCommand),
+    /// Serve share lag and the replica hint of groups on /metrics, without running handlers:
+    /// the always-on source that lets an autoscaler wake workers scaled to zero.
+    Exporter(ExporterArgs),
+}
+
+#[derive(Args, Debug)]
+struct ExporterArgs {
+    /// A group to watch, `GROUP=TOPIC[,TOPIC]`; repeat for more.
+    #[arg(long = "group", short, value_name = "GROUP=TOPICS", required = true)]
+    groups: Vec<String>,
+    /// The mean handler time to plan with, such as `200ms` (the workers measure theirs).
+    #[arg(long, value_name = "DURATION", default_value = "1s")]
+    handler_time: String,
+    /// Handlers one replica of the worker runs at once per group.
+    #[arg(long, default_value_t = 32)]
+    concurrency: u32,
+    /// Where to serve /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:9464")]
+    listen: String,
 }
 
 #[derive(Args, Debug)]
@@ -188,6 +207,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Enqueue(args) => Some(enqueue_request(args)?),
         _ => None,
     };
+    if let Command::Exporter(args) = &cli.command {
+        if cli.worker.is_some() {
+            bail!("the exporter reads the share lag from Kafka: give --broker, not --worker");
+        }
+        return exporter(args, cli.broker.as_deref(), cli.config.as_deref()).await;
+    }
     let target = Target::connect(
         cli.broker.as_deref(),
         cli.worker.as_deref(),
@@ -222,6 +247,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
             print::replays(&reports, json)
         }
+        Command::Exporter(_) => unreachable!("served above"),
         Command::Group(GroupCommand::Config { group, set }) => {
             let pairs = set
                 .iter()
@@ -282,4 +308,60 @@ fn name_value(s: &str, flag: &str, example: &str) -> anyhow::Result<(String, Str
         }
         _ => bail!("{flag} `{s}` is not NAME=VALUE, e.g. {flag} {example}"),
     }
+}
+
+/// `shareworker exporter`: serves the groups' lag and replica hints until SIGINT or SIGTERM.
+async fn exporter(
+    args: &ExporterArgs,
+    broker: Option<&str>,
+    config_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let handler_time = humantime::parse_duration(&args.handler_time).with_context(|| {
+        format!(
+            "--handler-time `{}` is not a duration; write it like 200ms, 2s or 1m",
+            args.handler_time
+        )
+    })?;
+    let mut groups = Vec::new();
+    for g in &args.groups {
+        let (group, topics) = g
+            .split_once('=')
+            .filter(|(g, t)| !g.is_empty() && !t.is_empty())
+            .with_context(|| {
+                format!("--group `{g}`: write it as GROUP=TOPIC[,TOPIC], such as send_email=emails")
+            })?;
+        let topics: Vec<String> = topics.split(',').map(str::to_owned).collect();
+        groups.push(shareworker::autoscale::ExportedGroup::new(
+            group,
+            topics,
+            handler_time,
+            args.concurrency,
+        ));
+    }
+    let (broker, config) = target::kafka_from_config(broker, config_file).await?;
+    let mut exporter = shareworker::autoscale::Exporter::new(broker, config.autoscale.clone());
+    for g in groups {
+        exporter = exporter.group(g);
+    }
+    eprintln!(
+        "exporting share lag and replica hints on http://{}/metrics",
+        args.listen
+    );
+    exporter.serve(&args.listen, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

@@ -38,34 +38,10 @@ impl Target {
             (None, Some(url)) => return Ok(Target::Worker(WorkerClient::new(url)?)),
             _ => {}
         }
-        let mut config = Config::load(config_file).map_err(|e| {
-            anyhow!(
-                "{e}: fix the configuration, or give the broker with --broker kafka://host:port"
-            )
-        })?;
-        if let Some(url) = broker {
-            if !url.starts_with("kafka://") {
-                bail!(
-                    "--broker `{url}` is not a Kafka address: write kafka://host:port[,host:port]; to reach a worker on the embedded broker use --worker http://host:9464"
-                );
-            }
-            config.broker = url.to_owned();
-        }
-        if config.broker == "embedded" {
-            bail!(
-                "no broker to talk to: the configured broker is `embedded`, which lives inside the worker process; reach that worker with --worker http://host:9464 (its http.address), or a Kafka cluster with --broker kafka://host:port"
-            );
-        }
-        let url = config.broker.clone();
-        let kafka = KafkaBroker::from_config(&config).await.map_err(|e| {
-            anyhow!(
-                "cannot reach the Kafka cluster at {url}: {}; check the address (--broker, or `broker` in shareworker.toml / SHAREWORKER_BROKER) and that the brokers are up",
-                chain(&e)
-            )
-        })?;
+        let (broker, config) = kafka_from_config(broker, config_file).await?;
         Ok(Target::Kafka {
-            broker: Arc::new(kafka),
-            url,
+            broker,
+            url: config.broker,
         })
     }
 
@@ -235,4 +211,36 @@ pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     out
+}
+
+/// The Kafka cluster `broker` names, else the one the configuration names, with the
+/// configuration (its security settings apply to the connection).
+pub(crate) async fn kafka_from_config(
+    broker: Option<&str>,
+    config_file: Option<&Path>,
+) -> anyhow::Result<(Arc<dyn Broker>, Config)> {
+    let mut config = Config::load(config_file).map_err(|e| {
+        anyhow!("{e}: fix the configuration, or give the broker with --broker kafka://host:port")
+    })?;
+    if let Some(url) = broker {
+        if !url.starts_with("kafka://") {
+            bail!(
+                "--broker `{url}` is not a Kafka address: write kafka://host:port[,host:port]; to reach a worker on the embedded broker use --worker http://host:9464"
+            );
+        }
+        config.broker = url.to_owned();
+    }
+    if config.broker == "embedded" {
+        bail!(
+            "no broker to talk to: the configured broker is `embedded`, which lives inside the worker process; reach that worker with --worker http://host:9464 (its http.address), or a Kafka cluster with --broker kafka://host:port"
+        );
+    }
+    let url = config.broker.clone();
+    let kafka = KafkaBroker::from_config(&config).await.map_err(|e| {
+        anyhow!(
+            "cannot reach the Kafka cluster at {url}: {}; check the address (--broker, or `broker` in shareworker.toml / SHAREWORKER_BROKER) and that the brokers are up",
+            chain(&e)
+        )
+    })?;
+    Ok((Arc::new(kafka), config))
 }

@@ -17,8 +17,18 @@ use crate::worker::WorkerStatus;
 /// One handler of a group, as the refresh task sees it.
 pub(crate) struct HandlerView {
     pub(crate) topic: String,
-    pub(crate) metrics: HandlerMetrics,
+    /// Where its handler time and in-flight counts come from: the running handler's metrics,
+    /// or (for an exporter without handlers) a fixed handler time.
+    pub(crate) source: Source,
     pub(crate) concurrency: u32,
+}
+
+/// What the refresh task knows of a handler.
+pub(crate) enum Source {
+    /// A handler running in this process.
+    Running(HandlerMetrics),
+    /// No handler here: the mean handler time an operator gave.
+    Assumed(Duration),
 }
 
 /// One group, as the refresh task sees it.
@@ -132,16 +142,21 @@ pub(crate) async fn run(
                     .lag
                     .with_label_values(&[g.group.as_str(), h.topic.as_str()])
                     .set(i64::try_from(topic_lag).unwrap_or(i64::MAX));
+                let mean_handler_time = match &h.source {
+                    Source::Running(m) => {
+                        in_flight += [m.in_flight.get(), m.prefetched.get(), m.held.get()]
+                            .into_iter()
+                            .map(|v| v.max(0) as u64)
+                            .sum::<u64>();
+                        mean.update(m)
+                    }
+                    Source::Assumed(t) => Some(*t),
+                };
                 loads.push(TopicLoad {
                     arrival_rate: rates.get(&h.topic).copied().unwrap_or(0.0),
                     lag: topic_lag,
-                    mean_handler_time: mean.update(&h.metrics),
+                    mean_handler_time,
                 });
-                let m = &h.metrics;
-                in_flight += [m.in_flight.get(), m.prefetched.get(), m.held.get()]
-                    .into_iter()
-                    .map(|v| v.max(0) as u64)
-                    .sum::<u64>();
                 concurrency = concurrency.saturating_add(h.concurrency);
             }
             let concurrency = concurrency.min(global_concurrency);

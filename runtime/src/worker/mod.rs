@@ -208,11 +208,11 @@ impl WorkerStatus {
         self.inner.broker_ok.load(Ordering::Acquire)
     }
 
-    fn set_joined(&self) {
+    pub(crate) fn set_joined(&self) {
         self.inner.joined.store(true, Ordering::Release);
     }
 
-    fn set_stopping(&self) {
+    pub(crate) fn set_stopping(&self) {
         self.inner.stopping.store(true, Ordering::Release);
     }
 
@@ -597,7 +597,7 @@ impl Worker {
                     .iter()
                     .map(|h| metrics::refresh::HandlerView {
                         topic: h.topic.to_string(),
-                        metrics: h.metrics.clone(),
+                        source: metrics::refresh::Source::Running(h.metrics.clone()),
                         concurrency: h.config.concurrency,
                     })
                     .collect(),
