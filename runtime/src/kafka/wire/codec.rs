@@ -47,11 +47,6 @@ pub(crate) enum WireError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// A record batch could not be decoded by kafka-protocol.
-    Records {
-        /// The cause, from kafka-protocol.
-        source: Source,
-    },
     /// kafka-protocol could not encode or decode a message header.
     #[cfg_attr(not(test), allow(dead_code))] // used by tests and the coming CLI
     Header {
@@ -80,7 +75,6 @@ impl fmt::Display for WireError {
             }
             Self::Truncated { field } => write!(f, "message ends inside field {field}"),
             Self::Invalid { field, reason } => write!(f, "invalid field {field}: {reason}"),
-            Self::Records { .. } => f.write_str("invalid record batch"),
             Self::Header { .. } => f.write_str("invalid message header"),
         }
     }
@@ -89,7 +83,7 @@ impl fmt::Display for WireError {
 impl std::error::Error for WireError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Records { source } | Self::Header { source } => Some(source.as_ref()),
+            Self::Header { source } => Some(source.as_ref()),
             _ => None,
         }
     }

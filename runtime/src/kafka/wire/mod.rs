@@ -34,6 +34,7 @@
 pub(crate) mod codec;
 pub(crate) mod common;
 pub(crate) mod describe_share_group_offsets;
+pub(crate) mod layout;
 pub(crate) mod records;
 pub(crate) mod share_acknowledge;
 pub(crate) mod share_fetch;
