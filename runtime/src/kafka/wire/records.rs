@@ -854,6 +854,123 @@ mod tests {
         assert!(fails(&[clean.clone(), clean.clone()].concat()));
     }
 
+    /// A batch whose records section is `payload` (already compressed with `codec`), with a
+    /// valid CRC.
+    fn raw_batch(codec: i16, record_count: i32, payload: &[u8]) -> Vec<u8> {
+        let mut bytes = batch(&[record(0, "a")], Compression::None);
+        bytes.truncate(BATCH_HEADER_LEN);
+        bytes.extend_from_slice(payload);
+        let len = (bytes.len() - LOG_OVERHEAD) as i32;
+        bytes[8..12].copy_from_slice(&len.to_be_bytes());
+        patch(&mut bytes, ATTRIBUTES_AT, &codec.to_be_bytes());
+        patch(&mut bytes, RECORD_COUNT_AT, &record_count.to_be_bytes());
+        bytes
+    }
+
+    /// kafka-protocol's snappy decoder reserves whatever a raw block's header claims (here
+    /// 4 GiB - 2, from 5 bytes): found by the fuzz harness (`fuzz/regressions/records`).
+    #[test]
+    fn snappy_length_claim_is_checked_before_reserving() {
+        let claim = raw_batch(2, 1, &[0xfe, 0xff, 0xff, 0xff, 0x0f, 0x00, 0x61]);
+        let result = acquired_records(&Bytes::from(claim), &[acquired(0, 0, 1)]);
+        assert!(
+            matches!(result, Err(WireError::Invalid { reason, .. }) if reason.contains("limit")),
+            "{result:?}"
+        );
+        // The same in xerial framing: a block claiming more than the limit.
+        let mut xerial = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01".to_vec();
+        xerial.extend_from_slice(&7u32.to_be_bytes());
+        xerial.extend_from_slice(&[0xfe, 0xff, 0xff, 0xff, 0x0f, 0x00, 0x61]);
+        let claim = raw_batch(2, 1, &xerial);
+        assert!(acquired_records(&Bytes::from(claim), &[acquired(0, 0, 1)]).is_err());
+    }
+
+    /// Decompression bombs of every codec stop at the limit, with a clear error.
+    #[test]
+    fn decompression_stops_at_the_limit() {
+        use kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy, Zstd};
+        fn compress<C: Compressor<BytesMut, BufMut = BytesMut>>(plain: &[u8]) -> Vec<u8> {
+            let mut out = BytesMut::new();
+            let result = C::compress(&mut out, |tmp| {
+                tmp.extend_from_slice(plain);
+                Ok(())
+            });
+            assert!(result.is_ok());
+            out.to_vec()
+        }
+        let zeros = vec![0u8; 300 * 1024];
+        let limit = 256 * 1024;
+        for (codec, payload) in [
+            (1, compress::<Gzip>(&zeros)),
+            (2, compress::<Snappy>(&zeros)),
+            (3, compress::<Lz4>(&zeros)),
+            (4, compress::<Zstd>(&zeros)),
+        ] {
+            assert!(
+                payload.len() < 20 * 1024,
+                "codec {codec}: {}",
+                payload.len()
+            );
+            let bytes = Bytes::from(raw_batch(codec, 1, &payload));
+            let result = acquired_records_within(&bytes, &[acquired(0, 0, 1)], limit);
+            assert!(
+                matches!(&result, Err(WireError::Invalid { reason, .. }) if reason.contains("limit")),
+                "codec {codec}: {result:?}"
+            );
+            // Within the limit the same batch decompresses (and then fails on its records,
+            // which are zeros: a record of size 0).
+            let result = acquired_records_within(&bytes, &[acquired(0, 0, 1)], 2 * limit);
+            assert!(
+                matches!(&result, Err(WireError::Truncated { .. })),
+                "codec {codec}: {result:?}"
+            );
+        }
+        // Growth never passes the limit: reading 300 KiB capped at 256 KiB fails.
+        assert!(read_capped(&zeros[..], limit).is_err());
+        assert_eq!(
+            read_capped(&zeros[..], zeros.len()).map(|v| v.len()).ok(),
+            Some(zeros.len())
+        );
+    }
+
+    /// An unknown codec, and records that do not decompress, are errors.
+    #[test]
+    fn unknown_codec_and_garbage_payloads() {
+        for codec in 1..=7 {
+            let bytes = Bytes::from(raw_batch(codec, 1, b"not compressed at all"));
+            assert!(
+                acquired_records(&bytes, &[acquired(0, 0, 1)]).is_err(),
+                "codec {codec}"
+            );
+        }
+    }
+
+    /// Two headers with the same key are both kept, in order.
+    #[test]
+    fn duplicate_header_keys_are_kept() {
+        let mut value = record(0, "x");
+        value.headers.insert(StrBytes::from_static_str("h"), None);
+        let mut bytes = batch(&[value], Compression::None);
+        // Rename the only header "h" and append a second "h" by hand: kafka-protocol's map
+        // cannot hold two.
+        let found = decode(&bytes, &[acquired(0, 0, 1)]);
+        assert_eq!(found.records[0].headers.len(), 1);
+        // The record: length, attributes, timestamp delta, offset delta, key (length, "k"),
+        // value (length, "x"), header count, then the header: key (length, "h"), value -1.
+        let at = BATCH_HEADER_LEN;
+        assert_eq!(bytes[at + 8], 2, "one header (zigzag)");
+        bytes[at + 8] = 4; // two headers
+        bytes.extend_from_slice(&[0x02, b'h', 0x02, b'v']);
+        bytes[at] += 8; // record length, zigzag: 4 more bytes
+        let len = (bytes.len() - LOG_OVERHEAD) as i32;
+        bytes[8..12].copy_from_slice(&len.to_be_bytes());
+        patch(&mut bytes, ATTRIBUTES_AT, &[0, 0]);
+        let found = decode(&bytes, &[acquired(0, 0, 1)]);
+        let keys: Vec<&str> = found.records[0].headers.iter().map(|(k, _)| &**k).collect();
+        assert_eq!(keys, ["h", "h"]);
+        assert_eq!(found.records[0].headers[1].1.as_deref(), Some(&b"v"[..]));
+    }
+
     #[test]
     fn every_truncation_and_corruption_is_handled() {
         let mut value = record(1, "value");
