@@ -93,3 +93,41 @@ fn regressions_do_not_crash() {
     }
     assert!(count > 0, "no regression inputs under {}", dir.display());
 }
+
+/// Large inputs, which the mutational run rarely makes: every response seed with a huge count
+/// written at one position after another (as a compact and as an int32 length) and 1 MiB of
+/// 0xff behind it (which decodes as few elements as possible). A decoder that reserves for every
+/// byte left rather than for the elements there reserves its element size in MiB: above the
+/// 64 MiB bound for elements over 64 bytes. (Decoding real elements costs up to some 30 times
+/// their wire size.)
+#[test]
+fn huge_counts_in_large_frames() {
+    use shareworker_fuzz::guard::Watchdog;
+    let config = Config::default();
+    let watchdog = Watchdog::start(config.timeout);
+    let padding = vec![0xffu8; 1 << 20];
+    let mut probes = 0;
+    for target in targets::all(false) {
+        if !target.name().starts_with("response/") {
+            continue;
+        }
+        for seed in target.seeds() {
+            let step = (seed.len() / 12).max(1);
+            for at in (4..seed.len()).step_by(step) {
+                for count in [
+                    &[0xff, 0xff, 0xff, 0xff, 0x0f][..],
+                    &[0x7f, 0xff, 0xff, 0xff],
+                ] {
+                    let input = [&seed[..at], count, &seed[at..], &padding].concat();
+                    if let Err(finding) =
+                        runner::execute(target.as_ref(), &input, &config, &watchdog)
+                    {
+                        panic!("{}: {}", finding.target, finding.message);
+                    }
+                    probes += 1;
+                }
+            }
+        }
+    }
+    assert!(probes > 500, "{probes} probes");
+}
