@@ -934,6 +934,66 @@ mod tests {
         assert!(checked >= 30, "only {checked} samples");
     }
 
+    /// Fetch, which only the tests send: pinned the same way, with every field set.
+    #[test]
+    fn fetch_layout_matches_kafka_protocol_encoding() {
+        use kafka_protocol::messages::fetch_response::{
+            AbortedTransaction, EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch,
+            NodeEndpoint, PartitionData, SnapshotId,
+        };
+        use kafka_protocol::messages::{BrokerId, ProducerId, TopicName};
+        use kafka_protocol::protocol::{Encodable, StrBytes};
+        let partition = PartitionData::default()
+            .with_partition_index(1)
+            .with_high_watermark(10)
+            .with_diverging_epoch(EpochEndOffset::default().with_epoch(2).with_end_offset(3))
+            .with_current_leader(
+                LeaderIdAndEpoch::default()
+                    .with_leader_id(BrokerId(1))
+                    .with_leader_epoch(4),
+            )
+            .with_snapshot_id(SnapshotId::default().with_end_offset(5).with_epoch(6))
+            .with_aborted_transactions(Some(vec![
+                AbortedTransaction::default()
+                    .with_producer_id(ProducerId(7))
+                    .with_first_offset(8),
+            ]))
+            .with_preferred_read_replica(BrokerId(2))
+            .with_records(Some(Bytes::from(samples::records(
+                kafka_protocol::records::Compression::None,
+            ))));
+        for version in 13..=16 {
+            let mut response = FetchResponse::default()
+                .with_throttle_time_ms(1)
+                .with_session_id(9)
+                .with_responses(vec![
+                    FetchableTopicResponse::default()
+                        .with_topic(TopicName(StrBytes::from_static_str("jobs")))
+                        .with_topic_id(uuid::Uuid::from_bytes([3; 16]))
+                        .with_partitions(vec![
+                            partition.clone(),
+                            partition.clone().with_aborted_transactions(None),
+                        ]),
+                ]);
+            if version >= 16 {
+                response = response.with_node_endpoints(vec![
+                    NodeEndpoint::default()
+                        .with_node_id(BrokerId(1))
+                        .with_host(StrBytes::from_static_str("localhost"))
+                        .with_port(9092)
+                        .with_rack(Some(StrBytes::from_static_str("r"))),
+                ]);
+            }
+            let mut body = Vec::new();
+            assert!(response.encode(&mut body, version).is_ok());
+            assert_eq!(
+                FETCH.scanned_len(&body, version).ok(),
+                Some(body.len()),
+                "v{version}"
+            );
+        }
+    }
+
     /// The samples decode as the client decodes them, our own codecs and the records included.
     #[test]
     fn samples_decode() {
@@ -969,6 +1029,54 @@ mod tests {
             };
             assert!(ok, "API {} v{v}", sample.key);
         }
+    }
+
+    /// Every version the client sends has a layout (else every response fails the scan): a
+    /// version range widened without its layout fails here, not on a broker.
+    #[test]
+    fn layouts_cover_the_versions_sent() {
+        use crate::kafka::conn::{API_VERSIONS as API_VERSIONS_SENT, Versions};
+        use crate::kafka::{admin, cluster, producer};
+        let sent: [(&Layout, Versions); 10] = [
+            (&API_VERSIONS, API_VERSIONS_SENT),
+            (&METADATA, cluster::METADATA),
+            (&FIND_COORDINATOR, cluster::FIND_COORDINATOR),
+            (&PRODUCE, producer::PRODUCE),
+            (&CREATE_TOPICS, admin::CREATE_TOPICS),
+            (&CREATE_PARTITIONS, admin::CREATE_PARTITIONS),
+            (&DESCRIBE_CONFIGS, admin::DESCRIBE_CONFIGS),
+            (&INCREMENTAL_ALTER_CONFIGS, admin::INCREMENTAL_ALTER_CONFIGS),
+            (&LIST_OFFSETS, admin::LIST_OFFSETS),
+            (&FETCH, Versions { min: 13, max: 16 }),
+        ];
+        let samples = samples::responses();
+        for (checked, versions) in sent {
+            assert!(
+                checked.min <= versions.min && versions.max <= checked.max,
+                "{}: sent v{}-v{}, layout v{}-v{}",
+                checked.name,
+                versions.min,
+                versions.max,
+                checked.min,
+                checked.max
+            );
+            // And the samples cover every version sent (Fetch is only sent by tests).
+            for version in versions.min..=versions.max {
+                let covered = samples.iter().any(|s| {
+                    s.version == version && layout(s.key).is_some_and(|l| l.name == checked.name)
+                });
+                assert!(
+                    covered || checked.name == FETCH.name,
+                    "{} v{version}",
+                    checked.name
+                );
+            }
+        }
+        // ShareGroupHeartbeat's range lives in a private module: v1 only.
+        assert_eq!(
+            (SHARE_GROUP_HEARTBEAT.min, SHARE_GROUP_HEARTBEAT.max),
+            (1, 1)
+        );
     }
 
     #[test]

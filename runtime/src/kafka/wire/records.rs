@@ -352,7 +352,10 @@ fn too_large() -> WireError {
 }
 
 /// Reads `reader` to its end, failing once more than `max` bytes come out; the buffer never
-/// grows past `max` (plus one read).
+/// grows past `max`.
+///
+/// The zstd and lz4 decoders are C libraries whose own buffers this does not see: zstd's window
+/// is bounded by its default `window_log_max` (128 MiB), an lz4 frame's blocks by 4 MiB.
 fn read_capped(mut reader: impl Read, max: usize) -> Result<Vec<u8>, WireError> {
     const CHUNK: usize = 64 * 1024;
     let mut out = Vec::new();
@@ -369,16 +372,23 @@ fn read_capped(mut reader: impl Read, max: usize) -> Result<Vec<u8>, WireError> 
                 ));
             }
         };
-        if out.len() + n > max {
-            return Err(too_large());
-        }
-        if out.capacity() < out.len() + n {
-            // Double, but never past the limit.
-            let target = (out.capacity() * 2).clamp(out.len() + n, max.max(out.len() + n));
-            out.reserve_exact(target - out.len());
-        }
+        grow(&mut out, n, max)?;
         out.extend_from_slice(&chunk[..n]);
     }
+}
+
+/// Makes room for `more` bytes in `out`, doubling its capacity but never past `max`; an error if
+/// `out` would pass `max`.
+fn grow(out: &mut Vec<u8>, more: usize, max: usize) -> Result<(), WireError> {
+    let needed = out.len() + more;
+    if needed > max {
+        return Err(too_large());
+    }
+    if out.capacity() < needed {
+        let target = (out.capacity() * 2).clamp(needed, max);
+        out.reserve_exact(target - out.len());
+    }
+    Ok(())
 }
 
 /// Snappy as Kafka writes it: xerial framing (a magic header, then size-prefixed raw blocks), or
@@ -392,9 +402,7 @@ fn snappy(raw: &[u8], max: usize) -> Result<Vec<u8>, WireError> {
     let mut out = Vec::new();
     let block = |block: &[u8], out: &mut Vec<u8>| -> Result<(), WireError> {
         let len = snap::raw::decompress_len(block).map_err(failed)?;
-        if len > max - out.len() {
-            return Err(too_large());
-        }
+        grow(out, len, max)?;
         let start = out.len();
         out.resize(start + len, 0);
         let written = snap::raw::Decoder::new()
