@@ -723,7 +723,10 @@ mod tests {
         runtime.block_on(async {
             let mut rd = stream;
             let mut out = Vec::new();
-            while let Some(frame) = read_frame(&mut rd).await? {
+            while let Some(frame) = read_frame(&mut rd, "test")
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 out.push(frame);
             }
             Ok(out)

@@ -1035,9 +1035,12 @@ mod tests {
     /// version range widened without its layout fails here, not on a broker.
     #[test]
     fn layouts_cover_the_versions_sent() {
-        use crate::kafka::conn::{API_VERSIONS as API_VERSIONS_SENT, Versions};
+        use crate::kafka::conn::{
+            API_VERSIONS as API_VERSIONS_SENT, SASL_AUTHENTICATE as SASL_AUTHENTICATE_SENT,
+            SASL_HANDSHAKE as SASL_HANDSHAKE_SENT, Versions,
+        };
         use crate::kafka::{admin, cluster, producer};
-        let sent: [(&Layout, Versions); 10] = [
+        let sent: [(&Layout, Versions); 14] = [
             (&API_VERSIONS, API_VERSIONS_SENT),
             (&METADATA, cluster::METADATA),
             (&FIND_COORDINATOR, cluster::FIND_COORDINATOR),
@@ -1047,6 +1050,10 @@ mod tests {
             (&DESCRIBE_CONFIGS, admin::DESCRIBE_CONFIGS),
             (&INCREMENTAL_ALTER_CONFIGS, admin::INCREMENTAL_ALTER_CONFIGS),
             (&LIST_OFFSETS, admin::LIST_OFFSETS),
+            (&SHARE_GROUP_DESCRIBE, admin::SHARE_GROUP_DESCRIBE),
+            (&LIST_GROUPS, admin::LIST_GROUPS),
+            (&SASL_HANDSHAKE, SASL_HANDSHAKE_SENT),
+            (&SASL_AUTHENTICATE, SASL_AUTHENTICATE_SENT),
             (&FETCH, Versions { min: 13, max: 16 }),
         ];
         let samples = samples::responses();
