@@ -8,9 +8,9 @@
 use bytes::Bytes;
 use kafka_protocol::messages::{
     ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DescribeConfigsRequest,
-    FindCoordinatorRequest, IncrementalAlterConfigsRequest, ListGroupsRequest, ListOffsetsRequest,
-    MetadataRequest, ProduceRequest, SaslAuthenticateRequest, SaslHandshakeRequest,
-    ShareGroupDescribeRequest, ShareGroupHeartbeatRequest,
+    FetchRequest, FindCoordinatorRequest, IncrementalAlterConfigsRequest, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, ProduceRequest, SaslAuthenticateRequest,
+    SaslHandshakeRequest, ShareGroupDescribeRequest, ShareGroupHeartbeatRequest,
 };
 use kafka_protocol::protocol::{Decodable, Request};
 
@@ -19,7 +19,7 @@ use crate::kafka::wire::describe_share_group_offsets::DescribeShareGroupOffsetsR
 use crate::kafka::wire::records;
 use crate::kafka::wire::share_acknowledge::ShareAcknowledgeRequest;
 use crate::kafka::wire::share_fetch::{AcquiredRecords, ShareFetchRequest};
-use crate::kafka::{admin, cluster, producer, samples, share};
+use crate::kafka::{admin, cluster, producer, reader, samples, share};
 
 /// One API whose responses the client decodes, and the versions it sends.
 #[derive(Debug, Clone)]
@@ -58,6 +58,7 @@ pub fn apis() -> Vec<Api> {
             admin::INCREMENTAL_ALTER_CONFIGS,
         ),
         api("ListOffsets", 2, admin::LIST_OFFSETS),
+        api("Fetch", 1, reader::FETCH),
         api("ShareGroupDescribe", 77, admin::SHARE_GROUP_DESCRIBE),
         api("ListGroups", 16, admin::LIST_GROUPS),
         api("SaslHandshake", 17, conn::SASL_HANDSHAKE),
@@ -119,6 +120,26 @@ pub fn decode_response(
         32 => decode::<DescribeConfigsRequest>(frame, version).map(|r| shape(&r)),
         44 => decode::<IncrementalAlterConfigsRequest>(frame, version).map(|r| shape(&r)),
         2 => decode::<ListOffsetsRequest>(frame, version).map(|r| shape(&r)),
+        1 => {
+            // As the reader of the operator tools does: every record from offset 0 on.
+            let response = decode::<FetchRequest>(frame, version)?;
+            let wanted = [AcquiredRecords {
+                first_offset: 0,
+                last_offset: i64::MAX,
+                delivery_count: 0,
+            }];
+            let mut outcome = String::new();
+            for partition in response.responses.iter().flat_map(|t| &t.partitions) {
+                let Some(bytes) = &partition.records else {
+                    continue;
+                };
+                match records::acquired_records_within(bytes, &wanted, max_decompressed) {
+                    Ok(found) => outcome.push_str(&format!("{} ", found.records.len())),
+                    Err(e) => outcome.push_str(&format!("records: {e} ")),
+                }
+            }
+            Ok(outcome)
+        }
         77 => decode::<ShareGroupDescribeRequest>(frame, version).map(|r| shape(&r)),
         16 => decode::<ListGroupsRequest>(frame, version).map(|r| shape(&r)),
         17 => decode::<SaslHandshakeRequest>(frame, version).map(|r| shape(&r)),
@@ -173,6 +194,7 @@ pub fn decode_body_unguarded(key: i16, version: i16, mut body: Bytes) -> Result<
         32 => raw::<DescribeConfigsRequest>(body, version),
         44 => raw::<IncrementalAlterConfigsRequest>(body, version),
         2 => raw::<ListOffsetsRequest>(body, version),
+        1 => raw::<FetchRequest>(body, version),
         77 => raw::<ShareGroupDescribeRequest>(body, version),
         16 => raw::<ListGroupsRequest>(body, version),
         17 => raw::<SaslHandshakeRequest>(body, version),

@@ -5,13 +5,13 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiVersionsResponse, BrokerId, CreatePartitionsResponse, CreateTopicsResponse,
-    DescribeConfigsResponse, FindCoordinatorResponse, GroupId, IncrementalAlterConfigsResponse,
-    ListGroupsResponse, ListOffsetsResponse, MetadataResponse, ProduceResponse, ResponseHeader,
-    SaslAuthenticateResponse, SaslHandshakeResponse, ShareGroupDescribeResponse,
-    ShareGroupHeartbeatResponse, TopicName, api_versions_response, create_partitions_response,
-    create_topics_response, describe_configs_response, find_coordinator_response,
-    incremental_alter_configs_response, list_groups_response, list_offsets_response,
-    metadata_response, produce_response, share_group_describe_response,
+    DescribeConfigsResponse, FetchResponse, FindCoordinatorResponse, GroupId,
+    IncrementalAlterConfigsResponse, ListGroupsResponse, ListOffsetsResponse, MetadataResponse,
+    ProduceResponse, ProducerId, ResponseHeader, SaslAuthenticateResponse, SaslHandshakeResponse,
+    ShareGroupDescribeResponse, ShareGroupHeartbeatResponse, TopicName, api_versions_response,
+    create_partitions_response, create_topics_response, describe_configs_response, fetch_response,
+    find_coordinator_response, incremental_alter_configs_response, list_groups_response,
+    list_offsets_response, metadata_response, produce_response, share_group_describe_response,
     share_group_heartbeat_response,
 };
 use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
@@ -108,6 +108,9 @@ pub(crate) fn responses() -> Vec<Sample> {
     }
     for v in 7..=10 {
         out.push(frame(2, v, &list_offsets()));
+    }
+    for v in 13..=17 {
+        out.push(frame(1, v, &fetch(v)));
     }
     out.push(frame(77, 1, &share_group_describe()));
     out.push(frame(16, 5, &list_groups()));
@@ -353,6 +356,55 @@ fn list_offsets() -> ListOffsetsResponse {
                         .with_leader_epoch(2),
                 ]),
         ])
+}
+
+fn fetch(version: i16) -> FetchResponse {
+    let partition = fetch_response::PartitionData::default()
+        .with_partition_index(1)
+        .with_high_watermark(10)
+        .with_diverging_epoch(
+            fetch_response::EpochEndOffset::default()
+                .with_epoch(2)
+                .with_end_offset(3),
+        )
+        .with_current_leader(
+            fetch_response::LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(1))
+                .with_leader_epoch(4),
+        )
+        .with_snapshot_id(
+            fetch_response::SnapshotId::default()
+                .with_end_offset(5)
+                .with_epoch(6),
+        )
+        .with_aborted_transactions(Some(vec![
+            fetch_response::AbortedTransaction::default()
+                .with_producer_id(ProducerId(7))
+                .with_first_offset(8),
+        ]))
+        .with_preferred_read_replica(BrokerId(2))
+        .with_records(Some(Bytes::from(records(Compression::Zstd))));
+    let response = FetchResponse::default()
+        .with_throttle_time_ms(1)
+        .with_session_id(9)
+        .with_responses(vec![
+            fetch_response::FetchableTopicResponse::default()
+                .with_topic_id(uuid())
+                .with_partitions(vec![
+                    partition.clone(),
+                    partition.with_aborted_transactions(None).with_records(None),
+                ]),
+        ]);
+    if version < 16 {
+        return response;
+    }
+    response.with_node_endpoints(vec![
+        fetch_response::NodeEndpoint::default()
+            .with_node_id(BrokerId(1))
+            .with_host(s("localhost"))
+            .with_port(9092)
+            .with_rack(Some(s("r1"))),
+    ])
 }
 
 fn share_group_describe() -> ShareGroupDescribeResponse {

@@ -719,11 +719,11 @@ pub(crate) const SASL_AUTHENTICATE: Layout = Layout {
     ],
 };
 
-/// Fetch v12-16, which only the tests send (to read back what was produced).
+/// Fetch v12-18: the reader of the operator tools (dead letters) sends it, and the tests.
 pub(crate) const FETCH: Layout = Layout {
     name: "FetchResponse",
     min: 12,
-    max: 16,
+    max: 18,
     flexible: 12,
     fields: &[
         f("ThrottleTimeMs", Int32),
@@ -833,6 +833,7 @@ mod tests {
             32 => &DESCRIBE_CONFIGS,
             44 => &INCREMENTAL_ALTER_CONFIGS,
             2 => &LIST_OFFSETS,
+            1 => &FETCH,
             77 => &SHARE_GROUP_DESCRIBE,
             16 => &LIST_GROUPS,
             17 => &SASL_HANDSHAKE,
@@ -934,66 +935,6 @@ mod tests {
         assert!(checked >= 30, "only {checked} samples");
     }
 
-    /// Fetch, which only the tests send: pinned the same way, with every field set.
-    #[test]
-    fn fetch_layout_matches_kafka_protocol_encoding() {
-        use kafka_protocol::messages::fetch_response::{
-            AbortedTransaction, EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch,
-            NodeEndpoint, PartitionData, SnapshotId,
-        };
-        use kafka_protocol::messages::{BrokerId, ProducerId, TopicName};
-        use kafka_protocol::protocol::{Encodable, StrBytes};
-        let partition = PartitionData::default()
-            .with_partition_index(1)
-            .with_high_watermark(10)
-            .with_diverging_epoch(EpochEndOffset::default().with_epoch(2).with_end_offset(3))
-            .with_current_leader(
-                LeaderIdAndEpoch::default()
-                    .with_leader_id(BrokerId(1))
-                    .with_leader_epoch(4),
-            )
-            .with_snapshot_id(SnapshotId::default().with_end_offset(5).with_epoch(6))
-            .with_aborted_transactions(Some(vec![
-                AbortedTransaction::default()
-                    .with_producer_id(ProducerId(7))
-                    .with_first_offset(8),
-            ]))
-            .with_preferred_read_replica(BrokerId(2))
-            .with_records(Some(Bytes::from(samples::records(
-                kafka_protocol::records::Compression::None,
-            ))));
-        for version in 13..=16 {
-            let mut response = FetchResponse::default()
-                .with_throttle_time_ms(1)
-                .with_session_id(9)
-                .with_responses(vec![
-                    FetchableTopicResponse::default()
-                        .with_topic(TopicName(StrBytes::from_static_str("jobs")))
-                        .with_topic_id(uuid::Uuid::from_bytes([3; 16]))
-                        .with_partitions(vec![
-                            partition.clone(),
-                            partition.clone().with_aborted_transactions(None),
-                        ]),
-                ]);
-            if version >= 16 {
-                response = response.with_node_endpoints(vec![
-                    NodeEndpoint::default()
-                        .with_node_id(BrokerId(1))
-                        .with_host(StrBytes::from_static_str("localhost"))
-                        .with_port(9092)
-                        .with_rack(Some(StrBytes::from_static_str("r"))),
-                ]);
-            }
-            let mut body = Vec::new();
-            assert!(response.encode(&mut body, version).is_ok());
-            assert_eq!(
-                FETCH.scanned_len(&body, version).ok(),
-                Some(body.len()),
-                "v{version}"
-            );
-        }
-    }
-
     /// The samples decode as the client decodes them, our own codecs and the records included.
     #[test]
     fn samples_decode() {
@@ -1054,7 +995,7 @@ mod tests {
             (&LIST_GROUPS, admin::LIST_GROUPS),
             (&SASL_HANDSHAKE, SASL_HANDSHAKE_SENT),
             (&SASL_AUTHENTICATE, SASL_AUTHENTICATE_SENT),
-            (&FETCH, Versions { min: 13, max: 16 }),
+            (&FETCH, crate::kafka::reader::FETCH),
         ];
         let samples = samples::responses();
         for (checked, versions) in sent {
@@ -1067,16 +1008,12 @@ mod tests {
                 checked.min,
                 checked.max
             );
-            // And the samples cover every version sent (Fetch is only sent by tests).
+            // And the samples cover every version sent.
             for version in versions.min..=versions.max {
                 let covered = samples.iter().any(|s| {
                     s.version == version && layout(s.key).is_some_and(|l| l.name == checked.name)
                 });
-                assert!(
-                    covered || checked.name == FETCH.name,
-                    "{} v{version}",
-                    checked.name
-                );
+                assert!(covered, "{} v{version}", checked.name);
             }
         }
         // ShareGroupHeartbeat's range lives in a private module: v1 only.
