@@ -19,6 +19,11 @@ mod worker;
 #[path = "private.rs"]
 pub mod __private;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+#[path = "fuzzing.rs"]
+pub mod __fuzz;
+
 pub use broker::{
     AckKind, Broker, Delivery, ErrorCount, GroupConfig, GroupDescription, GroupLimits, GroupMember,
     Header, Headers, Member, OutgoingRecord, PartitionOffsets, Produced, RecordId, SettleResult,

@@ -46,17 +46,17 @@ use crate::broker::{
 
 /// How long `configure_group` waits for a change to become visible.
 const CONFIG_PROPAGATION: Duration = Duration::from_secs(10);
-const CREATE_TOPICS: Versions = Versions { min: 5, max: 7 };
-const CREATE_PARTITIONS: Versions = Versions { min: 2, max: 3 };
-const DESCRIBE_CONFIGS: Versions = Versions { min: 1, max: 4 };
-const INCREMENTAL_ALTER_CONFIGS: Versions = Versions { min: 0, max: 1 };
-const LIST_OFFSETS: Versions = Versions { min: 7, max: 10 };
+pub(crate) const CREATE_TOPICS: Versions = Versions { min: 5, max: 7 };
+pub(crate) const CREATE_PARTITIONS: Versions = Versions { min: 2, max: 3 };
+pub(crate) const DESCRIBE_CONFIGS: Versions = Versions { min: 1, max: 4 };
+pub(crate) const INCREMENTAL_ALTER_CONFIGS: Versions = Versions { min: 0, max: 1 };
+pub(crate) const LIST_OFFSETS: Versions = Versions { min: 7, max: 10 };
 /// ShareGroupDescribe: v1 is the only stable version (Kafka 4.1+).
-const SHARE_GROUP_DESCRIBE: Versions = Versions { min: 1, max: 1 };
+pub(crate) const SHARE_GROUP_DESCRIBE: Versions = Versions { min: 1, max: 1 };
 /// ListGroups v5 filters by group type.
-const LIST_GROUPS: Versions = Versions { min: 5, max: 5 };
+pub(crate) const LIST_GROUPS: Versions = Versions { min: 5, max: 5 };
 /// v1 carries `Lag` (KIP-1226, Kafka 4.2).
-const DESCRIBE_SHARE_GROUP_OFFSETS: Versions = Versions { min: 1, max: 1 };
+pub(crate) const DESCRIBE_SHARE_GROUP_OFFSETS: Versions = Versions { min: 1, max: 1 };
 
 /// How long the broker may take to create topics or partitions.
 const ADMIN_TIMEOUT_MS: i32 = 30_000;

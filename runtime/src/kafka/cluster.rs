@@ -19,9 +19,9 @@ use super::sasl::Credentials;
 use crate::Error;
 
 /// Metadata versions this client speaks (v10 added topic ids; v12 lookups by id).
-const METADATA: Versions = Versions { min: 12, max: 13 };
+pub(crate) const METADATA: Versions = Versions { min: 12, max: 13 };
 /// FindCoordinator versions (v4 batches keys).
-const FIND_COORDINATOR: Versions = Versions { min: 4, max: 6 };
+pub(crate) const FIND_COORDINATOR: Versions = Versions { min: 4, max: 6 };
 
 /// Settings of a Kafka client.
 #[derive(Clone, Debug)]

@@ -8,6 +8,8 @@ pub(crate) mod config;
 pub(crate) mod conn;
 pub(crate) mod producer;
 pub(crate) mod reader;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod samples;
 pub(crate) mod sasl;
 pub(crate) mod share;
 pub(crate) mod stats;

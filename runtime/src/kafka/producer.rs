@@ -37,7 +37,7 @@ use crate::Error;
 use crate::broker::{OutgoingRecord, Produced};
 
 /// Produce versions this client speaks: the flexible ones that still name topics (v13 uses ids).
-const PRODUCE: Versions = Versions { min: 9, max: 12 };
+pub(crate) const PRODUCE: Versions = Versions { min: 9, max: 12 };
 /// acks=all: the leader answers once every in-sync replica has the batch.
 const ACKS_ALL: i16 = -1;
 /// How long the leader may wait for the in-sync replicas.

@@ -17,7 +17,7 @@ use crate::Error;
 use crate::broker::{Delivery, Header, Headers, RecordId};
 
 /// Fetch versions: v13 fetches by topic id; v18 adds nothing a reader needs.
-const FETCH: Versions = Versions { min: 13, max: 17 };
+pub(crate) const FETCH: Versions = Versions { min: 13, max: 17 };
 /// Bytes asked for per partition; the broker returns at least one whole batch anyway (KIP-74).
 const PARTITION_MAX_BYTES: i32 = 4 << 20;
 /// Tries while a partition's leader moves.

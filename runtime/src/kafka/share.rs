@@ -89,6 +89,11 @@
 mod acks;
 mod membership;
 mod session;
+
+#[cfg(feature = "fuzzing")]
+pub(crate) use membership::HEARTBEAT;
+#[cfg(feature = "fuzzing")]
+pub(crate) use session::{SHARE_ACKNOWLEDGE, SHARE_FETCH};
 #[cfg(test)]
 mod tests;
 

@@ -16,7 +16,7 @@ use super::super::conn::Versions;
 use super::{Fatal, Shared};
 use crate::Error;
 
-const HEARTBEAT: Versions = Versions { min: 1, max: 1 };
+pub(crate) const HEARTBEAT: Versions = Versions { min: 1, max: 1 };
 const API: &str = "ShareGroupHeartbeat";
 
 /// Backoff of retries: from the first to the longest pause.

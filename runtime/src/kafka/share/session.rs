@@ -28,8 +28,8 @@ use super::{Buffered, Owned, Shared, Tp};
 use crate::Error;
 use crate::broker::{AckKind, Delivery, Header, Headers, RecordId, SettleResult};
 
-const SHARE_FETCH: Versions = Versions { min: 1, max: 2 };
-const SHARE_ACKNOWLEDGE: Versions = Versions { min: 1, max: 2 };
+pub(crate) const SHARE_FETCH: Versions = Versions { min: 1, max: 2 };
+pub(crate) const SHARE_ACKNOWLEDGE: Versions = Versions { min: 1, max: 2 };
 const SHARE_FETCH_KEY: i16 = 78;
 const SHARE_ACKNOWLEDGE_KEY: i16 = 79;
 /// `MaxBytes` of a fetch.

@@ -20,7 +20,8 @@
 //! primitives of the flexible versions (unsigned varints, compact strings, bytes and arrays,
 //! tagged fields) are written out in [`codec`]. Decoding is defensive: truncated or malformed
 //! input is an error, never a panic, and an array never reserves more elements than there are
-//! bytes left.
+//! bytes left (nor more than 64 KiB). The responses decoded with kafka-protocol are scanned
+//! along their [`layout`] first, because its decoders reserve whatever a length prefix claims.
 //!
 //! Every version of these APIs is flexible, so requests carry request header v2 (`ClientId` as a
 //! classic nullable string, then tagged fields) and responses response header v1 (correlation
@@ -34,6 +35,7 @@
 pub(crate) mod codec;
 pub(crate) mod common;
 pub(crate) mod describe_share_group_offsets;
+pub(crate) mod layout;
 pub(crate) mod records;
 pub(crate) mod share_acknowledge;
 pub(crate) mod share_fetch;

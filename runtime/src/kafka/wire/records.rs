@@ -1,8 +1,7 @@
 //! The records of one ShareFetch partition: `Records` holds whole log batches (record batch v2),
 //! of which this member acquired only the offsets in `AcquiredRecords`.
 //!
-//! [`acquired_records`] decodes the batches with kafka-protocol's `RecordBatchDecoder` and sorts
-//! every acquired offset into exactly one of:
+//! [`acquired_records`] decodes the batches and sorts every acquired offset into exactly one of:
 //! - a data record to deliver ([`AcquiredRecord`]);
 //! - a gap: known to hold no data record (a control record such as a transaction marker, or an
 //!   offset removed by compaction, inside or between the batches returned), to acknowledge as
@@ -11,21 +10,20 @@
 //!   nothing is known about it: release it, never GAP it.
 //!
 //! Offsets outside the acquired ranges are skipped. Batches without an acquired offset, and
-//! control batches, are not decompressed.
+//! control batches, are neither checked nor decompressed.
 //!
-//! Before kafka-protocol builds records from a batch, each record's framing is checked here:
-//! its decoder trusts the record count and header count for allocations and adds offset and
-//! timestamp deltas without overflow checks, so a crafted batch (with a valid CRC) could
-//! otherwise make it panic or allocate without bound. Decompression itself is kafka-protocol's
-//! and does not cap the decompressed size.
-//!
-//! kafka-protocol keeps headers in a map, so of two headers with the same key only the last one
-//! survives.
+//! The batches are decoded here rather than with kafka-protocol's `RecordBatchDecoder`, because
+//! that decoder trusts what a broker sends: it reserves the record count and the header count
+//! before reading a record, adds offset and timestamp deltas without overflow checks, and
+//! decompresses without a size limit (a raw snappy block reserves whatever length its header
+//! claims). Here every length is checked against the bytes that are there, no decompressed batch
+//! grows past [`MAX_DECOMPRESSED`], and records are built only for acquired offsets. Headers are
+//! kept in order, duplicate keys included, as Kafka sends them.
+
+use std::io::Read;
 
 use bytes::{Buf, Bytes};
-use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, TimestampType};
 
 use super::codec::WireError;
 use super::share_fetch::AcquiredRecords;
@@ -34,6 +32,7 @@ use super::share_fetch::AcquiredRecords;
 const LOG_OVERHEAD: usize = 12;
 /// Offsets inside a record batch v2 header.
 const MAGIC_AT: usize = 16;
+const CRC_AT: usize = 17;
 const ATTRIBUTES_AT: usize = 21;
 const LAST_OFFSET_DELTA_AT: usize = 23;
 const BASE_TIMESTAMP_AT: usize = 27;
@@ -43,6 +42,14 @@ const RECORD_COUNT_AT: usize = 57;
 const BATCH_HEADER_LEN: usize = 61;
 /// `isControlBatch` in the batch attributes.
 const CONTROL_FLAG: i16 = 1 << 5;
+/// `timestampType` in the batch attributes: set for `LogAppendTime`.
+const LOG_APPEND_TIME_FLAG: i16 = 1 << 3;
+/// The compression codec in the batch attributes.
+const COMPRESSION_MASK: i16 = 0x7;
+
+/// The largest a batch may grow when decompressed: as large as the largest frame a connection
+/// accepts. A batch claiming more is an error (a decompression bomb, or corrupt).
+pub(crate) const MAX_DECOMPRESSED: usize = 256 * 1024 * 1024;
 
 /// An inclusive range of offsets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +73,7 @@ pub(crate) struct AcquiredRecord {
     pub(crate) key: Option<Bytes>,
     /// Value, `None` for a tombstone.
     pub(crate) value: Option<Bytes>,
-    /// Headers in order (duplicate keys collapsed by kafka-protocol, the last one kept).
+    /// Headers in order, duplicate keys included.
     pub(crate) headers: Vec<(StrBytes, Option<Bytes>)>,
 }
 
@@ -90,6 +97,15 @@ pub(crate) fn acquired_records(
     records: &Bytes,
     acquired: &[AcquiredRecords],
 ) -> Result<PartitionRecords, WireError> {
+    acquired_records_within(records, acquired, MAX_DECOMPRESSED)
+}
+
+/// [`acquired_records`] with no batch decompressed past `max_decompressed` bytes.
+pub(crate) fn acquired_records_within(
+    records: &Bytes,
+    acquired: &[AcquiredRecords],
+    max_decompressed: usize,
+) -> Result<PartitionRecords, WireError> {
     let ranges = sorted_ranges(acquired)?;
     let mut cursor = Cursor::new(&ranges);
     let mut found = PartitionRecords::default();
@@ -106,7 +122,10 @@ pub(crate) fn acquired_records(
         if header.control || !cursor.any_in(header.base_offset, header.last_offset) {
             continue;
         }
-        for record in decode_batch(batch, &header)? {
+        let data = batch_records(batch, &header, max_decompressed)?;
+        let mut rest = &data[..];
+        for _ in 0..header.record_count {
+            let record = next_record(&mut rest, &header)?;
             if record.offset < header.base_offset || record.offset > header.last_offset {
                 return Err(WireError::invalid(
                     "Records",
@@ -122,17 +141,9 @@ pub(crate) fn acquired_records(
             };
             cursor.take_through(i128::from(record.offset) - 1, Some(&mut found.gaps));
             cursor.take_through(i128::from(record.offset), None);
-            found.records.push(AcquiredRecord {
-                offset: record.offset,
-                delivery_count,
-                timestamp: match record.timestamp_type {
-                    TimestampType::LogAppend => header.max_timestamp,
-                    TimestampType::Creation => record.timestamp,
-                },
-                key: record.key,
-                value: record.value,
-                headers: record.headers.into_iter().collect(),
-            });
+            found
+                .records
+                .push(record.build(&data, delivery_count, &header)?);
         }
     }
 
@@ -167,6 +178,9 @@ struct BatchHeader {
     /// `baseOffset + lastOffsetDelta`: the batch covers every offset up to here, records or not.
     last_offset: i64,
     control: bool,
+    log_append_time: bool,
+    /// The codec, from the attributes (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
+    compression: i16,
     base_timestamp: i64,
     /// The log-append time, for topics with `LogAppendTime`.
     max_timestamp: i64,
@@ -203,10 +217,13 @@ fn next_batch(rest: &mut Bytes) -> Result<Option<(BatchHeader, Bytes)>, WireErro
         .checked_add(i64::from(last_offset_delta))
         .filter(|_| last_offset_delta >= 0)
         .ok_or(WireError::invalid("Records", "bad last offset delta"))?;
+    let attributes = (&batch[ATTRIBUTES_AT..]).get_i16();
     let header = BatchHeader {
         base_offset,
         last_offset,
-        control: (&batch[ATTRIBUTES_AT..]).get_i16() & CONTROL_FLAG != 0,
+        control: attributes & CONTROL_FLAG != 0,
+        log_append_time: attributes & LOG_APPEND_TIME_FLAG != 0,
+        compression: attributes & COMPRESSION_MASK,
         base_timestamp: (&batch[BASE_TIMESTAMP_AT..]).get_i64(),
         max_timestamp: (&batch[MAX_TIMESTAMP_AT..]).get_i64(),
         record_count: (&batch[RECORD_COUNT_AT..]).get_i32(),
@@ -214,18 +231,22 @@ fn next_batch(rest: &mut Bytes) -> Result<Option<(BatchHeader, Bytes)>, WireErro
     Ok(Some((header, batch)))
 }
 
-/// Decodes one batch with kafka-protocol, checking the records' framing once decompressed.
-fn decode_batch(mut batch: Bytes, header: &BatchHeader) -> Result<Vec<Record>, WireError> {
-    let checked = |raw: &mut Bytes, compression: Compression| -> anyhow::Result<Bytes> {
-        let data = decompress(raw, compression)?;
-        check_records(&data, header)?;
-        Ok(data)
-    };
-    RecordBatchDecoder::decode_with_custom_compression(&mut batch, Some(checked))
-        .map(|set| set.records)
-        .map_err(|source| WireError::Records {
-            source: source.into(),
-        })
+/// Checks a whole batch's CRC and returns its records section, decompressed (at most
+/// `max_decompressed` bytes).
+fn batch_records(
+    batch: Bytes,
+    header: &BatchHeader,
+    max_decompressed: usize,
+) -> Result<Bytes, WireError> {
+    let crc = (&batch[CRC_AT..]).get_u32();
+    if crc32c::crc32c(&batch[ATTRIBUTES_AT..]) != crc {
+        return Err(WireError::invalid("Records", "record batch CRC mismatch"));
+    }
+    if header.record_count < 0 {
+        return Err(WireError::invalid("Records", "negative record count"));
+    }
+    let raw = batch.slice(BATCH_HEADER_LEN..);
+    decompress(raw, header.compression, max_decompressed)
 }
 
 /// Walks sorted, disjoint acquired ranges, handing out each acquired offset once.
@@ -306,58 +327,183 @@ fn push_merged(out: &mut Vec<OffsetRange>, from: i128, to: i128) {
     }
 }
 
-fn decompress(raw: &mut Bytes, compression: Compression) -> anyhow::Result<Bytes> {
-    fn all(buf: &mut Bytes) -> anyhow::Result<Bytes> {
-        Ok(buf.split_to(buf.len()))
-    }
-    match compression {
-        Compression::None => all(raw),
-        Compression::Gzip => <Gzip as Decompressor<Bytes>>::decompress(raw, all),
-        Compression::Snappy => <Snappy as Decompressor<Bytes>>::decompress(raw, all),
-        Compression::Lz4 => <Lz4 as Decompressor<Bytes>>::decompress(raw, all),
-        Compression::Zstd => <Zstd as Decompressor<Bytes>>::decompress(raw, all),
+/// Decompresses a batch's records with `codec`, failing as soon as the output would pass `max`.
+fn decompress(raw: Bytes, codec: i16, max: usize) -> Result<Bytes, WireError> {
+    let failed = |_| WireError::invalid("Records", "the records do not decompress");
+    let data = match codec {
+        0 => return Ok(raw),
+        1 => read_capped(flate2::read::MultiGzDecoder::new(&raw[..]), max)?,
+        2 => snappy(&raw, max)?,
+        3 => read_capped(lz4::Decoder::new(&raw[..]).map_err(failed)?, max)?,
+        4 => read_capped(
+            zstd::stream::read::Decoder::new(&raw[..]).map_err(failed)?,
+            max,
+        )?,
+        _ => return Err(WireError::invalid("Records", "unknown compression codec")),
+    };
+    Ok(Bytes::from(data))
+}
+
+fn too_large() -> WireError {
+    WireError::invalid(
+        "Records",
+        "a record batch decompresses to more than the limit (256 MiB)",
+    )
+}
+
+/// Reads `reader` to its end, failing once more than `max` bytes come out; the buffer never
+/// grows past `max`.
+///
+/// The zstd and lz4 decoders are C libraries whose own buffers this does not see: zstd's window
+/// is bounded by its default `window_log_max` (128 MiB), an lz4 frame's blocks by 4 MiB.
+fn read_capped(mut reader: impl Read, max: usize) -> Result<Vec<u8>, WireError> {
+    const CHUNK: usize = 64 * 1024;
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; CHUNK];
+    loop {
+        let n = match reader.read(&mut chunk) {
+            Ok(0) => return Ok(out),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => {
+                return Err(WireError::invalid(
+                    "Records",
+                    "the records do not decompress",
+                ));
+            }
+        };
+        grow(&mut out, n, max)?;
+        out.extend_from_slice(&chunk[..n]);
     }
 }
 
-/// Checks the framing of `record_count` records, the way kafka-protocol will read them, so that
-/// it neither panics nor over-allocates: every length within its record, header count bounded
-/// by the bytes left, offset and timestamp deltas without overflow.
-fn check_records(data: &[u8], info: &BatchHeader) -> Result<(), WireError> {
-    const FIELD: &str = "Records";
-    let mut buf = data;
-    for _ in 0..info.record_count {
-        let size = usize::try_from(varint(&mut buf)?)
-            .map_err(|_| WireError::invalid(FIELD, "negative record size"))?;
-        let mut body = take(&mut buf, size)?;
-        take(&mut body, 1)?; // attributes
-        let timestamp_delta = varlong(&mut body)?;
-        if info.base_timestamp.checked_add(timestamp_delta).is_none() {
-            return Err(WireError::invalid(FIELD, "record timestamp overflows"));
-        }
-        let offset_delta = varint(&mut body)?;
-        if info
-            .base_offset
-            .checked_add(i64::from(offset_delta))
-            .is_none()
-        {
-            return Err(WireError::invalid(FIELD, "record offset overflows"));
-        }
-        take_nullable(&mut body)?; // key
-        take_nullable(&mut body)?; // value
-        let headers = usize::try_from(varint(&mut body)?)
-            .map_err(|_| WireError::invalid(FIELD, "negative header count"))?;
-        // A header takes at least two bytes (key length, value length).
-        if headers > body.len() / 2 {
-            return Err(WireError::invalid(FIELD, "more headers than bytes"));
-        }
-        for _ in 0..headers {
-            let key_len = usize::try_from(varint(&mut body)?)
-                .map_err(|_| WireError::invalid(FIELD, "negative header key length"))?;
-            take(&mut body, key_len)?;
-            take_nullable(&mut body)?;
-        }
+/// Makes room for `more` bytes in `out`, doubling its capacity but never past `max`; an error if
+/// `out` would pass `max`.
+fn grow(out: &mut Vec<u8>, more: usize, max: usize) -> Result<(), WireError> {
+    let needed = out.len() + more;
+    if needed > max {
+        return Err(too_large());
+    }
+    if out.capacity() < needed {
+        let target = (out.capacity() * 2).clamp(needed, max);
+        out.reserve_exact(target - out.len());
     }
     Ok(())
+}
+
+/// Snappy as Kafka writes it: xerial framing (a magic header, then size-prefixed raw blocks), or
+/// one raw block. A raw block's header claims its decompressed length: checked against `max`
+/// before anything is reserved.
+fn snappy(raw: &[u8], max: usize) -> Result<Vec<u8>, WireError> {
+    const XERIAL_MAGIC: &[u8; 8] = b"\x82SNAPPY\x00";
+    /// Magic, then two int32 versions.
+    const XERIAL_HEADER_LEN: usize = 16;
+    let failed = |_| WireError::invalid("Records", "the records do not decompress");
+    let mut out = Vec::new();
+    let block = |block: &[u8], out: &mut Vec<u8>| -> Result<(), WireError> {
+        let len = snap::raw::decompress_len(block).map_err(failed)?;
+        grow(out, len, max)?;
+        let start = out.len();
+        out.resize(start + len, 0);
+        let written = snap::raw::Decoder::new()
+            .decompress(block, &mut out[start..])
+            .map_err(failed)?;
+        out.truncate(start + written);
+        Ok(())
+    };
+    if raw.len() < XERIAL_HEADER_LEN || !raw.starts_with(XERIAL_MAGIC) {
+        block(raw, &mut out)?;
+        return Ok(out);
+    }
+    let mut rest = &raw[XERIAL_HEADER_LEN..];
+    while !rest.is_empty() {
+        let len = usize::try_from(take(&mut rest, 4)?.get_u32())
+            .map_err(|_| WireError::invalid("Records", "snappy block too long"))?;
+        block(take(&mut rest, len)?, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// A record as framed in a batch, its key, value and headers not yet copied out.
+struct RawRecord<'a> {
+    offset: i64,
+    timestamp: i64,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    headers: Vec<(&'a [u8], Option<&'a [u8]>)>,
+}
+
+impl RawRecord<'_> {
+    /// The delivered record; `data` is the records section it was read from (key, value and
+    /// header values become slices of it, not copies).
+    fn build(
+        self,
+        data: &Bytes,
+        delivery_count: i16,
+        header: &BatchHeader,
+    ) -> Result<AcquiredRecord, WireError> {
+        let mut headers = Vec::with_capacity(self.headers.len());
+        for (key, value) in self.headers {
+            let key = std::str::from_utf8(key)
+                .map_err(|_| WireError::invalid("Records", "record header key is not UTF-8"))?;
+            headers.push((
+                StrBytes::from_string(key.to_owned()),
+                value.map(|value| data.slice_ref(value)),
+            ));
+        }
+        Ok(AcquiredRecord {
+            offset: self.offset,
+            delivery_count,
+            timestamp: if header.log_append_time {
+                header.max_timestamp
+            } else {
+                self.timestamp
+            },
+            key: self.key.map(|key| data.slice_ref(key)),
+            value: self.value.map(|value| data.slice_ref(value)),
+            headers,
+        })
+    }
+}
+
+/// Reads the next record of a batch: every length within the record, the header count bounded by
+/// the bytes left, offset and timestamp deltas without overflow.
+fn next_record<'a>(buf: &mut &'a [u8], info: &BatchHeader) -> Result<RawRecord<'a>, WireError> {
+    const FIELD: &str = "Records";
+    let size = usize::try_from(varint(buf)?)
+        .map_err(|_| WireError::invalid(FIELD, "negative record size"))?;
+    let mut body = take(buf, size)?;
+    take(&mut body, 1)?; // attributes
+    let timestamp = info
+        .base_timestamp
+        .checked_add(varlong(&mut body)?)
+        .ok_or(WireError::invalid(FIELD, "record timestamp overflows"))?;
+    let offset = info
+        .base_offset
+        .checked_add(i64::from(varint(&mut body)?))
+        .ok_or(WireError::invalid(FIELD, "record offset overflows"))?;
+    let key = take_nullable(&mut body)?;
+    let value = take_nullable(&mut body)?;
+    let count = usize::try_from(varint(&mut body)?)
+        .map_err(|_| WireError::invalid(FIELD, "negative header count"))?;
+    // A header takes at least two bytes (key length, value length).
+    if count > body.len() / 2 {
+        return Err(WireError::invalid(FIELD, "more headers than bytes"));
+    }
+    let mut headers = Vec::with_capacity(count);
+    for _ in 0..count {
+        let key_len = usize::try_from(varint(&mut body)?)
+            .map_err(|_| WireError::invalid(FIELD, "negative header key length"))?;
+        let key = take(&mut body, key_len)?;
+        headers.push((key, take_nullable(&mut body)?));
+    }
+    Ok(RawRecord {
+        offset,
+        timestamp,
+        key,
+        value,
+        headers,
+    })
 }
 
 fn take<'a>(buf: &mut &'a [u8], len: usize) -> Result<&'a [u8], WireError> {
@@ -370,13 +516,13 @@ fn take<'a>(buf: &mut &'a [u8], len: usize) -> Result<&'a [u8], WireError> {
 }
 
 /// A varint length prefix then that many bytes, -1 standing for null.
-fn take_nullable(buf: &mut &[u8]) -> Result<(), WireError> {
+fn take_nullable<'a>(buf: &mut &'a [u8]) -> Result<Option<&'a [u8]>, WireError> {
     match varint(buf)? {
-        -1 => Ok(()),
+        -1 => Ok(None),
         len => {
             let len = usize::try_from(len)
                 .map_err(|_| WireError::invalid("Records", "negative length"))?;
-            take(buf, len).map(|_| ())
+            take(buf, len).map(Some)
         }
     }
 }
@@ -411,7 +557,9 @@ fn varlong(buf: &mut &[u8]) -> Result<i64, WireError> {
 mod tests {
     use bytes::BytesMut;
     use kafka_protocol::indexmap::IndexMap;
-    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions};
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
 
     use super::*;
 
@@ -602,7 +750,7 @@ mod tests {
         // The same corruption in an acquired batch is an error.
         assert!(matches!(
             acquired_records(&Bytes::from(bytes), &[acquired(0, 1, 1)]),
-            Err(WireError::Records { .. })
+            Err(WireError::Invalid { .. })
         ));
     }
 
@@ -712,6 +860,123 @@ mod tests {
         assert!(fails(&bytes));
         // Batches going backwards.
         assert!(fails(&[clean.clone(), clean.clone()].concat()));
+    }
+
+    /// A batch whose records section is `payload` (already compressed with `codec`), with a
+    /// valid CRC.
+    fn raw_batch(codec: i16, record_count: i32, payload: &[u8]) -> Vec<u8> {
+        let mut bytes = batch(&[record(0, "a")], Compression::None);
+        bytes.truncate(BATCH_HEADER_LEN);
+        bytes.extend_from_slice(payload);
+        let len = (bytes.len() - LOG_OVERHEAD) as i32;
+        bytes[8..12].copy_from_slice(&len.to_be_bytes());
+        patch(&mut bytes, ATTRIBUTES_AT, &codec.to_be_bytes());
+        patch(&mut bytes, RECORD_COUNT_AT, &record_count.to_be_bytes());
+        bytes
+    }
+
+    /// kafka-protocol's snappy decoder reserves whatever a raw block's header claims (here
+    /// 4 GiB - 2, from 5 bytes): found by the fuzz harness (`fuzz/regressions/records`).
+    #[test]
+    fn snappy_length_claim_is_checked_before_reserving() {
+        let claim = raw_batch(2, 1, &[0xfe, 0xff, 0xff, 0xff, 0x0f, 0x00, 0x61]);
+        let result = acquired_records(&Bytes::from(claim), &[acquired(0, 0, 1)]);
+        assert!(
+            matches!(result, Err(WireError::Invalid { reason, .. }) if reason.contains("limit")),
+            "{result:?}"
+        );
+        // The same in xerial framing: a block claiming more than the limit.
+        let mut xerial = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01".to_vec();
+        xerial.extend_from_slice(&7u32.to_be_bytes());
+        xerial.extend_from_slice(&[0xfe, 0xff, 0xff, 0xff, 0x0f, 0x00, 0x61]);
+        let claim = raw_batch(2, 1, &xerial);
+        assert!(acquired_records(&Bytes::from(claim), &[acquired(0, 0, 1)]).is_err());
+    }
+
+    /// Decompression bombs of every codec stop at the limit, with a clear error.
+    #[test]
+    fn decompression_stops_at_the_limit() {
+        use kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy, Zstd};
+        fn compress<C: Compressor<BytesMut, BufMut = BytesMut>>(plain: &[u8]) -> Vec<u8> {
+            let mut out = BytesMut::new();
+            let result = C::compress(&mut out, |tmp| {
+                tmp.extend_from_slice(plain);
+                Ok(())
+            });
+            assert!(result.is_ok());
+            out.to_vec()
+        }
+        let zeros = vec![0u8; 300 * 1024];
+        let limit = 256 * 1024;
+        for (codec, payload) in [
+            (1, compress::<Gzip>(&zeros)),
+            (2, compress::<Snappy>(&zeros)),
+            (3, compress::<Lz4>(&zeros)),
+            (4, compress::<Zstd>(&zeros)),
+        ] {
+            assert!(
+                payload.len() < 20 * 1024,
+                "codec {codec}: {}",
+                payload.len()
+            );
+            let bytes = Bytes::from(raw_batch(codec, 1, &payload));
+            let result = acquired_records_within(&bytes, &[acquired(0, 0, 1)], limit);
+            assert!(
+                matches!(&result, Err(WireError::Invalid { reason, .. }) if reason.contains("limit")),
+                "codec {codec}: {result:?}"
+            );
+            // Within the limit the same batch decompresses (and then fails on its records,
+            // which are zeros: a record of size 0).
+            let result = acquired_records_within(&bytes, &[acquired(0, 0, 1)], 2 * limit);
+            assert!(
+                matches!(&result, Err(WireError::Truncated { .. })),
+                "codec {codec}: {result:?}"
+            );
+        }
+        // Growth never passes the limit: reading 300 KiB capped at 256 KiB fails.
+        assert!(read_capped(&zeros[..], limit).is_err());
+        assert_eq!(
+            read_capped(&zeros[..], zeros.len()).map(|v| v.len()).ok(),
+            Some(zeros.len())
+        );
+    }
+
+    /// An unknown codec, and records that do not decompress, are errors.
+    #[test]
+    fn unknown_codec_and_garbage_payloads() {
+        for codec in 1..=7 {
+            let bytes = Bytes::from(raw_batch(codec, 1, b"not compressed at all"));
+            assert!(
+                acquired_records(&bytes, &[acquired(0, 0, 1)]).is_err(),
+                "codec {codec}"
+            );
+        }
+    }
+
+    /// Two headers with the same key are both kept, in order.
+    #[test]
+    fn duplicate_header_keys_are_kept() {
+        let mut value = record(0, "x");
+        value.headers.insert(StrBytes::from_static_str("h"), None);
+        let mut bytes = batch(&[value], Compression::None);
+        // Rename the only header "h" and append a second "h" by hand: kafka-protocol's map
+        // cannot hold two.
+        let found = decode(&bytes, &[acquired(0, 0, 1)]);
+        assert_eq!(found.records[0].headers.len(), 1);
+        // The record: length, attributes, timestamp delta, offset delta, key (length, "k"),
+        // value (length, "x"), header count, then the header: key (length, "h"), value -1.
+        let at = BATCH_HEADER_LEN;
+        assert_eq!(bytes[at + 8], 2, "one header (zigzag)");
+        bytes[at + 8] = 4; // two headers
+        bytes.extend_from_slice(&[0x02, b'h', 0x02, b'v']);
+        bytes[at] += 8; // record length, zigzag: 4 more bytes
+        let len = (bytes.len() - LOG_OVERHEAD) as i32;
+        bytes[8..12].copy_from_slice(&len.to_be_bytes());
+        patch(&mut bytes, ATTRIBUTES_AT, &[0, 0]);
+        let found = decode(&bytes, &[acquired(0, 0, 1)]);
+        let keys: Vec<&str> = found.records[0].headers.iter().map(|(k, _)| &**k).collect();
+        assert_eq!(keys, ["h", "h"]);
+        assert_eq!(found.records[0].headers[1].1.as_deref(), Some(&b"v"[..]));
     }
 
     #[test]

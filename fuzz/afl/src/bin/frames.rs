@@ -1,0 +1,4 @@
+//! AFL++ target: `frames`.
+fn main() {
+    shareworker_fuzz_afl::fuzz("frames");
+}

@@ -1,0 +1,4 @@
+//! AFL++ target: `records`.
+fn main() {
+    shareworker_fuzz_afl::fuzz("records");
+}

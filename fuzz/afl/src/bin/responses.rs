@@ -1,0 +1,4 @@
+//! AFL++ target: `response/`.
+fn main() {
+    shareworker_fuzz_afl::fuzz("response/");
+}
