@@ -9,7 +9,9 @@
 //! a heartbeat with epoch 0 and the subscribed topic names and returns once it succeeded; the
 //! assignment may come in a later heartbeat (acquire just waits for it). A task then heartbeats
 //! every `HeartbeatIntervalMs` with the current epoch and no topic names; a non-null
-//! `Assignment` replaces the member's partitions.
+//! `Assignment` replaces the member's partitions. Heartbeats go on the coordinator's control
+//! connection (with metadata and coordinator lookups only), never behind a slow admin call or
+//! produce: a heartbeat held up past the session timeout would fence the member.
 //! - NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE, COORDINATOR_LOAD_IN_PROGRESS, a broken
 //!   connection or a timeout: forget the coordinator, find it again, retry with backoff
 //!   (100 ms doubling to 5 s).
@@ -39,10 +41,14 @@
 //!   other top-level error, a timeout or a broken connection reset the session: the connection
 //!   is dropped when it was at fault (the broker then ends the session and releases its
 //!   records), the next request opens a new session with epoch 0, and every record acquired in
-//!   the old one is lost to this member: acknowledging it answers lock-lost.
+//!   the old one is lost to this member: acknowledging it answers lock-lost. A timeout, a broken
+//!   connection or a broker that cannot be reached also refreshes metadata before the next
+//!   routing pass: the broker may be gone, and its partitions led by another one.
 //!
 //! # Acquire
-//! A fetch asks for `MaxRecords = max` split across the leaders fetched from concurrently
+//! A fetch asks for `MaxRecords = max` split across the leaders fetched from concurrently; a
+//! leader whose last fetch brought nothing gets one record's worth while others have records
+//! (its fetch holds its share until `MaxWaitMs` is over, which would starve the busy leaders)
 //! (`ShareAcquireMode` record-limit in v2, so the broker never exceeds it; `BatchSize = max`,
 //! `MaxBytes` 16 MiB, `MinBytes` 1). Records go into a buffer owned by the member, never into
 //! the acquire future: dropping an acquire loses nothing, the next acquire returns what its
@@ -91,6 +97,34 @@ mod membership;
 mod session;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod split_tests {
+    use super::split;
+
+    #[test]
+    fn quiet_leaders_get_one_record_while_others_have_records() {
+        // Nobody quiet, or everybody: even split, the first ones get the remainder.
+        assert_eq!(split(10, &[false, false, false]), [4, 3, 3]);
+        assert_eq!(split(4, &[true, true]), [2, 2]);
+        assert_eq!(split(2, &[false, false, false]), [1, 1, 0]);
+        // A quiet leader holds one record's worth, the busy ones the rest.
+        assert_eq!(split(8, &[false, true]), [7, 1]);
+        assert_eq!(split(9, &[true, false, true, false]), [1, 4, 1, 3]);
+        // Too small a budget: the busy leaders first.
+        assert_eq!(split(1, &[true, false]), [0, 1]);
+        assert_eq!(split(2, &[true, false, false]), [0, 1, 1]);
+        assert_eq!(split(3, &[true, false, true]), [1, 1, 1]);
+        assert_eq!(split(2, &[true, false, true]), [1, 1, 0]);
+        assert!(split(5, &[]).is_empty());
+        for (budget, quiet) in [
+            (7, vec![true, false, true]),
+            (1, vec![false]),
+            (30, vec![true; 4]),
+        ] {
+            assert_eq!(split(budget, &quiet).iter().sum::<usize>(), budget);
+        }
+    }
+}
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -416,23 +450,77 @@ impl KafkaMember {
         }
         idle.sort_by_key(|s| s.node());
         let mut state = self.shared.lock();
-        let budget = max.saturating_sub(state.in_flight_records);
+        let mut budget = max.saturating_sub(state.in_flight_records);
         if budget == 0 {
             return;
         }
-        let k = idle.len().min(budget);
         let start = self.rotation.fetch_add(1, Ordering::Relaxed);
-        for j in 0..k {
-            let share = budget / k + usize::from(j < budget % k);
-            let s = idle[(start + j) % idle.len()];
+        let n = idle.len();
+        idle.rotate_left(start % n);
+        let shares = split(
+            budget,
+            &idle.iter().map(|s| s.is_quiet()).collect::<Vec<_>>(),
+        );
+        for (s, share) in idle.into_iter().zip(shares) {
+            if share == 0 || budget == 0 {
+                continue;
+            }
             let (tx, rx) = oneshot::channel();
             let max_records = i32::try_from(share).unwrap_or(i32::MAX);
             if s.fetch(max_records, wait.min(MAX_ROUND), tx) {
                 state.in_flight_records += share;
+                budget -= share;
                 replies.push(rx);
             }
         }
     }
+}
+
+/// Splits a fetch budget of `budget` records among leaders; `quiet[i]`: leader `i`'s last fetch
+/// brought nothing. A fetch holds its share until it is answered, and a leader with nothing to
+/// give answers only after `MaxWaitMs`: so while some leaders have records, each quiet one gets
+/// one record's worth (enough to notice new records) and the others split the rest. When all are
+/// quiet, or none, the budget is split evenly. Leaders past the budget get nothing this round.
+fn split(budget: usize, quiet: &[bool]) -> Vec<usize> {
+    let n = quiet.len();
+    let quiet_count = quiet.iter().filter(|q| **q).count();
+    if n == 0 {
+        return Vec::new();
+    }
+    if quiet_count == 0 || quiet_count == n {
+        let k = n.min(budget);
+        return (0..n)
+            .map(|j| {
+                if j < k {
+                    budget / k + usize::from(j < budget % k)
+                } else {
+                    0
+                }
+            })
+            .collect();
+    }
+    let busy = n - quiet_count;
+    // Busy leaders first: each quiet one gets one record only from what they leave.
+    let for_quiet = quiet_count.min(budget.saturating_sub(busy));
+    let for_busy = budget - for_quiet;
+    let k = busy.min(for_busy);
+    let (mut b, mut q) = (0, 0);
+    quiet
+        .iter()
+        .map(|is_quiet| {
+            if *is_quiet {
+                q += 1;
+                usize::from(q <= for_quiet)
+            } else {
+                b += 1;
+                if b <= k {
+                    for_busy / k + usize::from(b - 1 < for_busy % k)
+                } else {
+                    0
+                }
+            }
+        })
+        .collect()
 }
 
 #[async_trait]

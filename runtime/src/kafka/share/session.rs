@@ -81,6 +81,8 @@ pub(super) struct SessionInfo {
     generation: AtomicU64,
     /// A fetch is queued or in flight.
     fetching: AtomicBool,
+    /// The last fetch answered brought no records.
+    quiet: AtomicBool,
     /// The partitions this session should fetch.
     wanted: Mutex<BTreeSet<Tp>>,
 }
@@ -141,6 +143,12 @@ impl SessionHandle {
         self.info.fetching.load(Ordering::Acquire)
     }
 
+    /// Whether the last fetch answered brought no records: the next one probably waits out its
+    /// `MaxWaitMs` too.
+    pub(super) fn is_quiet(&self) -> bool {
+        self.info.quiet.load(Ordering::Acquire)
+    }
+
     /// Queues a fetch unless one is queued or in flight; whether it was queued.
     pub(super) fn fetch(
         &self,
@@ -174,6 +182,7 @@ pub(super) fn spawn(shared: Arc<Shared>, node: i32) -> SessionHandle {
         node,
         generation: AtomicU64::new(0),
         fetching: AtomicBool::new(false),
+        quiet: AtomicBool::new(false),
         wanted: Mutex::new(BTreeSet::new()),
     });
     let (tx, rx) = mpsc::unbounded_channel();
@@ -450,7 +459,16 @@ impl Actor {
         if self.conn.as_ref().is_some_and(Connection::is_closed) {
             self.conn = None;
             self.reset("the connection was lost");
+            self.broker_unreachable();
         }
+    }
+
+    /// The broker did not answer: it may be gone, and a new leader elected for its partitions.
+    /// Metadata is refreshed before the next routing pass, so they are fetched from wherever
+    /// metadata says they are led (this broker again once it is back).
+    fn broker_unreachable(&self) {
+        self.shared.lock().reroute(true);
+        self.shared.bump();
     }
 
     /// Ends the session on this side: the next request opens a new one (epoch 0); what was
@@ -485,19 +503,14 @@ impl Actor {
     fn drop_connection(&mut self, why: &Error) {
         self.conn = None;
         self.reset(&why.to_string());
+        self.broker_unreachable();
     }
 
     async fn connection(&mut self) -> Result<Connection, Error> {
         if let Some(c) = &self.conn {
             return Ok(c.clone());
         }
-        let addr = self
-            .shared
-            .cluster
-            .node(self.node())
-            .await?
-            .addr()
-            .to_owned();
+        let addr = self.shared.cluster.address(self.node())?;
         let conn = Connection::connect(&addr, self.shared.cluster.config()).await?;
         // A new connection has no session.
         if self.epoch != 0 {
@@ -698,6 +711,7 @@ impl Actor {
         let conn = match self.connection().await {
             Ok(c) => c,
             Err(e) => {
+                self.broker_unreachable();
                 self.fetch_done(cmd, Err(e));
                 return;
             }
@@ -866,6 +880,9 @@ impl Actor {
                 }
             }
         }
+        self.info
+            .quiet
+            .store(delivered.is_empty(), Ordering::Release);
         if !delivered.is_empty() {
             let node = self.node();
             let mut state = self.shared.lock();
