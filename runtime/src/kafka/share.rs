@@ -46,18 +46,21 @@
 //!   routing pass: the broker may be gone, and its partitions led by another one.
 //!
 //! # Acquire
-//! A fetch asks for `MaxRecords = max` split across the leaders fetched from concurrently; a
-//! leader whose last fetch brought nothing gets one record's worth while others have records
-//! (its fetch holds its share until `MaxWaitMs` is over, which would starve the busy leaders)
+//! A fetch asks for `MaxRecords = max` split across the leaders fetched from concurrently
 //! (`ShareAcquireMode` record-limit in v2, so the broker never exceeds it; `BatchSize = max`,
-//! `MaxBytes` 16 MiB, `MinBytes` 1). Records go into a buffer owned by the member, never into
+//! `MaxBytes` 16 MiB, `MinBytes` 1). A leader whose last fetch brought nothing gets one record's
+//! worth while others have records: its fetch holds its share until `MaxWaitMs` is over, which
+//! would hold back the leaders that have records. Records go into a buffer owned by the member, never into
 //! the acquire future: dropping an acquire loses nothing, the next acquire returns what its
 //! fetches brought, and leaving releases what nobody took. A buffered record is returned with
 //! its `lock_duration` shortened by the time it waited. Only offsets inside `AcquiredRecords`
 //! are delivered; acquired offsets without a data record are acknowledged GAP, and acquired
 //! offsets beyond the returned data (or in a batch that does not decode) are released, both
 //! automatically with the next request. Fetches already in flight count against `max`, so a
-//! dropped acquire never leads to more records held than asked for.
+//! dropped acquire never leads to more records held than asked for. An acquire that waited 2 s
+//! or more without any fetch answered while fetches were in flight (or while metadata could not
+//! be read) fails with a timeout instead of returning nothing: the broker does not answer, and
+//! the worker reports not ready until it does.
 //!
 //! # Settle: acknowledgement routing
 //! Every record delivered is remembered with the leader and the session (its generation) that
@@ -154,6 +157,9 @@ type Tp = (Uuid, i32);
 const MAX_ROUND: Duration = Duration::from_millis(500);
 /// How often an acquire retries routing when a leader or topic id is not known yet.
 const ROUTING_RETRY: Duration = Duration::from_millis(500);
+/// An acquire waiting at least this long that saw no fetch answered while fetches were in
+/// flight (each waits at most [`MAX_ROUND`] on the broker) fails: the broker does not answer.
+const SILENCE: Duration = Duration::from_secs(2);
 
 /// A fatal membership error, kept to fail every later acquire with it.
 #[derive(Clone, Debug)]
@@ -205,6 +211,8 @@ struct State {
     buffer: VecDeque<Buffered>,
     /// Records asked for by fetches still in flight.
     in_flight_records: usize,
+    /// Fetches the broker answered (whatever they brought), ever.
+    fetches_answered: u64,
 }
 
 /// What the member, its session actors and its heartbeat task share.
@@ -534,6 +542,8 @@ impl Member for KafkaMember {
         let mut events = self.shared.events.subscribe();
         let mut replies = FuturesUnordered::new();
         let mut failed: Option<Error> = None;
+        let mut route_error: Option<Error> = None;
+        let answered_before = self.shared.lock().fetches_answered;
         loop {
             events.borrow_and_update();
             self.check_open()?;
@@ -549,12 +559,25 @@ impl Member for KafkaMember {
             }
             let now = Instant::now();
             if now >= deadline {
+                // Nothing came; say so when that is because the broker does not answer.
+                if wait >= SILENCE && self.shared.lock().fetches_answered == answered_before {
+                    if let Some(e) = route_error {
+                        return Err(e);
+                    }
+                    if self.sessions().values().any(SessionHandle::is_fetching) {
+                        return Err(Error::timeout(format!(
+                            "share group `{}`: no fetch was answered within {wait:?} (each waits at most {MAX_ROUND:?} on the broker)",
+                            self.shared.group
+                        )));
+                    }
+                }
                 return Ok(got);
             }
             let dirty = self.shared.lock().routing_dirty;
             if dirty && let Err(e) = self.reroute().await {
                 warn!(group = %self.shared.group, member = %self.member_id, error = %e,
                     "cannot route the assigned partitions to their leaders yet");
+                route_error = Some(e);
             }
             self.start_fetches(max, deadline.saturating_duration_since(now), &mut replies);
             let wake = if self.shared.lock().routing_dirty {

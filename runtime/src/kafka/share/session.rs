@@ -443,10 +443,14 @@ impl Actor {
     }
 
     fn fetch_done(&mut self, cmd: FetchCmd, result: Result<(), Error>) {
+        let answered = result.is_ok();
         let _ = cmd.reply.send(result);
         self.info.fetching.store(false, Ordering::Release);
         {
             let mut state = self.shared.lock();
+            if answered {
+                state.fetches_answered = state.fetches_answered.wrapping_add(1);
+            }
             state.in_flight_records = state
                 .in_flight_records
                 .saturating_sub(usize::try_from(cmd.max_records).unwrap_or(0));
