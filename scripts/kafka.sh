@@ -365,12 +365,23 @@ cmd_start() {
   parse_common "$@"
   [[ ${#REST[@]} -eq 0 ]] || die "start: unknown arguments: ${REST[*]}"
   local cport=$((PORT + 1)) pidf="$DIR/kafka.pid" log="$DIR/broker.log" out="$DIR/broker.out"
+  # A broker whose owner has exited is about to be killed by its watcher: kill it now and start
+  # a new one, rather than hand it out.
+  local owner
+  owner="$(cat "$DIR/owner.pid" 2>/dev/null || true)"
+  if pid_alive "$pidf" && [[ "$owner" =~ ^[0-9]+$ ]] && ! kill -0 "$owner" 2>/dev/null; then
+    info "the broker in $DIR belongs to process $owner, which has exited; replacing it"
+    kill -KILL "$(cat "$pidf")" 2>/dev/null || true
+    local i
+    for ((i = 0; i < 50; i++)); do pid_alive "$pidf" || break; sleep 0.1; done
+    for ((i = 0; i < 50; i++)); do port_open "$PORT" || port_open "$((PORT + 1))" || break; sleep 0.1; done
+  fi
   if pid_alive "$pidf"; then
     info "a broker is already running from $DIR (pid $(cat "$pidf"), version $(cat "$DIR/version" 2>/dev/null))"
     echo "KAFKA_BOOTSTRAP=127.0.0.1:$PORT"
     return 0
   fi
-  rm -f "$pidf"
+  rm -f "$pidf" "$DIR/owner.pid"
   port_open "$PORT" && die "port $PORT is already in use by another process"
   port_open "$cport" && die "controller port $cport is already in use by another process"
   listener_lines "$PORT" "$cport" >/dev/null
@@ -448,7 +459,10 @@ cmd_start() {
     -cp "$(broker_cp "$VERSION")" kafka.Kafka "$props" </dev/null >"$out" 2>&1 &
   local pid=$!
   echo "$pid" >"$pidf"
-  [[ -n "$OWNER_PID" ]] && watch_owner "$OWNER_PID" "$pid"
+  if [[ -n "$OWNER_PID" ]]; then
+    echo "$OWNER_PID" >"$DIR/owner.pid"
+    watch_owner "$OWNER_PID" "$pid"
+  fi
   if [[ $NO_WAIT -eq 1 ]]; then
     info "Kafka $VERSION node $NODE_ID launched on 127.0.0.1:$PORT (pid $pid, dir $DIR); not waiting"
     echo "KAFKA_BOOTSTRAP=127.0.0.1:$PORT"
