@@ -86,6 +86,15 @@
 //!   within milliseconds, with delivery count + 1.
 //! - A new member gets its assignment in a later heartbeat, not in the joining one; while it
 //!   has no partitions it heartbeats every second (not every `HeartbeatIntervalMs`, 5 s).
+//! - The broker ends a session when it notices its connection closed, keyed by group and
+//!   member: a new session the member opened on a new connection before that is ended with it
+//!   (the next request answers SHARE_SESSION_NOT_FOUND) and its records are released, with the
+//!   delivery count not raised. So a session waits 500 ms before connecting again after a lost
+//!   connection.
+//! - When a broker dies, the surviving leaders' share operations wait for the share coordinator
+//!   of their state, which may have been on the dead broker: a ShareFetch took 8-16 s to answer
+//!   on a 3-node cluster (6 s broker session timeout), so records held meanwhile can outlive a
+//!   15 s lock.
 //!
 //! # Leave
 //! `leave` marks the member closed (later calls fail with a closed error), closes every session

@@ -36,6 +36,10 @@ const SHARE_ACKNOWLEDGE_KEY: i16 = 79;
 const MAX_BYTES: i32 = 16 * 1024 * 1024;
 /// The epoch that closes a session.
 const FINAL_EPOCH: i32 = -1;
+/// How long a session waits to connect again after its connection was lost or given up: the
+/// broker ends the old session (and releases its records) only when it notices the close, and
+/// it ends a new session of the same member opened before that along with it.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
 
 /// Kafka error codes handled here.
 mod code {
@@ -198,6 +202,7 @@ pub(super) fn spawn(shared: Arc<Shared>, node: i32) -> SessionHandle {
         next_call: 0,
         fetch: None,
         lock_timeout: Duration::from_secs(30),
+        reconnect_at: None,
     };
     tokio::spawn(actor.run());
     SessionHandle { tx, info }
@@ -275,6 +280,8 @@ struct Actor {
     next_call: u64,
     fetch: Option<FetchCmd>,
     lock_timeout: Duration,
+    /// Do not connect before this (after a lost connection).
+    reconnect_at: Option<Instant>,
 }
 
 impl Actor {
@@ -462,6 +469,7 @@ impl Actor {
     fn check_connection(&mut self) {
         if self.conn.as_ref().is_some_and(Connection::is_closed) {
             self.conn = None;
+            self.reconnect_at = Some(Instant::now() + RECONNECT_PAUSE);
             self.reset("the connection was lost");
             self.broker_unreachable();
         }
@@ -506,6 +514,7 @@ impl Actor {
     /// resets the session.
     fn drop_connection(&mut self, why: &Error) {
         self.conn = None;
+        self.reconnect_at = Some(Instant::now() + RECONNECT_PAUSE);
         self.reset(&why.to_string());
         self.broker_unreachable();
     }
@@ -513,6 +522,9 @@ impl Actor {
     async fn connection(&mut self) -> Result<Connection, Error> {
         if let Some(c) = &self.conn {
             return Ok(c.clone());
+        }
+        if let Some(at) = self.reconnect_at.take() {
+            tokio::time::sleep_until(at).await;
         }
         let addr = self.shared.cluster.address(self.node())?;
         let conn = Connection::connect(&addr, self.shared.cluster.config()).await?;
