@@ -1,19 +1,39 @@
 #!/usr/bin/env bash
-# scripts/kafka.sh: a real single-node Kafka (KRaft, combined mode, loopback only) for tests and CI.
+# scripts/kafka.sh: real Kafka brokers (KRaft, combined mode, loopback only): one node or a small
+# cluster, for tests and CI.
 #
 #   scripts/kafka.sh fetch  [VERSION]                         jars into target/kafka/<v>/libs (Maven)
 #   scripts/kafka.sh start  [--version V] [--port P] [--dir DIR] [--keep-data] [--prop k=v]...
 #                           [--feature name=level]...  (passed to StorageTool format)
-#                           [--listener NAME:PROTOCOL:PORT]...  (more listeners, e.g. SASL_SSL)
+#                           [--listener NAME:PROTOCOL:PORT[:ADVERTISED_PORT]]...  (more listeners)
 #                           [--scram 'MECH=[name=U,password=P]']...  (StorageTool --add-scram)
-#   scripts/kafka.sh stop   [--port P] [--dir DIR]
+#                           [--owner-pid PID] [--no-wait]
+#                           [--node-id N --voters ID@HOST:PORT,... --cluster-id ID] [--replicas R]
+#   scripts/kafka.sh stop   [--port P] [--dir DIR] [--kill]
+#   scripts/kafka.sh restart --dir DIR [--no-wait]            start DIR's broker again, on its data
+#   scripts/kafka.sh wait   [--port P] [--dir DIR]            until the broker started from DIR is ready
 #   scripts/kafka.sh status [--port P] [--dir DIR]            exit 0 running, 3 not running
+#   scripts/kafka.sh cluster start|stop|status [--nodes N] [--port P] [--dir DIR] [start's options]
 #   scripts/kafka.sh run-tool [--version V] CLASS|ALIAS args...
 #   scripts/kafka.sh classpath [--version V] [broker|tools]   print the class path
 #
 # Defaults: VERSION 4.4.0 (env KAFKA_VERSION), PORT 9092 (env KAFKA_PORT; the controller listens on
 # PORT+1), DIR target/kafka/run-<port>. Broker log: DIR/broker.log (log4j2, INFO, noisy loggers at
 # WARN); JVM stdout/stderr: DIR/broker.out. `start` prints KAFKA_BOOTSTRAP=127.0.0.1:<port> on success.
+#
+# Options of start: --owner-pid: the broker is killed (SIGKILL) when that process exits (tests pass their own pid, so
+# no broker outlives its test). --no-wait: return once the JVM is launched (then `wait`).
+# --replicas R: replication factor R of new topics and of the offsets, transaction and share-state
+# topics, min.insync.replicas min(R, 2). --node-id, --voters (controller.quorum.voters, a static
+# quorum; format without --standalone) and --cluster-id make the node part of a cluster. `restart`
+# repeats the last start's arguments with --keep-data. `stop --kill`: SIGKILL, no clean shutdown.
+#
+# cluster: NODES (default 3) combined broker+controller nodes in one static quorum, replication
+# factor min(NODES, 3), min ISR 2. Node i (from 1) listens on PORT+2(i-1) (its controller on the
+# next port) and lives in DIR/node-i (default DIR target/kafka/cluster-<port>); stop or restart one
+# node with `stop --port .. --dir DIR/node-i` and `restart --dir DIR/node-i`. `cluster start`
+# prints KAFKA_BOOTSTRAP=127.0.0.1:<p1>,127.0.0.1:<p2>,...
+#
 # Env: KAFKA_HEAP_OPTS (default -Xmx768m -Xms256m), KAFKA_JVM_OPTS (GC flags), KAFKA_TOOL_OPTS,
 # KAFKA_TOOLS_VERSION (force the kafka-tools version), KAFKA_START_TIMEOUT (s, default 90),
 # KAFKA_LOG4J_VERSION (default 2.25.5).
@@ -52,6 +72,8 @@
 # mechanisms) come with --prop listener.name.secure.*=... The PLAINTEXT listener on PORT stays:
 # the brokers talk over it and the readiness probe uses it. --scram users exist from the start
 # (written into the metadata at format time; so not with --keep-data on formatted data).
+# A listener advertised on another port (--listener PROXIED:PLAINTEXT:9095:9195) sends the
+# clients that bootstrap through it to that port: where a test puts a TCP proxy in front of it.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -267,11 +289,12 @@ pid_alive() { # pid file -> 0 if it names a live kafka.Kafka process
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 PORT="" DIR="" VERSION="" KEEP_DATA=0
+NODE_ID=1 VOTERS="" CLUSTER_ID="" REPLICAS=1 NO_WAIT=0 OWNER_PID="" KILL=0 NODES=3
 PROPS=()
 FEATURES=()
 LISTENERS=()
 SCRAM=()
-parse_common() { # sets PORT DIR VERSION KEEP_DATA PROPS; leaves the rest in REST
+parse_common() { # sets the globals above; leaves the rest in REST
   REST=()
   while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -281,14 +304,30 @@ parse_common() { # sets PORT DIR VERSION KEEP_DATA PROPS; leaves the rest in RES
       --keep-data) KEEP_DATA=1; shift ;;
       --prop) PROPS+=("${2:?--prop needs key=value}"); shift 2 ;;
       --feature) FEATURES+=(--feature "${2:?--feature needs name=level}"); shift 2 ;;
-      --listener) LISTENERS+=("${2:?--listener needs NAME:PROTOCOL:PORT}"); shift 2 ;;
+      --node-id) NODE_ID="${2:?--node-id needs a value}"; shift 2 ;;
+      --voters) VOTERS="${2:?--voters needs id@host:port,...}"; shift 2 ;;
+      --cluster-id) CLUSTER_ID="${2:?--cluster-id needs a value}"; shift 2 ;;
+      --replicas) REPLICAS="${2:?--replicas needs a value}"; shift 2 ;;
+      --listener) LISTENERS+=("${2:?--listener needs NAME:PROTOCOL:PORT[:ADVERTISED_PORT]}"); shift 2 ;;
       --scram) SCRAM+=(--add-scram "${2:?--scram needs MECHANISM=[name=...,password=...]}"); shift 2 ;;
+      --no-wait) NO_WAIT=1; shift ;;
+      --owner-pid) OWNER_PID="${2:?--owner-pid needs a pid}"; shift 2 ;;
+      --kill) KILL=1; shift ;;
+      --nodes) NODES="${2:?--nodes needs a value}"; shift 2 ;;
       *) REST+=("$1"); shift ;;
     esac
   done
   PORT="${PORT:-$DEFAULT_PORT}"
   [[ "$PORT" =~ ^[0-9]+$ ]] || die "--port must be a number"
-  DIR="${DIR:-$CACHE/run-$PORT}"
+  [[ "$NODE_ID" =~ ^[0-9]+$ ]] || die "--node-id must be a number"
+  [[ "$REPLICAS" =~ ^[1-9][0-9]*$ ]] || die "--replicas must be a number from 1"
+  [[ "$NODES" =~ ^[1-9][0-9]*$ ]] || die "--nodes must be a number from 1"
+  [[ -z "$OWNER_PID" || "$OWNER_PID" =~ ^[0-9]+$ ]] || die "--owner-pid must be a pid"
+  if [[ "${SUBCOMMAND:-}" == cluster ]]; then
+    DIR="${DIR:-$CACHE/cluster-$PORT}"
+  else
+    DIR="${DIR:-$CACHE/run-$PORT}"
+  fi
   mkdir -p "$DIR"
   DIR="$(cd "$DIR" && pwd)"
   # stop/status/...: the version the dir was last started with; start: --version or the default.
@@ -300,54 +339,88 @@ parse_common() { # sets PORT DIR VERSION KEEP_DATA PROPS; leaves the rest in RES
 
 # ------------------------------------------------------------------------------------------- start
 
+# The listeners of server.properties: PLAINTEXT (clients, other brokers), CONTROLLER, and each
+# --listener NAME:PROTOCOL:PORT[:ADVERTISED_PORT] on loopback. Checks them all first.
+listener_lines() { # port, controller port
+  local port="$1" cport="$2" l name proto lport aport
+  local listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport"
+  local advertised="$listeners"
+  local map="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+  for l in "${LISTENERS[@]+"${LISTENERS[@]}"}"; do
+    IFS=: read -r name proto lport aport <<<"$l"
+    [[ "$name" =~ ^[A-Z][A-Z0-9_]*$ && "$name" != PLAINTEXT && "$name" != CONTROLLER \
+      && "$proto" =~ ^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$ \
+      && "$lport" =~ ^[0-9]+$ && "${aport:-$lport}" =~ ^[0-9]+$ ]] ||
+      die "--listener wants NAME:PROTOCOL:PORT[:ADVERTISED_PORT] (NAME in capitals, not PLAINTEXT or CONTROLLER), got '$l'"
+    port_open "$lport" && die "listener port $lport is already in use by another process"
+    listeners+=",$name://127.0.0.1:$lport"
+    advertised+=",$name://127.0.0.1:${aport:-$lport}"
+    map+=",$name:$proto"
+  done
+  printf 'listeners=%s\nadvertised.listeners=%s\nlistener.security.protocol.map=%s\n' \
+    "$listeners" "$advertised" "$map"
+}
+
 cmd_start() {
   parse_common "$@"
   [[ ${#REST[@]} -eq 0 ]] || die "start: unknown arguments: ${REST[*]}"
   local cport=$((PORT + 1)) pidf="$DIR/kafka.pid" log="$DIR/broker.log" out="$DIR/broker.out"
+  # A broker whose owner has exited is about to be killed by its watcher: kill it now and start
+  # a new one, rather than hand it out.
+  local owner
+  owner="$(cat "$DIR/owner.pid" 2>/dev/null || true)"
+  if pid_alive "$pidf" && [[ "$owner" =~ ^[0-9]+$ ]] && ! kill -0 "$owner" 2>/dev/null; then
+    info "the broker in $DIR belongs to process $owner, which has exited; replacing it"
+    kill -KILL "$(cat "$pidf")" 2>/dev/null || true
+    local i
+    for ((i = 0; i < 50; i++)); do pid_alive "$pidf" || break; sleep 0.1; done
+    for ((i = 0; i < 50; i++)); do port_open "$PORT" || port_open "$((PORT + 1))" || break; sleep 0.1; done
+  fi
   if pid_alive "$pidf"; then
     info "a broker is already running from $DIR (pid $(cat "$pidf"), version $(cat "$DIR/version" 2>/dev/null))"
     echo "KAFKA_BOOTSTRAP=127.0.0.1:$PORT"
     return 0
   fi
-  rm -f "$pidf"
+  rm -f "$pidf" "$DIR/owner.pid"
   port_open "$PORT" && die "port $PORT is already in use by another process"
   port_open "$cport" && die "controller port $cport is already in use by another process"
-  local listeners="PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$cport"
-  local advertised="$listeners" protocols="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT" l lname lproto lport
-  for l in "${LISTENERS[@]+"${LISTENERS[@]}"}"; do
-    IFS=: read -r lname lproto lport <<<"$l"
-    [[ "$lname" =~ ^[A-Z][A-Z0-9_]*$ && "$lproto" =~ ^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$ \
-      && "$lport" =~ ^[0-9]+$ ]] || die "--listener wants NAME:PROTOCOL:PORT (NAME in capitals), got '$l'"
-    port_open "$lport" && die "listener port $lport is already in use by another process"
-    listeners+=",$lname://127.0.0.1:$lport"
-    advertised+=",$lname://127.0.0.1:$lport"
-    protocols+=",$lname:$lproto"
-  done
+  listener_lines "$PORT" "$cport" >/dev/null
   cmd_fetch "$VERSION"
+  # For `restart`: the same arguments, minus the ones that only concern this start.
+  local a
+  : >"$DIR/start.args"
+  for a in "$@"; do
+    case "$a" in --keep-data | --no-wait) ;; *) printf '%s\n' "$a" >>"$DIR/start.args" ;; esac
+  done
 
   local t0 t1
   t0="$(date +%s.%N)"
-  local props="$DIR/server.properties"
-  cat >"$props" <<EOF
-# generated by scripts/kafka.sh (Kafka $VERSION)
-process.roles=broker,controller
-node.id=1
-controller.quorum.bootstrap.servers=127.0.0.1:$cport
-listeners=$listeners
-advertised.listeners=$advertised
-inter.broker.listener.name=PLAINTEXT
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=$protocols
-log.dirs=$DIR/data
-num.partitions=1
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-auto.create.topics.enable=false
-group.initial.rebalance.delay.ms=0
-EOF
+  local props="$DIR/server.properties" isr=$((REPLICAS < 2 ? REPLICAS : 2)) quorum
+  if [[ -n "$VOTERS" ]]; then
+    quorum="controller.quorum.voters=$VOTERS"
+  else
+    quorum="controller.quorum.bootstrap.servers=127.0.0.1:$cport"
+  fi
+  {
+    echo "# generated by scripts/kafka.sh (Kafka $VERSION)"
+    echo "process.roles=broker,controller"
+    echo "node.id=$NODE_ID"
+    echo "$quorum"
+    listener_lines "$PORT" "$cport"
+    echo "inter.broker.listener.name=PLAINTEXT"
+    echo "controller.listener.names=CONTROLLER"
+    echo "log.dirs=$DIR/data"
+    echo "num.partitions=1"
+    echo "default.replication.factor=$REPLICAS"
+    echo "min.insync.replicas=$isr"
+    echo "offsets.topic.replication.factor=$REPLICAS"
+    echo "transaction.state.log.replication.factor=$REPLICAS"
+    echo "transaction.state.log.min.isr=$isr"
+    echo "share.coordinator.state.topic.replication.factor=$REPLICAS"
+    echo "share.coordinator.state.topic.min.isr=$isr"
+    echo "auto.create.topics.enable=false"
+    echo "group.initial.rebalance.delay.ms=0"
+  } >"$props"
   local p
   for p in "${PROPS[@]+"${PROPS[@]}"}"; do
     [[ "$p" == *=* ]] || die "--prop wants key=value, got '$p'"
@@ -357,13 +430,20 @@ EOF
 
   if [[ $KEEP_DATA -eq 0 || ! -f "$DIR/data/meta.properties" ]]; then
     rm -rf "$DIR/data"
-    local cid
-    cid="$(broker_java "$VERSION" kafka.tools.StorageTool random-uuid | tail -n1)"
-    [[ -n "$cid" ]] || die "StorageTool random-uuid printed nothing"
+    local cid="$CLUSTER_ID"
+    if [[ -z "$cid" ]]; then
+      cid="$(broker_java "$VERSION" kafka.tools.StorageTool random-uuid | tail -n1)"
+      [[ -n "$cid" ]] || die "StorageTool random-uuid printed nothing"
+    fi
+    # A single node formats its own one-voter quorum (--standalone); the nodes of a cluster
+    # share the static voter list of --voters and one --cluster-id.
+    local -a mode=(--standalone)
+    [[ -n "$VOTERS" ]] && mode=()
     # Without --feature a fresh format gets the release's default feature levels
     # (share.version=1 on 4.2, 2 on 4.4; see scripts/KAFKA-FINDINGS.md).
-    if ! broker_java "$VERSION" kafka.tools.StorageTool format --standalone -t "$cid" -c "$props" \
-        "${FEATURES[@]+"${FEATURES[@]}"}" "${SCRAM[@]+"${SCRAM[@]}"}" >"$DIR/format.out" 2>&1; then
+    if ! broker_java "$VERSION" kafka.tools.StorageTool format "${mode[@]+"${mode[@]}"}" -t "$cid" \
+        -c "$props" "${FEATURES[@]+"${FEATURES[@]}"}" "${SCRAM[@]+"${SCRAM[@]}"}" \
+        >"$DIR/format.out" 2>&1; then
       cat "$DIR/format.out" >&2
       die "StorageTool format failed"
     fi
@@ -379,8 +459,40 @@ EOF
     -cp "$(broker_cp "$VERSION")" kafka.Kafka "$props" </dev/null >"$out" 2>&1 &
   local pid=$!
   echo "$pid" >"$pidf"
+  if [[ -n "$OWNER_PID" ]]; then
+    echo "$OWNER_PID" >"$DIR/owner.pid"
+    watch_owner "$OWNER_PID" "$pid"
+  fi
+  if [[ $NO_WAIT -eq 1 ]]; then
+    info "Kafka $VERSION node $NODE_ID launched on 127.0.0.1:$PORT (pid $pid, dir $DIR); not waiting"
+    echo "KAFKA_BOOTSTRAP=127.0.0.1:$PORT"
+    return 0
+  fi
+  wait_ready
+  t1="$(date +%s.%N)"
+  info "Kafka $VERSION ready on 127.0.0.1:$PORT (pid $pid, dir $DIR) in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s"
+  echo "KAFKA_BOOTSTRAP=127.0.0.1:$PORT"
+}
 
-  # Readiness: the port accepts connections AND an admin metadata request (list topics) answers.
+# watch_owner OWNER BROKER: SIGKILL the broker when the owner process (a test) exits, however it
+# exits, so a test's brokers never outlive it. Only that pid, and only while it is kafka.Kafka.
+watch_owner() {
+  # shellcheck disable=SC2016 # $1 and $2 are the inner script's arguments
+  setsid nohup bash -c '
+    while kill -0 "$1" 2>/dev/null; do
+      kill -0 "$2" 2>/dev/null || exit 0
+      sleep 1
+    done
+    if tr "\0" " " <"/proc/$2/cmdline" 2>/dev/null | grep -q "kafka\.Kafka"; then
+      kill -KILL "$2" 2>/dev/null
+    fi' kafka-owner-watch "$1" "$2" </dev/null >/dev/null 2>&1 &
+}
+
+# wait_ready: the broker started from DIR (its pid file) accepts connections on PORT AND an admin
+# metadata request (list topics) answers; stops the broker and fails otherwise.
+wait_ready() {
+  local pidf="$DIR/kafka.pid" log="$DIR/broker.log" out="$DIR/broker.out" pid
+  pid="$(cat "$pidf" 2>/dev/null)" || die "no broker was started from $DIR"
   printf 'request.timeout.ms=5000\ndefault.api.timeout.ms=8000\n' >"$DIR/probe.properties"
   local timeout="${KAFKA_START_TIMEOUT:-90}" deadline ready=0
   deadline=$(( $(date +%s) + timeout ))
@@ -416,9 +528,33 @@ EOF
     [[ -s "$DIR/probe.err" ]] && { echo "----- readiness probe -----" >&2; tail -n 10 "$DIR/probe.err" >&2; }
     die "Kafka $VERSION did not become ready on 127.0.0.1:$PORT"
   fi
-  t1="$(date +%s.%N)"
-  info "Kafka $VERSION ready on 127.0.0.1:$PORT (pid $pid, dir $DIR) in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s"
+}
+
+cmd_wait() {
+  parse_common "$@"
+  [[ ${#REST[@]} -eq 0 ]] || die "wait: unknown arguments: ${REST[*]}"
+  wait_ready
   echo "KAFKA_BOOTSTRAP=127.0.0.1:$PORT"
+}
+
+# restart --dir DIR [--no-wait]: starts the broker of DIR again on its data, with the arguments
+# it was last started with.
+cmd_restart() {
+  local dir="" a
+  local -a extra=()
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --dir) dir="${2:?--dir needs a value}"; shift 2 ;;
+      --no-wait) extra+=(--no-wait); shift ;;
+      *) die "restart: unknown argument $1" ;;
+    esac
+  done
+  [[ -n "$dir" && -f "$dir/start.args" ]] ||
+    die "restart: --dir must name a directory a broker was started from"
+  local -a args=()
+  while IFS= read -r a; do args+=("$a"); done <"$dir/start.args"
+  SUBCOMMAND=start
+  cmd_start "${args[@]}" --keep-data "${extra[@]+"${extra[@]}"}"
 }
 
 # -------------------------------------------------------------------------------------------- stop
@@ -433,6 +569,13 @@ cmd_stop() {
     return 0
   fi
   pid="$(cat "$pidf")"
+  if [[ $KILL -eq 1 ]]; then
+    kill -KILL "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    info "broker $pid killed (SIGKILL)"
+    rm -f "$pidf"
+    return 0
+  fi
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < 300; i++)); do
     kill -0 "$pid" 2>/dev/null || break
@@ -446,6 +589,83 @@ cmd_stop() {
     info "broker $pid stopped after $(awk -v n="$i" 'BEGIN{printf "%.1f", n/10}') s"
   fi
   rm -f "$pidf"
+}
+
+# ----------------------------------------------------------------------------------------- cluster
+
+# cluster start|stop|status: NODES combined broker+controller nodes with a static quorum of NODES
+# voters. Node i (from 1) listens on PORT+2(i-1), its controller on the port after, and lives in
+# DIR/node-i. `start` passes --version, --prop, --feature, --scram, --owner-pid and --keep-data
+# on to every node, and sets --replicas to NODES (at most 3).
+cmd_cluster() {
+  local sub="${1:-}"
+  [[ $# -gt 0 ]] && shift
+  parse_common "$@"
+  [[ ${#REST[@]} -eq 0 ]] || die "cluster $sub: unknown arguments: ${REST[*]}"
+  local i voters="" bootstrap="" node_port rc=0 self="${BASH_SOURCE[0]}"
+  for ((i = 1; i <= NODES; i++)); do
+    node_port=$((PORT + 2 * (i - 1)))
+    voters+="${voters:+,}$i@127.0.0.1:$((node_port + 1))"
+    bootstrap+="${bootstrap:+,}127.0.0.1:$node_port"
+  done
+  case "$sub" in
+    start)
+      local cid replicas=$((NODES < 3 ? NODES : 3)) p
+      cmd_fetch "$VERSION"
+      cid="$(broker_java "$VERSION" kafka.tools.StorageTool random-uuid | tail -n1)"
+      [[ -n "$cid" ]] || die "StorageTool random-uuid printed nothing"
+      echo "$VERSION" >"$DIR/version"
+      local -a common=(--version "$VERSION" --voters "$voters" --cluster-id "$cid"
+        --replicas "$replicas" --no-wait)
+      [[ $KEEP_DATA -eq 1 ]] && common+=(--keep-data)
+      [[ -n "$OWNER_PID" ]] && common+=(--owner-pid "$OWNER_PID")
+      for p in "${PROPS[@]+"${PROPS[@]}"}"; do common+=(--prop "$p"); done
+      common+=("${FEATURES[@]+"${FEATURES[@]}"}")
+      common+=("${SCRAM[@]+"${SCRAM[@]}"}")
+      [[ ${#LISTENERS[@]} -eq 0 ]] || die "cluster start: --listener is not supported (ports are per node)"
+      # Every node first (the quorum needs a majority of them), then wait for each.
+      for ((i = 1; i <= NODES; i++)); do
+        "$self" start --node-id "$i" --port "$((PORT + 2 * (i - 1)))" --dir "$DIR/node-$i" \
+          "${common[@]}" >/dev/null || { rc=1; break; }
+      done
+      if [[ $rc -eq 0 ]]; then
+        for ((i = 1; i <= NODES; i++)); do
+          "$self" wait --port "$((PORT + 2 * (i - 1)))" --dir "$DIR/node-$i" >/dev/null ||
+            { rc=1; break; }
+        done
+      fi
+      if [[ $rc -ne 0 ]]; then
+        for ((i = 1; i <= NODES; i++)); do
+          "$self" stop --port "$((PORT + 2 * (i - 1)))" --dir "$DIR/node-$i" --kill || true
+        done
+        die "the $NODES-node cluster in $DIR did not start"
+      fi
+      info "Kafka $VERSION cluster of $NODES nodes ready on $bootstrap (dir $DIR)"
+      echo "KAFKA_BOOTSTRAP=$bootstrap"
+      ;;
+    stop)
+      local -a how=() p
+      [[ $KILL -eq 1 ]] && how=(--kill)
+      # All at once: the last node alone has no quorum left for a controlled shutdown.
+      local -a pids=()
+      for ((i = 1; i <= NODES; i++)); do
+        "$self" stop --port "$((PORT + 2 * (i - 1)))" --dir "$DIR/node-$i" \
+          "${how[@]+"${how[@]}"}" &
+        pids+=($!)
+      done
+      for p in "${pids[@]}"; do wait "$p" || rc=1; done
+      return "$rc"
+      ;;
+    status)
+      local line
+      for ((i = 1; i <= NODES; i++)); do
+        line="$("$self" status --port "$((PORT + 2 * (i - 1)))" --dir "$DIR/node-$i")" || rc=3
+        printf 'node %s: %s\n' "$i" "${line%%$'\n'*}"
+      done
+      return "$rc"
+      ;;
+    *) die "cluster: start, stop or status" ;;
+  esac
 }
 
 cmd_status() {
@@ -482,7 +702,7 @@ cmd_classpath() {
   esac
 }
 
-usage() { sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,39p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 main() {
   local sub="${1:-}"
@@ -492,6 +712,9 @@ main() {
     fetch) cmd_fetch "$@" ;;
     start) cmd_start "$@" ;;
     stop) cmd_stop "$@" ;;
+    restart) cmd_restart "$@" ;;
+    wait) cmd_wait "$@" ;;
+    cluster) cmd_cluster "$@" ;;
     status) cmd_status "$@" ;;
     run-tool) cmd_run_tool "$@" ;;
     classpath) cmd_classpath "$@" ;;

@@ -7,7 +7,9 @@
 # KAFKA_BOOTSTRAP=host:port   use that broker instead of starting one
 # KAFKA42_BOOTSTRAP=host:port the Kafka 4.2 broker for the 4.2 conformance run, likewise
 # TEST_KAFKA=off              start no broker (the Kafka tests then skip, or fail under CI=true)
-# KAFKA_TEST_VERSION          the Kafka release for every Kafka test (default 4.4.0)
+# KAFKA_TEST_VERSION          the Kafka release for every Kafka test (default 4.4.0), also of the
+#                             brokers the cluster and fault tests start for themselves (kafka.sh
+#                             cluster on 25100-25105, a proxied broker on 25120-25132)
 # KAFKA42_TEST_VERSION        the 4.2 release for the conformance suite (default 4.2.2)
 # TEST_PROMETHEUS=off         do not install Prometheus (its tests then skip, or fail under CI=true)
 # TEST_TEMPLATE=off           skip scripts/template-test.sh (the worker template); ignored under CI=true
@@ -22,6 +24,7 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-8}"
 port="${KAFKA_TEST_PORT:-19092}"
 version="${KAFKA_TEST_VERSION:-4.4.0}"
+export KAFKA_TEST_VERSION="$version"
 
 # Build first, so the broker is not left waiting while everything compiles.
 cargo test --workspace --locked --no-run "$@"

@@ -1,7 +1,11 @@
 //! Shared helpers of the integration tests.
 
+pub mod brokers;
 pub mod conformance;
 pub mod http;
 pub mod kafka;
+pub mod probe;
 pub mod prometheus;
+pub mod proxy;
 pub mod scenarios;
+pub mod tally;

@@ -156,12 +156,25 @@ struct State {
     coordinators: HashMap<String, i32>,
 }
 
+/// What a connection to a broker carries. A broker handles one request per connection at a
+/// time, so a request it takes long to answer (a Produce waiting for the in-sync replicas, a
+/// DescribeShareGroupOffsets waiting for share state) holds up every request behind it on that
+/// connection. Short requests that must not wait (heartbeats, metadata, coordinator lookups)
+/// get connections of their own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Lane {
+    /// Produce and the admin calls.
+    Data,
+    /// ShareGroupHeartbeat, Metadata and FindCoordinator: answered at once by a live broker.
+    Control,
+}
+
 /// The cluster: shared by every part of the Kafka backend.
 pub(crate) struct Cluster {
     config: ClientConfig,
     state: Mutex<State>,
-    /// One connection per broker id; `-1` is the bootstrap connection.
-    conns: AsyncMutex<HashMap<i32, Connection>>,
+    /// One connection per broker id and lane; `-1` is the bootstrap broker.
+    conns: AsyncMutex<HashMap<(i32, Lane), Connection>>,
 }
 
 impl Cluster {
@@ -184,17 +197,26 @@ impl Cluster {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Any live connection: a known broker's, or a bootstrap one.
+    /// Any live connection for produce and admin calls: a known broker's, or a bootstrap one.
     pub(crate) async fn any(&self) -> Result<Connection, Error> {
+        self.any_on(Lane::Data).await
+    }
+
+    /// Any live connection of `lane`: a known broker's, or a bootstrap one.
+    async fn any_on(&self, lane: Lane) -> Result<Connection, Error> {
         {
             let conns = self.conns.lock().await;
-            if let Some(c) = conns.values().find(|c| !c.is_closed()) {
+            if let Some(c) = conns
+                .iter()
+                .find(|((_, l), c)| *l == lane && !c.is_closed())
+                .map(|(_, c)| c)
+            {
                 return Ok(c.clone());
             }
         }
         let nodes: Vec<i32> = self.lock().nodes.keys().copied().collect();
         for id in nodes {
-            if let Ok(c) = self.node(id).await {
+            if let Ok(c) = self.connection(id, lane).await {
                 return Ok(c);
             }
         }
@@ -202,7 +224,7 @@ impl Cluster {
         for addr in &self.config.bootstrap {
             match Connection::connect(addr, &self.config).await {
                 Ok(c) => {
-                    self.conns.lock().await.insert(-1, c.clone());
+                    self.conns.lock().await.insert((-1, lane), c.clone());
                     return Ok(c);
                 }
                 // A refused password or certificate: another broker will say the same.
@@ -217,21 +239,44 @@ impl Cluster {
         .with_source(last.unwrap_or_else(|| Error::broker("no bootstrap address"))))
     }
 
-    /// The connection to broker `id`, opened or reopened as needed.
+    /// The connection to broker `id` for produce and admin calls, opened or reopened as needed.
     pub(crate) async fn node(&self, id: i32) -> Result<Connection, Error> {
-        let mut conns = self.conns.lock().await;
-        if let Some(c) = conns.get(&id)
+        self.connection(id, Lane::Data).await
+    }
+
+    /// The connection to broker `id` for heartbeats and other short requests (see [`Lane`]).
+    pub(crate) async fn control(&self, id: i32) -> Result<Connection, Error> {
+        self.connection(id, Lane::Control).await
+    }
+
+    /// The address of broker `id` as metadata gave it.
+    pub(crate) fn address(&self, id: i32) -> Result<String, Error> {
+        self.lock()
+            .nodes
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::broker(format!("broker {id} is not in the cluster metadata")))
+    }
+
+    /// The connection of `lane` to broker `id`, opened or reopened as needed. Connecting happens
+    /// outside the lock: a broker that does not answer holds up only its own callers.
+    async fn connection(&self, id: i32, lane: Lane) -> Result<Connection, Error> {
+        if let Some(c) = self.conns.lock().await.get(&(id, lane))
             && !c.is_closed()
         {
             return Ok(c.clone());
         }
-        let addr =
-            self.lock().nodes.get(&id).cloned().ok_or_else(|| {
-                Error::broker(format!("broker {id} is not in the cluster metadata"))
-            })?;
+        let addr = self.address(id)?;
         let c = Connection::connect(&addr, &self.config).await?;
-        conns.insert(id, c.clone());
-        Ok(c)
+        let mut conns = self.conns.lock().await;
+        match conns.get(&(id, lane)) {
+            // Another caller connected meanwhile: use theirs, drop this one.
+            Some(theirs) if !theirs.is_closed() => Ok(theirs.clone()),
+            _ => {
+                conns.insert((id, lane), c.clone());
+                Ok(c)
+            }
+        }
     }
 
     /// The ids of the brokers metadata named, sorted.
@@ -248,7 +293,7 @@ impl Cluster {
 
     /// Refreshes metadata for `topics` (none: only the broker list).
     pub(crate) async fn refresh(&self, topics: &[&str]) -> Result<(), Error> {
-        let conn = self.any().await?;
+        let conn = self.any_on(Lane::Control).await?;
         let req = MetadataRequest::default()
             .with_topics(Some(
                 topics
@@ -337,7 +382,7 @@ impl Cluster {
         if let Some(id) = self.lock().coordinators.get(group) {
             return Ok(*id);
         }
-        let conn = self.any().await?;
+        let conn = self.any_on(Lane::Control).await?;
         let req = FindCoordinatorRequest::default()
             .with_key_type(0)
             .with_coordinator_keys(vec![StrBytes::from_string(group.to_owned())]);

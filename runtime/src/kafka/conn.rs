@@ -2,8 +2,10 @@
 //!
 //! [`Connection`] is a cheap, cloneable handle; a writer task and a reader task drive the socket.
 //! Requests get correlation ids and may overlap; each answer goes back to its caller. A request
-//! that gets no answer within its timeout fails with a timeout error; a broken socket fails every
-//! pending request and marks the connection closed, and the owner reconnects.
+//! that gets no answer within its timeout fails with a timeout error and gives the connection up
+//! (the broker answers in order, so nothing sent after it would be answered sooner); a broken
+//! socket fails every pending request. Either way the connection is marked closed and the owner
+//! reconnects.
 //!
 //! The socket is plain TCP or TLS (rustls). With SASL, the writer task authenticates right after
 //! ApiVersions (SaslHandshake v1, SaslAuthenticate), and again on the same connection before the
@@ -209,11 +211,16 @@ impl Shared {
                 return Err(Error::broker(format!("connection to {} lost", self.addr)));
             }
             Err(_) => {
-                return Err(Error::timeout(format!(
+                let e = Error::timeout(format!(
                     "{} to {} got no answer within {timeout:?}",
                     api_name(C::KEY),
                     self.addr,
-                )));
+                ));
+                // The broker answers in order: what was sent after this request would wait
+                // behind it, and a stalled broker answers none. Give the connection up; its
+                // owner opens a new one.
+                self.fail_all(&e);
+                return Err(e);
             }
         };
         C::decode_body(&mut body, version)

@@ -9,7 +9,9 @@
 //! a heartbeat with epoch 0 and the subscribed topic names and returns once it succeeded; the
 //! assignment may come in a later heartbeat (acquire just waits for it). A task then heartbeats
 //! every `HeartbeatIntervalMs` with the current epoch and no topic names; a non-null
-//! `Assignment` replaces the member's partitions.
+//! `Assignment` replaces the member's partitions. Heartbeats go on the coordinator's control
+//! connection (with metadata and coordinator lookups only), never behind a slow admin call or
+//! produce: a heartbeat held up past the session timeout would fence the member.
 //! - NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE, COORDINATOR_LOAD_IN_PROGRESS, a broken
 //!   connection or a timeout: forget the coordinator, find it again, retry with backoff
 //!   (100 ms doubling to 5 s).
@@ -39,19 +41,26 @@
 //!   other top-level error, a timeout or a broken connection reset the session: the connection
 //!   is dropped when it was at fault (the broker then ends the session and releases its
 //!   records), the next request opens a new session with epoch 0, and every record acquired in
-//!   the old one is lost to this member: acknowledging it answers lock-lost.
+//!   the old one is lost to this member: acknowledging it answers lock-lost. A timeout, a broken
+//!   connection or a broker that cannot be reached also refreshes metadata before the next
+//!   routing pass: the broker may be gone, and its partitions led by another one.
 //!
 //! # Acquire
 //! A fetch asks for `MaxRecords = max` split across the leaders fetched from concurrently
 //! (`ShareAcquireMode` record-limit in v2, so the broker never exceeds it; `BatchSize = max`,
-//! `MaxBytes` 16 MiB, `MinBytes` 1). Records go into a buffer owned by the member, never into
+//! `MaxBytes` 16 MiB, `MinBytes` 1). A leader whose last fetch brought nothing gets one record's
+//! worth while others have records: its fetch holds its share until `MaxWaitMs` is over, which
+//! would hold back the leaders that have records. Records go into a buffer owned by the member, never into
 //! the acquire future: dropping an acquire loses nothing, the next acquire returns what its
 //! fetches brought, and leaving releases what nobody took. A buffered record is returned with
 //! its `lock_duration` shortened by the time it waited. Only offsets inside `AcquiredRecords`
 //! are delivered; acquired offsets without a data record are acknowledged GAP, and acquired
 //! offsets beyond the returned data (or in a batch that does not decode) are released, both
 //! automatically with the next request. Fetches already in flight count against `max`, so a
-//! dropped acquire never leads to more records held than asked for.
+//! dropped acquire never leads to more records held than asked for. An acquire that waited 2 s
+//! or more without any fetch answered while fetches were in flight (or while metadata could not
+//! be read) fails with a timeout instead of returning nothing: the broker does not answer, and
+//! the worker reports not ready until it does.
 //!
 //! # Settle: acknowledgement routing
 //! Every record delivered is remembered with the leader and the session (its generation) that
@@ -77,6 +86,15 @@
 //!   within milliseconds, with delivery count + 1.
 //! - A new member gets its assignment in a later heartbeat, not in the joining one; while it
 //!   has no partitions it heartbeats every second (not every `HeartbeatIntervalMs`, 5 s).
+//! - The broker ends a session when it notices its connection closed, keyed by group and
+//!   member: a new session the member opened on a new connection before that is ended with it
+//!   (the next request answers SHARE_SESSION_NOT_FOUND) and its records are released, with the
+//!   delivery count not raised. So a session waits 500 ms before connecting again after a lost
+//!   connection.
+//! - When a broker dies, the surviving leaders' share operations wait for the share coordinator
+//!   of their state, which may have been on the dead broker: a ShareFetch took 8-16 s to answer
+//!   on a 3-node cluster (6 s broker session timeout), so records held meanwhile can outlive a
+//!   15 s lock.
 //!
 //! # Leave
 //! `leave` marks the member closed (later calls fail with a closed error), closes every session
@@ -96,6 +114,34 @@ pub(crate) use membership::HEARTBEAT;
 pub(crate) use session::{SHARE_ACKNOWLEDGE, SHARE_FETCH};
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod split_tests {
+    use super::split;
+
+    #[test]
+    fn quiet_leaders_get_one_record_while_others_have_records() {
+        // Nobody quiet, or everybody: even split, the first ones get the remainder.
+        assert_eq!(split(10, &[false, false, false]), [4, 3, 3]);
+        assert_eq!(split(4, &[true, true]), [2, 2]);
+        assert_eq!(split(2, &[false, false, false]), [1, 1, 0]);
+        // A quiet leader holds one record's worth, the busy ones the rest.
+        assert_eq!(split(8, &[false, true]), [7, 1]);
+        assert_eq!(split(9, &[true, false, true, false]), [1, 4, 1, 3]);
+        // Too small a budget: the busy leaders first.
+        assert_eq!(split(1, &[true, false]), [0, 1]);
+        assert_eq!(split(2, &[true, false, false]), [0, 1, 1]);
+        assert_eq!(split(3, &[true, false, true]), [1, 1, 1]);
+        assert_eq!(split(2, &[true, false, true]), [1, 1, 0]);
+        assert!(split(5, &[]).is_empty());
+        for (budget, quiet) in [
+            (7, vec![true, false, true]),
+            (1, vec![false]),
+            (30, vec![true; 4]),
+        ] {
+            assert_eq!(split(budget, &quiet).iter().sum::<usize>(), budget);
+        }
+    }
+}
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -125,6 +171,9 @@ type Tp = (Uuid, i32);
 const MAX_ROUND: Duration = Duration::from_millis(500);
 /// How often an acquire retries routing when a leader or topic id is not known yet.
 const ROUTING_RETRY: Duration = Duration::from_millis(500);
+/// An acquire waiting at least this long that saw no fetch answered while fetches were in
+/// flight (each waits at most [`MAX_ROUND`] on the broker) fails: the broker does not answer.
+const SILENCE: Duration = Duration::from_secs(2);
 
 /// A fatal membership error, kept to fail every later acquire with it.
 #[derive(Clone, Debug)]
@@ -176,6 +225,8 @@ struct State {
     buffer: VecDeque<Buffered>,
     /// Records asked for by fetches still in flight.
     in_flight_records: usize,
+    /// Fetches the broker answered (whatever they brought), ever.
+    fetches_answered: u64,
 }
 
 /// What the member, its session actors and its heartbeat task share.
@@ -421,23 +472,77 @@ impl KafkaMember {
         }
         idle.sort_by_key(|s| s.node());
         let mut state = self.shared.lock();
-        let budget = max.saturating_sub(state.in_flight_records);
+        let mut budget = max.saturating_sub(state.in_flight_records);
         if budget == 0 {
             return;
         }
-        let k = idle.len().min(budget);
         let start = self.rotation.fetch_add(1, Ordering::Relaxed);
-        for j in 0..k {
-            let share = budget / k + usize::from(j < budget % k);
-            let s = idle[(start + j) % idle.len()];
+        let n = idle.len();
+        idle.rotate_left(start % n);
+        let shares = split(
+            budget,
+            &idle.iter().map(|s| s.is_quiet()).collect::<Vec<_>>(),
+        );
+        for (s, share) in idle.into_iter().zip(shares) {
+            if share == 0 || budget == 0 {
+                continue;
+            }
             let (tx, rx) = oneshot::channel();
             let max_records = i32::try_from(share).unwrap_or(i32::MAX);
             if s.fetch(max_records, wait.min(MAX_ROUND), tx) {
                 state.in_flight_records += share;
+                budget -= share;
                 replies.push(rx);
             }
         }
     }
+}
+
+/// Splits a fetch budget of `budget` records among leaders; `quiet[i]`: leader `i`'s last fetch
+/// brought nothing. A fetch holds its share until it is answered, and a leader with nothing to
+/// give answers only after `MaxWaitMs`: so while some leaders have records, each quiet one gets
+/// one record's worth (enough to notice new records) and the others split the rest. When all are
+/// quiet, or none, the budget is split evenly. Leaders past the budget get nothing this round.
+fn split(budget: usize, quiet: &[bool]) -> Vec<usize> {
+    let n = quiet.len();
+    let quiet_count = quiet.iter().filter(|q| **q).count();
+    if n == 0 {
+        return Vec::new();
+    }
+    if quiet_count == 0 || quiet_count == n {
+        let k = n.min(budget);
+        return (0..n)
+            .map(|j| {
+                if j < k {
+                    budget / k + usize::from(j < budget % k)
+                } else {
+                    0
+                }
+            })
+            .collect();
+    }
+    let busy = n - quiet_count;
+    // Busy leaders first: each quiet one gets one record only from what they leave.
+    let for_quiet = quiet_count.min(budget.saturating_sub(busy));
+    let for_busy = budget - for_quiet;
+    let k = busy.min(for_busy);
+    let (mut b, mut q) = (0, 0);
+    quiet
+        .iter()
+        .map(|is_quiet| {
+            if *is_quiet {
+                q += 1;
+                usize::from(q <= for_quiet)
+            } else {
+                b += 1;
+                if b <= k {
+                    for_busy / k + usize::from(b - 1 < for_busy % k)
+                } else {
+                    0
+                }
+            }
+        })
+        .collect()
 }
 
 #[async_trait]
@@ -451,6 +556,8 @@ impl Member for KafkaMember {
         let mut events = self.shared.events.subscribe();
         let mut replies = FuturesUnordered::new();
         let mut failed: Option<Error> = None;
+        let mut route_error: Option<Error> = None;
+        let answered_before = self.shared.lock().fetches_answered;
         loop {
             events.borrow_and_update();
             self.check_open()?;
@@ -466,12 +573,25 @@ impl Member for KafkaMember {
             }
             let now = Instant::now();
             if now >= deadline {
+                // Nothing came; say so when that is because the broker does not answer.
+                if wait >= SILENCE && self.shared.lock().fetches_answered == answered_before {
+                    if let Some(e) = route_error {
+                        return Err(e);
+                    }
+                    if self.sessions().values().any(SessionHandle::is_fetching) {
+                        return Err(Error::timeout(format!(
+                            "share group `{}`: no fetch was answered within {wait:?} (each waits at most {MAX_ROUND:?} on the broker)",
+                            self.shared.group
+                        )));
+                    }
+                }
                 return Ok(got);
             }
             let dirty = self.shared.lock().routing_dirty;
             if dirty && let Err(e) = self.reroute().await {
                 warn!(group = %self.shared.group, member = %self.member_id, error = %e,
                     "cannot route the assigned partitions to their leaders yet");
+                route_error = Some(e);
             }
             self.start_fetches(max, deadline.saturating_duration_since(now), &mut replies);
             let wake = if self.shared.lock().routing_dirty {

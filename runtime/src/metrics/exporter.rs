@@ -179,6 +179,9 @@ impl Exporter {
         shutdown.await;
         status.set_stopping();
         stop.cancel();
+        // It only reads; a read waiting on a broker that does not answer must not hold up the
+        // shutdown for the request timeout.
+        refresh.abort();
         let _ = refresh.await;
         server.stop().await;
         Ok(())

@@ -187,6 +187,8 @@ struct Dispatcher {
     settle_tx: mpsc::UnboundedSender<Vec<(RecordId, AckKind)>>,
     done_tx: mpsc::UnboundedSender<Completion>,
     fetch: Option<FetchFuture>,
+    /// How many records the pending acquire asked for.
+    fetch_want: usize,
     fetch_paused_until: Option<Instant>,
     permit_wait: Option<PermitFuture>,
     next_renew: Option<Instant>,
@@ -225,6 +227,7 @@ impl GroupRunner {
             settle_tx,
             done_tx,
             fetch: None,
+            fetch_want: 0,
             fetch_paused_until: None,
             permit_wait: None,
             next_renew: None,
@@ -415,7 +418,7 @@ impl Dispatcher {
     }
 
     fn maybe_fetch(&mut self) {
-        if self.fetch.is_some() || self.shutting_down.is_some() {
+        if self.shutting_down.is_some() {
             return;
         }
         if let Some(t) = self.fetch_paused_until {
@@ -440,6 +443,14 @@ impl Dispatcher {
         if want == 0 || (queued > 0 && want < target.div_ceil(2)) {
             return;
         }
+        // An acquire is pending. It asked for what was free then; when at least twice as much is
+        // free now, ask again: the member may not fetch more than an acquire asks for, so a
+        // small one waiting on a quiet leader would hold the others back (dropping an acquire
+        // loses nothing).
+        if self.fetch.is_some() && want < self.fetch_want.saturating_mul(2) {
+            return;
+        }
+        self.fetch_want = want;
         let member = self.r.member.clone();
         let latency = self.r.metrics.fetch_duration.clone();
         self.fetch = Some(Box::pin(async move {

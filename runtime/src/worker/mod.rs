@@ -614,6 +614,9 @@ impl Worker {
         ));
         let stop_side_tasks = || async {
             http_stop.cancel();
+            // It only reads; a read waiting on a broker that does not answer must not hold up
+            // the shutdown for the request timeout.
+            refresh.abort();
             let _ = refresh.await;
             if let Some(h) = http {
                 h.stop().await;

@@ -82,7 +82,7 @@ async fn heartbeat(
     subscribe: bool,
 ) -> Result<ShareGroupHeartbeatResponse, Error> {
     let node = shared.cluster.coordinator(&shared.group).await?;
-    let conn = shared.cluster.node(node).await?;
+    let conn = shared.cluster.control(node).await?;
     let topics = subscribe.then(|| {
         shared
             .topics

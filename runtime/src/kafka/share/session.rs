@@ -36,6 +36,10 @@ const SHARE_ACKNOWLEDGE_KEY: i16 = 79;
 const MAX_BYTES: i32 = 16 * 1024 * 1024;
 /// The epoch that closes a session.
 const FINAL_EPOCH: i32 = -1;
+/// How long a session waits to connect again after its connection was lost or given up: the
+/// broker ends the old session (and releases its records) only when it notices the close, and
+/// it ends a new session of the same member opened before that along with it.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
 
 /// Kafka error codes handled here.
 mod code {
@@ -81,6 +85,8 @@ pub(super) struct SessionInfo {
     generation: AtomicU64,
     /// A fetch is queued or in flight.
     fetching: AtomicBool,
+    /// The last fetch answered brought no records.
+    quiet: AtomicBool,
     /// The partitions this session should fetch.
     wanted: Mutex<BTreeSet<Tp>>,
 }
@@ -141,6 +147,12 @@ impl SessionHandle {
         self.info.fetching.load(Ordering::Acquire)
     }
 
+    /// Whether the last fetch answered brought no records: the next one probably waits out its
+    /// `MaxWaitMs` too.
+    pub(super) fn is_quiet(&self) -> bool {
+        self.info.quiet.load(Ordering::Acquire)
+    }
+
     /// Queues a fetch unless one is queued or in flight; whether it was queued.
     pub(super) fn fetch(
         &self,
@@ -174,6 +186,7 @@ pub(super) fn spawn(shared: Arc<Shared>, node: i32) -> SessionHandle {
         node,
         generation: AtomicU64::new(0),
         fetching: AtomicBool::new(false),
+        quiet: AtomicBool::new(false),
         wanted: Mutex::new(BTreeSet::new()),
     });
     let (tx, rx) = mpsc::unbounded_channel();
@@ -189,6 +202,7 @@ pub(super) fn spawn(shared: Arc<Shared>, node: i32) -> SessionHandle {
         next_call: 0,
         fetch: None,
         lock_timeout: Duration::from_secs(30),
+        reconnect_at: None,
     };
     tokio::spawn(actor.run());
     SessionHandle { tx, info }
@@ -266,6 +280,8 @@ struct Actor {
     next_call: u64,
     fetch: Option<FetchCmd>,
     lock_timeout: Duration,
+    /// Do not connect before this (after a lost connection).
+    reconnect_at: Option<Instant>,
 }
 
 impl Actor {
@@ -434,10 +450,14 @@ impl Actor {
     }
 
     fn fetch_done(&mut self, cmd: FetchCmd, result: Result<(), Error>) {
+        let answered = result.is_ok();
         let _ = cmd.reply.send(result);
         self.info.fetching.store(false, Ordering::Release);
         {
             let mut state = self.shared.lock();
+            if answered {
+                state.fetches_answered = state.fetches_answered.wrapping_add(1);
+            }
             state.in_flight_records = state
                 .in_flight_records
                 .saturating_sub(usize::try_from(cmd.max_records).unwrap_or(0));
@@ -449,8 +469,18 @@ impl Actor {
     fn check_connection(&mut self) {
         if self.conn.as_ref().is_some_and(Connection::is_closed) {
             self.conn = None;
+            self.reconnect_at = Some(Instant::now() + RECONNECT_PAUSE);
             self.reset("the connection was lost");
+            self.broker_unreachable();
         }
+    }
+
+    /// The broker did not answer: it may be gone, and a new leader elected for its partitions.
+    /// Metadata is refreshed before the next routing pass, so they are fetched from wherever
+    /// metadata says they are led (this broker again once it is back).
+    fn broker_unreachable(&self) {
+        self.shared.lock().reroute(true);
+        self.shared.bump();
     }
 
     /// Ends the session on this side: the next request opens a new one (epoch 0); what was
@@ -484,20 +514,19 @@ impl Actor {
     /// resets the session.
     fn drop_connection(&mut self, why: &Error) {
         self.conn = None;
+        self.reconnect_at = Some(Instant::now() + RECONNECT_PAUSE);
         self.reset(&why.to_string());
+        self.broker_unreachable();
     }
 
     async fn connection(&mut self) -> Result<Connection, Error> {
         if let Some(c) = &self.conn {
             return Ok(c.clone());
         }
-        let addr = self
-            .shared
-            .cluster
-            .node(self.node())
-            .await?
-            .addr()
-            .to_owned();
+        if let Some(at) = self.reconnect_at.take() {
+            tokio::time::sleep_until(at).await;
+        }
+        let addr = self.shared.cluster.address(self.node())?;
         let conn = Connection::connect(&addr, self.shared.cluster.config()).await?;
         // A new connection has no session.
         if self.epoch != 0 {
@@ -698,6 +727,7 @@ impl Actor {
         let conn = match self.connection().await {
             Ok(c) => c,
             Err(e) => {
+                self.broker_unreachable();
                 self.fetch_done(cmd, Err(e));
                 return;
             }
@@ -866,6 +896,9 @@ impl Actor {
                 }
             }
         }
+        self.info
+            .quiet
+            .store(delivered.is_empty(), Ordering::Release);
         if !delivered.is_empty() {
             let node = self.node();
             let mut state = self.shared.lock();
