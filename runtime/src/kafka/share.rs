@@ -171,8 +171,9 @@ type Tp = (Uuid, i32);
 const MAX_ROUND: Duration = Duration::from_millis(500);
 /// How often an acquire retries routing when a leader or topic id is not known yet.
 const ROUTING_RETRY: Duration = Duration::from_millis(500);
-/// An acquire waiting at least this long that saw no fetch answered while fetches were in
-/// flight (each waits at most [`MAX_ROUND`] on the broker) fails: the broker does not answer.
+/// An acquire waiting at least this long that saw no fetch answered, while a fetch has waited at
+/// least this long for its answer (each waits at most [`MAX_ROUND`] on the broker), fails: the
+/// broker does not answer.
 const SILENCE: Duration = Duration::from_secs(2);
 
 /// A fatal membership error, kept to fail every later acquire with it.
@@ -573,14 +574,22 @@ impl Member for KafkaMember {
             }
             let now = Instant::now();
             if now >= deadline {
-                // Nothing came; say so when that is because the broker does not answer.
+                // Nothing came; say so when that is because the broker does not answer: no
+                // fetch was answered while this acquire waited, and one has been waiting for
+                // its answer at least SILENCE (a fetch sent just now, say for partitions
+                // assigned a moment ago, proves nothing).
                 if wait >= SILENCE && self.shared.lock().fetches_answered == answered_before {
                     if let Some(e) = route_error {
                         return Err(e);
                     }
-                    if self.sessions().values().any(SessionHandle::is_fetching) {
+                    let longest = self
+                        .sessions()
+                        .values()
+                        .filter_map(|s| s.fetch_waiting(now))
+                        .max();
+                    if let Some(longest) = longest.filter(|w| *w >= SILENCE) {
                         return Err(Error::timeout(format!(
-                            "share group `{}`: no fetch was answered within {wait:?} (each waits at most {MAX_ROUND:?} on the broker)",
+                            "share group `{}`: no fetch was answered within {wait:?}; one has waited {longest:?} (each waits at most {MAX_ROUND:?} on the broker)",
                             self.shared.group
                         )));
                     }

@@ -85,6 +85,8 @@ pub(super) struct SessionInfo {
     generation: AtomicU64,
     /// A fetch is queued or in flight.
     fetching: AtomicBool,
+    /// When the fetch queued or in flight was queued.
+    fetch_since: Mutex<Option<Instant>>,
     /// The last fetch answered brought no records.
     quiet: AtomicBool,
     /// The partitions this session should fetch.
@@ -94,6 +96,16 @@ pub(super) struct SessionInfo {
 impl SessionInfo {
     fn wanted(&self) -> MutexGuard<'_, BTreeSet<Tp>> {
         self.wanted.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn fetch_since(&self) -> MutexGuard<'_, Option<Instant>> {
+        self.fetch_since.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// No fetch queued or in flight any more.
+    fn fetch_over(&self) {
+        *self.fetch_since() = None;
+        self.fetching.store(false, Ordering::Release);
     }
 }
 
@@ -147,6 +159,13 @@ impl SessionHandle {
         self.info.fetching.load(Ordering::Acquire)
     }
 
+    /// How long the fetch queued or in flight has been waiting for its answer, if there is one.
+    pub(super) fn fetch_waiting(&self, now: Instant) -> Option<Duration> {
+        self.info
+            .fetch_since()
+            .map(|since| now.saturating_duration_since(since))
+    }
+
     /// Whether the last fetch answered brought no records: the next one probably waits out its
     /// `MaxWaitMs` too.
     pub(super) fn is_quiet(&self) -> bool {
@@ -163,13 +182,14 @@ impl SessionHandle {
         if self.info.fetching.swap(true, Ordering::AcqRel) {
             return false;
         }
+        *self.info.fetch_since() = Some(Instant::now());
         let queued = self.send(Command::Fetch {
             max_records,
             max_wait,
             reply,
         });
         if !queued {
-            self.info.fetching.store(false, Ordering::Release);
+            self.info.fetch_over();
         }
         queued
     }
@@ -186,6 +206,7 @@ pub(super) fn spawn(shared: Arc<Shared>, node: i32) -> SessionHandle {
         node,
         generation: AtomicU64::new(0),
         fetching: AtomicBool::new(false),
+        fetch_since: Mutex::new(None),
         quiet: AtomicBool::new(false),
         wanted: Mutex::new(BTreeSet::new()),
     });
@@ -330,7 +351,7 @@ impl Actor {
                 self.send_acks(false).await;
             }
         }
-        self.info.fetching.store(false, Ordering::Release);
+        self.info.fetch_over();
     }
 
     fn accept(&mut self, c: Command, closing: &mut Option<oneshot::Sender<Result<(), Error>>>) {
@@ -452,7 +473,7 @@ impl Actor {
     fn fetch_done(&mut self, cmd: FetchCmd, result: Result<(), Error>) {
         let answered = result.is_ok();
         let _ = cmd.reply.send(result);
-        self.info.fetching.store(false, Ordering::Release);
+        self.info.fetch_over();
         {
             let mut state = self.shared.lock();
             if answered {
