@@ -202,36 +202,28 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    // Bad input is refused before anything is reached.
-    let job = match &cli.command {
-        Command::Enqueue(args) => Some(enqueue_request(args)?),
-        _ => None,
-    };
-    if let Command::Exporter(args) = &cli.command {
-        if cli.worker.is_some() {
-            bail!("the exporter reads the share lag from Kafka: give --broker, not --worker");
-        }
-        return exporter(args, cli.broker.as_deref(), cli.config.as_deref()).await;
-    }
-    let target = Target::connect(
-        cli.broker.as_deref(),
-        cli.worker.as_deref(),
-        cli.config.as_deref(),
-    )
-    .await?;
-    let json = cli.json;
-    match cli.command {
-        Command::Enqueue(_) => {
-            let job = job.context("no job")?;
-            let written = target.enqueue(&job).await?;
+    let Cli {
+        broker,
+        worker,
+        config,
+        json,
+        command,
+    } = cli;
+    // Bad input is refused in each arm before anything is reached.
+    let connect = || Target::connect(broker.as_deref(), worker.as_deref(), config.as_deref());
+    match command {
+        Command::Enqueue(args) => {
+            let job = enqueue_request(&args)?;
+            let written = connect().await?.enqueue(&job).await?;
             print::enqueued(&written, json)
         }
         Command::Status { group } => {
-            let report = target.status(group.as_deref()).await?;
+            let report = connect().await?.status(group.as_deref()).await?;
             print::status(&report, json)
         }
         Command::Dlq(DlqCommand::List(args)) => {
-            let letters = target
+            let letters = connect()
+                .await?
                 .dead_letters(args.topic.as_deref(), &args.filter())
                 .await?;
             print::dead_letters(&letters, json)
@@ -242,17 +234,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             force,
         }) => {
             let options = ReplayOptions::default().dry_run(dry_run).force(force);
-            let reports = target
+            let reports = connect()
+                .await?
                 .replay(dlq.topic.as_deref(), &dlq.filter(), options)
                 .await?;
             print::replays(&reports, json)
         }
-        Command::Exporter(_) => unreachable!("served above"),
+        Command::Exporter(args) => {
+            if worker.is_some() {
+                bail!("the exporter reads the share lag from Kafka: give --broker, not --worker");
+            }
+            exporter(&args, broker.as_deref(), config.as_deref()).await
+        }
         Command::Group(GroupCommand::Config { group, set }) => {
             let pairs = set
                 .iter()
                 .map(|s| name_value(s, "--set", "share.delivery.count.limit=3"))
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            let target = connect().await?;
             if !pairs.is_empty() {
                 target.set_group_configs(&group, &pairs).await?;
             }
