@@ -10,7 +10,7 @@ use std::time::Duration;
 use shareworker::{
     Config, EmbeddedBroker, Job, JobDefinition, JobError, Outcome, Queue, StartFrom, Worker,
 };
-use shareworker_tests::http::{request, sample, try_request};
+use shareworker_tests::http::{request, sample, try_request, wait_for_metrics};
 use tokio::sync::{Notify, Semaphore};
 
 fn config() -> Config {
@@ -30,17 +30,14 @@ fn broker() -> EmbeddedBroker {
 
 /// Waits until `cond` holds on the metrics text, or panics with the last text seen.
 async fn wait_for(addr: SocketAddr, what: &str, cond: impl Fn(&str) -> bool) -> String {
-    let mut last = String::new();
-    for _ in 0..200 {
-        let (status, body) = request(addr, "GET", "/metrics").await;
-        assert_eq!(status, 200, "{body}");
-        if cond(&body) {
-            return body;
-        }
-        last = body;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("waited 10 s for {what}; /metrics said:\n{last}");
+    wait_for_metrics(
+        addr,
+        what,
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        cond,
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

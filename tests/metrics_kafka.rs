@@ -9,22 +9,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use shareworker::{
     Config, GroupConfig, Job, JobDefinition, JobError, OutgoingRecord, StartFrom, Worker,
 };
-use shareworker_tests::http::{request, sample};
+use shareworker_tests::http::{request, sample, wait_for_metrics};
 use shareworker_tests::kafka;
 use tokio::sync::Semaphore;
 
+/// Polls `/metrics` until `cond` holds.
 async fn wait_for(addr: SocketAddr, what: &str, cond: impl Fn(&str) -> bool) -> String {
-    let mut last = String::new();
-    for _ in 0..120 {
-        let (status, body) = request(addr, "GET", "/metrics").await;
-        assert_eq!(status, 200, "{body}");
-        if cond(&body) {
-            return body;
-        }
-        last = body;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    panic!("waited 60 s for {what}; /metrics said:\n{last}");
+    wait_for_metrics(
+        addr,
+        what,
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        cond,
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

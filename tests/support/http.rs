@@ -17,6 +17,33 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str) -> (u16, String
         .unwrap_or_else(|e| panic!("{method} http://{addr}{path}: {e}"))
 }
 
+/// Polls `/metrics` at `addr` every `every` until `cond` holds on the text, for at most `within`;
+/// returns the text that satisfied it.
+///
+/// # Panics
+/// When `/metrics` does not answer 200, or `cond` still fails after `within` (naming `what` and
+/// showing the last text).
+pub async fn wait_for_metrics(
+    addr: SocketAddr,
+    what: &str,
+    within: Duration,
+    every: Duration,
+    cond: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let (status, body) = request(addr, "GET", "/metrics").await;
+        assert_eq!(status, 200, "{body}");
+        if cond(&body) {
+            return body;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("waited {within:?} for {what}; /metrics said:\n{body}");
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// [`request`] that returns connection errors instead of panicking.
 ///
 /// # Errors
