@@ -2,6 +2,7 @@
 //! with SIGKILL has its records redelivered to the other after the lock time, none lost.
 //!
 //! The workers are the `kafka-test-worker` binary of this package; each prints
+//! `start <partition> <offset> <attempt>` for every job it started and
 //! `done <partition> <offset> <attempt>` for every job it finished.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,6 +19,7 @@ type Done = Arc<Mutex<Vec<(i32, i64, u16)>>>;
 
 struct WorkerProcess {
     child: Child,
+    started: Done,
     done: Done,
 }
 
@@ -48,25 +50,48 @@ async fn spawn_worker(
         .spawn()
         .expect("start the kafka-test-worker binary");
     let stdout = child.stdout.take().expect("piped stdout");
-    let done: Done = Arc::default();
-    let sink = done.clone();
+    let (started, done): (Done, Done) = Default::default();
+    let (started_sink, done_sink) = (started.clone(), done.clone());
     tokio::spawn(async move {
         let mut lines = BufReader::new(stdout).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             let parts: Vec<&str> = line.split_whitespace().collect();
-            if let ["done", p, o, a] = parts.as_slice()
-                && let (Ok(p), Ok(o), Ok(a)) = (p.parse(), o.parse(), a.parse())
-            {
+            let (sink, p, o, a) = match parts.as_slice() {
+                ["start", p, o, a] => (&started_sink, p, o, a),
+                ["done", p, o, a] => (&done_sink, p, o, a),
+                _ => continue,
+            };
+            if let (Ok(p), Ok(o), Ok(a)) = (p.parse(), o.parse(), a.parse()) {
                 sink.lock().expect("lock").push((p, o, a));
             }
         }
     });
-    WorkerProcess { child, done }
+    WorkerProcess {
+        child,
+        started,
+        done,
+    }
 }
 
 impl WorkerProcess {
     fn done(&self) -> Vec<(i32, i64, u16)> {
         self.done.lock().expect("lock").clone()
+    }
+
+    /// Waits until the process has started at least `n` jobs, for at most `limit`.
+    async fn wait_started(&self, n: usize, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let got = self.started.lock().expect("lock").len();
+            if got >= n {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the worker started {got} jobs within {limit:?}, expected at least {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// SIGTERM, then wait for a graceful exit.
@@ -190,9 +215,9 @@ async fn a_killed_process_has_its_records_redelivered_to_the_other() {
     let broker = setup(&url, &topic, &group, 2, n).await;
     // A takes records and sits on them (each job takes 10 minutes); then it is killed.
     let mut a = spawn_worker(&url, &topic, &group, 600_000, 8).await;
-    // Joining and the first fetch take a few seconds; by then A holds records (concurrency 8
-    // plus a prefetch of 8). Lag cannot tell, since in-flight records count as lag.
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    // Joining and the first fetch take a few seconds (an assignment can come seconds after the
+    // join); wait until A runs all 8 it can (lag cannot tell: in-flight records count as lag).
+    a.wait_started(8, Duration::from_secs(90)).await;
     a.child.start_kill().expect("SIGKILL worker A");
     let _ = a.child.wait().await;
     let killed_at = tokio::time::Instant::now();

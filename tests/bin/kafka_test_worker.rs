@@ -2,9 +2,10 @@
 //!
 //! Environment: `KAFKA_URL` (kafka://..., or `config` to take the broker and everything else from
 //! `shareworker.toml` and `SHAREWORKER_*`), `TOPIC`, `GROUP`, `HANDLE_MS` (how long each job takes),
-//! `CONCURRENCY`. For every job it finishes it prints `done <partition> <offset> <attempt>` on
-//! stdout (flushed at once) before returning, so the parent knows what this process handled. It
-//! stops gracefully on SIGTERM.
+//! `CONCURRENCY`. For every job it starts it prints `start <partition> <offset> <attempt>`, and
+//! for every job it finishes `done <partition> <offset> <attempt>` on stdout (flushed at once)
+//! before returning, so the parent knows what this process holds and handled. It stops
+//! gracefully on SIGTERM.
 
 use std::io::Write;
 use std::time::Duration;
@@ -13,6 +14,19 @@ use shareworker::{Bytes, Job, JobDefinition, JobError, KafkaBroker, Worker};
 
 fn var(name: &str) -> Result<String, String> {
     std::env::var(name).map_err(|_| format!("set {name}"))
+}
+
+/// Prints `<what> <partition> <offset> <attempt>` and flushes.
+fn say(what: &str, job: &Job<Bytes>) -> std::io::Result<()> {
+    let line = format!(
+        "{what} {} {} {}\n",
+        job.partition(),
+        job.offset(),
+        job.attempt()
+    );
+    let mut out = std::io::stdout().lock();
+    out.write_all(line.as_bytes())?;
+    out.flush()
 }
 
 #[tokio::main]
@@ -26,16 +40,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let handle = Duration::from_millis(var("HANDLE_MS")?.parse()?);
     let concurrency: u32 = var("CONCURRENCY")?.parse()?;
     let def = JobDefinition::new("test_worker", &topic, move |job: Job<Bytes>| async move {
+        say("start", &job)?;
         tokio::time::sleep(handle).await;
-        let line = format!(
-            "done {} {} {}\n",
-            job.partition(),
-            job.offset(),
-            job.attempt()
-        );
-        let mut out = std::io::stdout().lock();
-        out.write_all(line.as_bytes())?;
-        out.flush()?;
+        say("done", &job)?;
         Ok::<(), JobError>(())
     })
     .group(&group)
