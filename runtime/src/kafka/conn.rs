@@ -443,6 +443,9 @@ struct Writer {
     reauth_at: Option<Instant>,
 }
 
+/// How long a writer that failed waits for the reader's reason before failing the calls itself.
+const READER_GRACE: Duration = Duration::from_millis(500);
+
 fn spawn_drivers<R, W>(
     mut rd: R,
     mut wr: W,
@@ -453,8 +456,12 @@ fn spawn_drivers<R, W>(
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let r = writer.shared.clone();
+    let (read_over, reader_done) = oneshot::channel::<()>();
     tokio::spawn(async move {
         if let Err(e) = writer.run(&mut wr, &mut rx).await {
+            // A broker that ends a connection may have said why first (a TLS alert refusing the
+            // client's certificate, say); the reader is about to see it, so let it speak first.
+            let _ = tokio::time::timeout(READER_GRACE, reader_done).await;
             writer.shared.fail_all(&e);
             return;
         }
@@ -466,6 +473,7 @@ fn spawn_drivers<R, W>(
             Err(e) => e,
         };
         r.fail_all(&why);
+        let _ = read_over.send(());
     });
 }
 
