@@ -126,7 +126,11 @@ impl ClientConfig {
         Ok(Self {
             bootstrap,
             client_id: "shareworker".to_owned(),
-            request_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_millis(
+                kafka
+                    .request_timeout_ms
+                    .unwrap_or(super::config::DEFAULT_REQUEST_TIMEOUT_MS),
+            ),
             security: Security::new(&kafka)?,
         })
     }
@@ -444,6 +448,40 @@ mod tests {
             let err = ClientConfig::from_url(bad).expect_err(bad);
             assert!(err.is_config(), "{bad}: {err}");
             assert!(err.to_string().contains("broker"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_request_timeout_is_configurable_and_bounded() {
+        let c = ClientConfig::from_url("kafka://127.0.0.1:9092").expect("valid");
+        assert_eq!(c.request_timeout, Duration::from_secs(30), "the default");
+        let c = ClientConfig::from_url("kafka://127.0.0.1:9092?request_timeout_ms=5000")
+            .expect("valid");
+        assert_eq!(c.request_timeout, Duration::from_secs(5), "from the URL");
+        let kafka = KafkaConfig {
+            request_timeout_ms: Some(120_000),
+            ..KafkaConfig::default()
+        };
+        let c = ClientConfig::new("kafka://127.0.0.1:9092", &kafka).expect("valid");
+        assert_eq!(c.request_timeout, Duration::from_secs(120), "from [kafka]");
+        // Tried: too short, not a number.
+        for (url, hint) in [
+            (
+                "kafka://127.0.0.1:9092?request_timeout_ms=100",
+                "at least 1000",
+            ),
+            (
+                "kafka://127.0.0.1:9092?request_timeout_ms=soon",
+                "not a number",
+            ),
+        ] {
+            let e = ClientConfig::from_url(url).expect_err(url);
+            let text = e.to_string();
+            assert!(
+                e.is_config() && text.contains("request_timeout_ms"),
+                "{url}: {text}"
+            );
+            assert!(text.contains(hint), "{url}: {text}");
         }
     }
 

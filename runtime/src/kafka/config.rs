@@ -25,6 +25,7 @@ use crate::Error;
 /// ssl_ca_location = "/etc/kafka/ca.pem"  # default: the system's trusted roots
 /// # ssl_certificate_location = "/etc/kafka/client.pem"   # a client certificate (mutual TLS)
 /// # ssl_key_location = "/etc/kafka/client.key"
+/// # request_timeout_ms = 30000           # Kafka's request.timeout.ms
 /// ```
 ///
 /// - **TLS** (`SSL`, `SASL_SSL`): rustls, TLS 1.2 or 1.3. The broker's certificate must chain to
@@ -66,7 +67,17 @@ pub struct KafkaConfig {
     pub ssl_certificate_location: Option<PathBuf>,
     /// A PEM file with the unencrypted private key of `ssl_certificate_location`.
     pub ssl_key_location: Option<PathBuf>,
+    /// How long, in milliseconds, a request may wait for the broker's answer before its
+    /// connection is given up and opened again (Kafka's `request.timeout.ms`; default 30000, at
+    /// least 1000). It also bounds connecting, the TLS handshake and a member's join.
+    pub request_timeout_ms: Option<u64>,
 }
+
+/// The default of [`KafkaConfig::request_timeout_ms`].
+pub(crate) const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
+/// The least [`KafkaConfig::request_timeout_ms`]: a share fetch alone may wait 500 ms on the
+/// broker.
+const MIN_REQUEST_TIMEOUT_MS: u64 = 1_000;
 
 /// How the client talks to the brokers: Kafka's `security.protocol`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -285,7 +296,7 @@ impl<'de> Deserialize<'de> for Secret {
 }
 
 /// Settings the broker URL's query may carry; never the password.
-const URL_KEYS: &str = "security_protocol, sasl_mechanism, sasl_username, ssl_ca_location, ssl_certificate_location, ssl_key_location";
+const URL_KEYS: &str = "security_protocol, sasl_mechanism, sasl_username, ssl_ca_location, ssl_certificate_location, ssl_key_location, request_timeout_ms";
 
 impl KafkaConfig {
     /// These settings with the ones of a broker URL's query (`a=b&c=d`, without the `?`) added.
@@ -332,6 +343,12 @@ impl KafkaConfig {
                     set_opt(&mut out.ssl_certificate_location, value.into(), &key)?;
                 }
                 "ssl_key_location" => set_opt(&mut out.ssl_key_location, value.into(), &key)?,
+                "request_timeout_ms" => {
+                    let v = value
+                        .parse::<u64>()
+                        .map_err(|_| bad(format!("`{value}` is not a number of milliseconds")))?;
+                    set_opt(&mut out.request_timeout_ms, v, &key)?;
+                }
                 _ => {
                     return Err(Error::config(format!(
                         "`broker`: `{key}` in the URL's query is not a setting; it may carry {URL_KEYS}"
@@ -425,6 +442,16 @@ impl KafkaConfig {
                     );
                 }
             }
+        }
+        if let Some(ms) = self.request_timeout_ms
+            && ms < MIN_REQUEST_TIMEOUT_MS
+        {
+            return bad(
+                "request_timeout_ms",
+                format!(
+                    "{ms} is too short: give at least {MIN_REQUEST_TIMEOUT_MS} (a share fetch alone waits up to 500 ms on the broker); the default is {DEFAULT_REQUEST_TIMEOUT_MS}"
+                ),
+            );
         }
         match (&self.ssl_certificate_location, &self.ssl_key_location) {
             (Some(_), None) => bad(
