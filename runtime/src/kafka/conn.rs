@@ -129,6 +129,8 @@ struct Shared {
     addr: String,
     pending: Mutex<HashMap<i32, Pending>>,
     closed: AtomicBool,
+    /// Why the connection closed, when it has: told to calls made afterwards.
+    cause: Mutex<Option<Error>>,
     next_correlation: AtomicI32,
     versions: Mutex<HashMap<i16, Versions>>,
 }
@@ -137,6 +139,12 @@ impl Shared {
     /// Marks the connection closed and fails every pending request with `cause`: as it is when
     /// it is an authentication error (fatal), else as "connection lost".
     fn fail_all(&self, cause: &Error) {
+        {
+            let mut first = self.cause.lock().unwrap_or_else(|p| p.into_inner());
+            if first.is_none() {
+                *first = Some(cause.duplicate());
+            }
+        }
         self.closed.store(true, Ordering::Release);
         let pending: Vec<Pending> = self
             .pending
@@ -146,12 +154,26 @@ impl Shared {
             .map(|(_, p)| p)
             .collect();
         for p in pending {
-            let err = if cause.is_auth() {
-                cause.duplicate()
-            } else {
-                Error::broker(format!("connection to {} lost: {cause}", self.addr))
-            };
-            let _ = p.reply.send(Err(err));
+            let _ = p.reply.send(Err(self.lost(cause)));
+        }
+    }
+
+    /// The error for a call the connection's end (`cause`) took: `cause` as it is when it is
+    /// an authentication error (fatal), else "connection lost".
+    fn lost(&self, cause: &Error) -> Error {
+        if cause.is_auth() {
+            cause.duplicate()
+        } else {
+            Error::broker(format!("connection to {} lost: {cause}", self.addr))
+        }
+    }
+
+    /// The error for a call made after the connection closed: why it closed, if known (a TLS
+    /// alert can end it before its first request is sent).
+    fn closed_error(&self) -> Error {
+        match &*self.cause.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(cause) => self.lost(cause),
+            None => Error::broker(format!("connection to {} is closed", self.addr)),
         }
     }
 
@@ -270,6 +292,7 @@ impl Connection {
             addr: addr.to_owned(),
             pending: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
+            cause: Mutex::new(None),
             next_correlation: AtomicI32::new(1),
             versions: Mutex::new(HashMap::new()),
         });
@@ -415,14 +438,13 @@ impl Connection {
     }
 
     async fn exchange<C: Call>(&self, req: &C, version: i16) -> Result<C::Response, Error> {
-        let closed = || Error::broker(format!("connection to {} is closed", self.addr()));
         if self.is_closed() {
-            return Err(closed());
+            return Err(self.shared.closed_error());
         }
         let (correlation, frame, rx) = self.shared.frame(req, version, &self.client_id)?;
         if self.writer.send(Out::Frame(frame)).is_err() {
             self.shared.forget(correlation);
-            return Err(closed());
+            return Err(self.shared.closed_error());
         }
         self.shared.answer::<C>(rx, version, self.timeout).await
     }
