@@ -135,28 +135,10 @@ fn run(name: &str, args: &[&str], env: &[(&str, &str)]) -> Ran {
     ran
 }
 
-/// `KAFKA_BOOTSTRAP` as `kafka://...`; `None` (skip) when unset, a panic when `CI` is set.
+/// `KAFKA_BOOTSTRAP` as `kafka://...`; `None` (skip) when unset, a panic when `CI` is set: the
+/// rule of every Kafka test in the workspace.
 fn kafka() -> Option<String> {
-    match std::env::var("KAFKA_BOOTSTRAP") {
-        Ok(b) if !b.trim().is_empty() => {
-            let b = b.trim();
-            Some(if b.starts_with("kafka://") {
-                b.to_owned()
-            } else {
-                format!("kafka://{b}")
-            })
-        }
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but KAFKA_BOOTSTRAP is not: the Kafka runs of the examples need the real broker; run them through scripts/test.sh, which starts one"
-            );
-            eprintln!(
-                "skipped: set KAFKA_BOOTSTRAP=127.0.0.1:9092 (scripts/kafka.sh start) to run the examples on Kafka"
-            );
-            None
-        }
-    }
+    shareworker_tests::kafka::bootstrap()
 }
 
 #[test]

@@ -172,31 +172,13 @@ impl Drop for TestWorker {
     }
 }
 
-/// `KAFKA_BOOTSTRAP` as `kafka://...`, or `None` (with a message) when it is unset outside CI.
+/// `KAFKA_BOOTSTRAP` as `kafka://...`, or `None` (with a message) when it is unset outside CI:
+/// the rule of every Kafka test in the workspace.
 ///
 /// # Panics
 /// When `CI` is set and `KAFKA_BOOTSTRAP` is not: the CI run must start the broker.
 pub fn kafka_bootstrap() -> Option<String> {
-    match std::env::var("KAFKA_BOOTSTRAP") {
-        Ok(b) if !b.trim().is_empty() => {
-            let b = b.trim();
-            Some(if b.starts_with("kafka://") {
-                b.to_owned()
-            } else {
-                format!("kafka://{b}")
-            })
-        }
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but KAFKA_BOOTSTRAP is not: this test needs the real Kafka broker; run it through scripts/test.sh, which starts one"
-            );
-            eprintln!(
-                "skipped: set KAFKA_BOOTSTRAP=127.0.0.1:9092 (scripts/kafka.sh start) to run the Kafka tests"
-            );
-            None
-        }
-    }
+    shareworker_tests::kafka::bootstrap()
 }
 
 /// A name no other test run uses: `prefix-<pid>-<nanos>`.
