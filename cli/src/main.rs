@@ -42,6 +42,17 @@ struct Cli {
     #[arg(long, global = true, value_name = "URL")]
     worker: Option<String>,
 
+    /// The worker's admin token (its `http.admin_token`), sent with --worker as `Authorization:
+    /// Bearer`; the routes that change things (enqueue, replay, group config --set) need it.
+    #[arg(
+        long,
+        global = true,
+        value_name = "TOKEN",
+        env = "SHAREWORKER_HTTP__ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+
     /// The configuration file to read instead of shareworker.toml.
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -205,12 +216,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let Cli {
         broker,
         worker,
+        token,
         config,
         json,
         command,
     } = cli;
     // Bad input is refused in each arm before anything is reached.
-    let connect = || Target::connect(broker.as_deref(), worker.as_deref(), config.as_deref());
+    let connect = || {
+        Target::connect(
+            broker.as_deref(),
+            worker.as_deref(),
+            token.as_deref(),
+            config.as_deref(),
+        )
+    };
     match command {
         Command::Enqueue(args) => {
             let job = enqueue_request(&args)?;

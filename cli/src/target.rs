@@ -27,15 +27,16 @@ impl Target {
     pub(crate) async fn connect(
         broker: Option<&str>,
         worker: Option<&str>,
+        token: Option<&str>,
         config_file: Option<&Path>,
     ) -> anyhow::Result<Self> {
         match (broker, worker) {
             (Some(_), Some(_)) => {
-                bail!(
-                    "both --broker and --worker are given: use one (--worker also comes from SHAREWORKER_WORKER)"
-                )
+                bail!("both --broker and --worker are given: use one")
             }
-            (None, Some(url)) => return Ok(Target::Worker(WorkerClient::new(url)?)),
+            (None, Some(url)) => {
+                return Ok(Target::Worker(WorkerClient::new(url)?.with_token(token)));
+            }
             _ => {}
         }
         let (broker, config) = kafka_from_config(broker, config_file).await?;

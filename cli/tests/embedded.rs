@@ -6,7 +6,7 @@ mod support;
 use serde_json::json;
 use shareworker::Broker;
 use shareworker::admin::{DeadLetterRecord, ReplayReport, StatusReport, headers};
-use support::{TestWorker, cli, read_all};
+use support::{TOKEN, TestWorker, cli, cli_with_token, read_all};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enqueue_and_status_through_a_worker_with_bad_input_answered() {
@@ -362,6 +362,41 @@ async fn group_config_through_a_worker() {
         err.failed(1).contains("--set `nonsense` is not NAME=VALUE"),
         "{err:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_through_a_worker_need_its_admin_token() {
+    let w = TestWorker::start(true).await;
+    let url = w.url.as_str();
+    let enqueue = ["--worker", url, "enqueue", "--topic", "emails", "{}"];
+    // No token: the worker says how to send one; nothing is written.
+    let err = cli_with_token(&enqueue, None, None).await;
+    assert!(
+        err.failed(1).contains("this route needs the admin token"),
+        "{err:?}"
+    );
+    assert!(err.failed(1).contains("--token"), "{err:?}");
+    // A wrong one, by flag.
+    let mut wrong = enqueue.to_vec();
+    wrong.extend(["--token", "not-the-admin-token-at-all"]);
+    let err = cli_with_token(&wrong, None, None).await;
+    assert!(
+        err.failed(1).contains("the admin token does not match"),
+        "{err:?}"
+    );
+    assert!(read_all(&w.broker, "emails", 0).await.is_empty());
+    // The right one, by flag, then from the environment.
+    let mut right = enqueue.to_vec();
+    right.extend(["--token", TOKEN]);
+    assert_eq!(
+        cli_with_token(&right, None, None).await.ok(),
+        "enqueued emails-0@0\n"
+    );
+    assert_eq!(cli(&enqueue, None).await.ok(), "enqueued emails-0@1\n");
+    // Reading needs none; the token never shows in what the CLI prints.
+    let out = cli_with_token(&["--worker", url, "status"], None, None).await;
+    assert!(!out.ok().contains(TOKEN));
+    assert!(!err.failed(1).contains("not-the-admin-token-at-all"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

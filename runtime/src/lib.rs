@@ -8,6 +8,7 @@ mod definition;
 mod duration;
 mod embedded;
 mod error;
+mod http;
 mod job;
 mod kafka;
 mod metrics;

@@ -5,7 +5,7 @@
 //! HTTP endpoint (`GET /status` and the `/admin/...` routes), which is how the CLI reaches a
 //! worker's embedded broker. The types here are also the JSON of those routes.
 //!
-//! | route | answers | needs `http.admin` |
+//! | route | answers | needs `http.admin` and the admin token |
 //! |---|---|---|
 //! | `GET /status[?group=G]` | [`StatusReport`] of the worker's groups | no |
 //! | `POST /admin/enqueue` ([`EnqueueRequest`]) | [`Enqueued`] | yes |
@@ -14,8 +14,14 @@
 //! | `GET /admin/groups/G/config` | [`GroupConfigs`] | no |
 //! | `POST /admin/groups/G/config` ([`GroupConfigs`]) | [`GroupConfigs`] (after) | yes |
 //!
-//! Errors answer `{"error": "..."}` with 400 (bad input), 403 (admin routes off), 404 (unknown
-//! group or topic) or 502 (the broker failed).
+//! The routes that change things answer only with `http.admin = true` and a request carrying
+//! `Authorization: Bearer <token>`, the token of `http.admin_token` (see
+//! [`HttpConfig`](crate::HttpConfig)); without a configured token they stay off. With
+//! `http.admin_protect_reads = true` the others need the token too.
+//!
+//! Errors answer `{"error": "..."}` with 400 (bad input), 401 (no or a wrong admin token),
+//! 403 (admin routes off), 404 (unknown group or topic), 408 (a body that did not arrive in
+//! time), 413 (a body too large) or 502 (the broker failed).
 //!
 //! # How "already replayed" is tracked
 //! The dead-letter topic itself keeps the record: each replay appends a small *replay marker*
@@ -44,7 +50,6 @@
 //! `.group` headers stand in for ours, and a replay drops them like ours.
 
 mod dlq;
-pub(crate) mod http;
 mod payload;
 mod status;
 
@@ -57,7 +62,6 @@ pub use dlq::{
     DeadLetterFilter, DeadLetterRecord, ReplayOptions, ReplayReport, Replayed, Skipped,
     dead_letters, headers, replay,
 };
-pub(crate) use http::{AdminContext, route};
 pub use payload::Payload;
 pub use status::{GroupStatus, HandlerStatus, StatusReport, broker_status, group_status};
 

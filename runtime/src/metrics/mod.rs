@@ -2,7 +2,6 @@
 //! the HTTP endpoint that serves them.
 
 pub(crate) mod exporter;
-pub(crate) mod http;
 pub(crate) mod refresh;
 
 use std::sync::Arc;

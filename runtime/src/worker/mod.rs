@@ -20,11 +20,11 @@ pub use dead_letter::headers as dead_letter_headers;
 pub use events::{JobEvent, Outcome};
 
 use crate::Error;
-use crate::admin::AdminContext;
 use crate::broker::Broker;
 use crate::config::{self, Config, DeadLetter, Declared, Sources};
 use crate::definition::JobDefinition;
 use crate::embedded::EmbeddedBroker;
+use crate::http::{self, AdminAccess, AdminContext};
 use crate::metrics::{self, Metrics};
 use events::EventSink;
 use group::{GroupRunner, HandlerRt};
@@ -419,24 +419,27 @@ impl WorkerBuilder {
         let status = WorkerStatus::default();
         // Serve from now on: liveness answers while the worker joins its groups.
         let http = if config.http.enabled {
-            let listener = metrics::http::bind(&config.http.address).await?;
+            let (access, warning) = AdminAccess::from_config(&config.http)?;
+            if let Some(w) = warning {
+                warn!("{w}");
+            }
             let in_flight: BTreeMap<String, prometheus::IntGauge> = groups
                 .values()
                 .flatten()
                 .map(|h| (h.name.to_string(), h.metrics.in_flight.clone()))
                 .collect();
-            let admin = AdminContext::new(broker.clone(), &config, config.http.admin)
-                .with_in_flight(move |handler| {
+            let admin =
+                AdminContext::new(broker.clone(), &config, access).with_in_flight(move |handler| {
                     in_flight
                         .get(handler)
                         .map(|g| u64::try_from(g.get()).unwrap_or(0))
                 });
-            let state = metrics::http::HttpState {
+            let state = http::HttpState {
                 metrics: metrics.clone(),
                 status: status.clone(),
                 admin: Arc::new(admin),
             };
-            Some(metrics::http::Server::start(listener, state))
+            Some(http::Endpoint::start(&config.http, state).await?)
         } else {
             None
         };
@@ -489,7 +492,7 @@ pub struct Worker {
     config: Config,
     status: WorkerStatus,
     metrics: Arc<Metrics>,
-    http: Option<metrics::http::Server>,
+    http: Option<http::Endpoint>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -559,7 +562,13 @@ impl Worker {
     /// Where the HTTP endpoint listens (`None` when `http.enabled` is false); with port 0 in
     /// `http.address`, this is the port the system picked.
     pub fn http_address(&self) -> Option<std::net::SocketAddr> {
-        self.http.as_ref().map(|s| s.address)
+        self.http.as_ref().map(http::Endpoint::address)
+    }
+
+    /// Where the admin routes (`/status`, `/admin/...`) listen: `http.admin_address` if set,
+    /// else the same as [`http_address`](Self::http_address).
+    pub fn admin_address(&self) -> Option<std::net::SocketAddr> {
+        self.http.as_ref().map(http::Endpoint::admin_address)
     }
 
     /// Joins every group and runs until shutdown; then lets in-flight jobs finish within the
