@@ -63,6 +63,13 @@ pub struct Config {
     /// Settings of the Kafka client: TLS and SASL (see [`KafkaConfig`](crate::KafkaConfig)).
     #[serde(default)]
     pub kafka: crate::KafkaConfig,
+    /// The handlers this process runs, by name (default: every handler of the binary). One
+    /// binary, several deployments: `handlers_enabled = ["send_email"]`, or
+    /// `SHAREWORKER_HANDLERS_ENABLED=send_email,resize`, or `--handlers send_email` on the
+    /// command line of a `#[shareworker::main]` binary, which wins. Settings under `handlers`
+    /// for the others are still checked and accepted.
+    #[serde(default, deserialize_with = "names_or_list")]
+    pub handlers_enabled: Option<Vec<String>>,
     /// Settings per handler, by handler name.
     pub handlers: BTreeMap<String, HandlerConfig>,
 }
@@ -337,6 +344,7 @@ impl Default for Config {
             autoscale: crate::autoscale::AutoscaleConfig::default(),
             log: LogConfig::default(),
             kafka: crate::KafkaConfig::default(),
+            handlers_enabled: None,
             handlers: BTreeMap::new(),
         }
     }
@@ -581,7 +589,29 @@ fn check_handler_names(figment: &Figment, handlers: &[Declared<'_>]) -> Result<(
     Ok(())
 }
 
-/// Checks ranges; each message names the key and what is allowed.
+/// Names in `a,b` or `a, b`, without empty ones.
+pub(crate) fn split_names(list: &str) -> impl Iterator<Item = String> + '_ {
+    list.split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+}
+
+/// A list of names, or one string of comma-separated names (as the environment gives it).
+fn names_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Names {
+        List(Vec<String>),
+        One(String),
+    }
+    Ok(match Option::<Names>::deserialize(d)? {
+        None => None,
+        Some(Names::List(l)) => Some(l.iter().flat_map(|n| split_names(n)).collect()),
+        Some(Names::One(s)) => Some(split_names(&s).collect()),
+    })
+}
+
 /// The shortest admin token taken, in characters.
 pub(crate) const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
@@ -647,6 +677,7 @@ pub(crate) fn check_admin_token(key: &str, token: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Checks ranges; each message names the key and what is allowed.
 pub(crate) fn validate(config: &Config) -> Result<(), Error> {
     let bad = |key: String, what: String| Err(Error::config(format!("`{key}`: {what}")));
     if config.concurrency == 0 {

@@ -1,8 +1,11 @@
 //! The worker: runs handlers on a broker until a shutdown signal.
 
+mod app;
 mod dead_letter;
 mod events;
 mod group;
+
+pub use app::App;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -26,6 +29,7 @@ use crate::definition::JobDefinition;
 use crate::embedded::EmbeddedBroker;
 use crate::http::{self, AdminAccess, AdminContext};
 use crate::metrics::{self, Metrics};
+use crate::state::States;
 use events::EventSink;
 use group::{GroupRunner, HandlerRt};
 
@@ -249,9 +253,19 @@ pub struct WorkerBuilder {
     signal: Option<Signal>,
     handle_signals: bool,
     events: EventSink,
+    pub(crate) states: States,
+    /// `only_handlers`, over `handlers_enabled`.
+    only: Option<Vec<String>>,
 }
 
 impl WorkerBuilder {
+    /// Registers `value` as state: handlers that take [`State<T>`](crate::State) of its type
+    /// get a clone for each job. A later value of one type replaces the earlier one.
+    pub fn state<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.states.insert(value);
+        self
+    }
+
     /// Uses this broker instead of the one the configuration names.
     pub fn broker(mut self, broker: impl Broker) -> Self {
         self.broker = Some(Arc::new(broker));
@@ -268,6 +282,74 @@ impl WorkerBuilder {
     pub fn job(mut self, definition: JobDefinition) -> Self {
         self.definitions.push(definition);
         self
+    }
+
+    /// Runs only the handlers with these names, over the configuration's `handlers_enabled`
+    /// (one binary, several deployments). A name that is not a handler of the worker stops it
+    /// at start, listing the names there are.
+    pub fn only_handlers<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.only = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Whether the handler `name` runs, given `config`.
+    fn runs(&self, name: &str, config: &Config) -> bool {
+        match self.only.as_ref().or(config.handlers_enabled.as_ref()) {
+            Some(names) => names.iter().any(|n| n == name),
+            None => true,
+        }
+    }
+
+    /// There are handlers, with different names.
+    fn check_handlers(&self) -> Result<(), Error> {
+        if self.definitions.is_empty() {
+            return Err(Error::config(NO_HANDLERS));
+        }
+        let mut names = BTreeMap::new();
+        for d in &self.definitions {
+            if names.insert(d.name.to_string(), ()).is_some() {
+                return Err(Error::config(format!(
+                    "two handlers are named `{}`; handler names must be unique",
+                    d.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the definitions of the handlers that run, after checking the selection's names.
+    fn select(&mut self, config: &Config) -> Result<(), Error> {
+        let (names, key) = match (&self.only, &config.handlers_enabled) {
+            (Some(n), _) => (n, "--handlers"),
+            (None, Some(n)) => (n, "handlers_enabled"),
+            (None, None) => return Ok(()),
+        };
+        let mut known: Vec<&str> = self.definitions.iter().map(|d| d.name()).collect();
+        known.sort_unstable();
+        if let Some(unknown) = names.iter().find(|n| !known.contains(&n.as_str())) {
+            return Err(Error::config(format!(
+                "`{key}` names `{unknown}`, and this binary has no handler of that name; its handlers are: {}",
+                known.join(", ")
+            )));
+        }
+        if names.is_empty() {
+            return Err(Error::config(format!(
+                "`{key}` is empty: name at least one of the handlers: {}",
+                known.join(", ")
+            )));
+        }
+        let all = std::mem::take(&mut self.definitions);
+        let (run, skip): (Vec<_>, Vec<_>) =
+            all.into_iter().partition(|d| self.runs(d.name(), config));
+        let skipped: Vec<&str> = skip.iter().map(|d| d.name()).collect();
+        info!(handlers = ?run.iter().map(|d| d.name()).collect::<Vec<_>>(), not_run = ?skipped, from = key,
+            "running a selection of this binary's handlers");
+        self.definitions = run;
+        Ok(())
     }
 
     /// Adds every `#[job]` handler linked into this binary.
@@ -324,21 +406,8 @@ impl WorkerBuilder {
     /// # Errors
     /// With the key's name and what is allowed when a configuration value is bad; when there
     /// are no handlers, two handlers of one group read one topic, or the broker fails.
-    pub async fn build(self) -> Result<Worker, Error> {
-        if self.definitions.is_empty() {
-            return Err(Error::config(
-                "no handlers: annotate an async fn with #[shareworker::job(topic = \"...\")] or add one with WorkerBuilder::job",
-            ));
-        }
-        let mut names = BTreeMap::new();
-        for d in &self.definitions {
-            if names.insert(d.name.to_string(), ()).is_some() {
-                return Err(Error::config(format!(
-                    "two handlers are named `{}`; handler names must be unique",
-                    d.name
-                )));
-            }
-        }
+    pub async fn build(mut self) -> Result<Worker, Error> {
+        self.check_handlers()?;
         let declared: Vec<Declared<'_>> = self
             .definitions
             .iter()
@@ -350,6 +419,7 @@ impl WorkerBuilder {
             .collect();
         let config = config::load(&self.base, &declared, &self.sources)?;
         drop(declared);
+        self.select(&config)?;
         let broker: Arc<dyn Broker> = match self.broker {
             Some(b) => b,
             None => broker_from_config(&config).await?,
@@ -363,7 +433,8 @@ impl WorkerBuilder {
             let cfg = config.handlers.get(&*def.name).cloned().ok_or_else(|| {
                 Error::config(format!("no configuration for handler `{}`", def.name))
             })?;
-            let (name, service) = def.into_service(cfg.concurrency as usize);
+            self.states.check(&def.name, def.needs())?;
+            let (name, service) = def.into_service(cfg.concurrency as usize, &self.states);
             let handlers = groups.entry(cfg.group.clone()).or_default();
             if let Some(other) = handlers.iter().find(|h| *h.topic == *cfg.topic) {
                 return Err(Error::config(format!(
@@ -478,6 +549,10 @@ async fn broker_from_config(config: &Config) -> Result<Arc<dyn Broker>, Error> {
     Ok(Arc::new(crate::KafkaBroker::from_config(config).await?))
 }
 
+/// Why a worker has no handlers, and what to do.
+const NO_HANDLERS: &str = "no handlers: annotate an async fn with #[shareworker::job(topic = \"...\")] or add one with WorkerBuilder::job. \
+     Handlers in a library crate are linked only when the binary uses that crate: add `use my_jobs as _;` (the library's name) to the binary's main.rs";
+
 /// Runs handlers on a broker: one share-group member per group, dispatching to handlers within
 /// their concurrency limits, until shutdown.
 pub struct Worker {
@@ -515,6 +590,8 @@ impl Worker {
             signal: None,
             handle_signals: true,
             events: EventSink::default(),
+            states: States::default(),
+            only: None,
         }
     }
 
