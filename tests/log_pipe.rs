@@ -77,6 +77,12 @@ async fn a_worker_whose_stderr_is_closed_keeps_working_and_stops_on_one_sigterm(
         );
         seen.extend_from_slice(&chunk[..n]);
     }
+    let text = String::from_utf8_lossy(&seen);
+    assert!(
+        text.contains("configuration loaded")
+            && text.contains("broker=embedded (given in the code)"),
+        "the worker says at start which configuration and broker it uses: {text}"
+    );
     // The reader goes away.
     drop(stderr);
 

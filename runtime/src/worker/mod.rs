@@ -296,7 +296,8 @@ impl WorkerBuilder {
         self
     }
 
-    /// Reads this file instead of `shareworker.toml` (the environment still applies on top).
+    /// Reads this file instead of `shareworker.toml` (the environment still applies on top);
+    /// [`build`](Self::build) fails when it does not exist.
     pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.sources = Sources::File(path.into());
         self
@@ -363,6 +364,13 @@ impl WorkerBuilder {
             .collect();
         let config = config::load(&self.base, &declared, &self.sources)?;
         drop(declared);
+        let file = self.sources.file()?;
+        let which = match &self.broker {
+            Some(b) => format!("{} (given in the code)", b.kind()),
+            None => config.broker.clone(),
+        };
+        info!(config = %self.sources.describe(file.as_deref()), broker = %which,
+            "configuration loaded");
         let broker: Arc<dyn Broker> = match self.broker {
             Some(b) => b,
             None => broker_from_config(&config).await?,
