@@ -11,7 +11,7 @@ use shareworker::{
 };
 
 async fn flaky(job: Job<u64>) -> Result<(), JobError> {
-    if job.payload() % 2 == 0 && job.attempt() == 1 {
+    if job.payload().is_multiple_of(2) && job.attempt() == 1 {
         return Err(JobError::retry("an even job fails its first attempt"));
     }
     Ok(())

@@ -463,8 +463,10 @@ mod tests {
             .produce("emails.dlq", vec![letter(0), letter(1), letter(2)])
             .await
             .expect("dlq");
-        let mut one = DeadLetterFilter::default();
-        one.error_contains = Some("error 1".into());
+        let one = DeadLetterFilter {
+            error_contains: Some("error 1".into()),
+            ..DeadLetterFilter::default()
+        };
         let dry = discard(
             &broker,
             "emails.dlq",
