@@ -15,9 +15,12 @@ use crate::duration::{serde_duration, serde_opt_duration};
 /// `SHAREWORKER_HANDLERS__SEND_EMAIL__CONCURRENCY=8`.
 pub const ENV_PREFIX: &str = "SHAREWORKER_";
 
-/// The file read when present, relative to the working directory; `SHAREWORKER_CONFIG` names
-/// another.
+/// The file read when present, in the working directory or the nearest of its parents;
+/// `SHAREWORKER_CONFIG` names another, which must exist.
 pub const DEFAULT_FILE: &str = "shareworker.toml";
+
+/// The environment variable that names the configuration file instead of [`DEFAULT_FILE`].
+const CONFIG_VAR: &str = "SHAREWORKER_CONFIG";
 
 /// The whole configuration of a worker.
 ///
@@ -352,8 +355,8 @@ impl Default for Config {
 
 impl Config {
     /// The configuration as a worker without code would see it: the built-in defaults, then
-    /// `file` (default: `shareworker.toml`, or the file `SHAREWORKER_CONFIG` names, if present),
-    /// then `SHAREWORKER_*`. Tools that must reach the same broker as the worker (the
+    /// `file` (default: the file `SHAREWORKER_CONFIG` names, else `shareworker.toml` if
+    /// present), then `SHAREWORKER_*`. Tools that must reach the same broker as the worker (the
     /// `shareworker` CLI) read it. Handler sections are read with the topic they name, or their
     /// own name when they name none (the topic comes from the code).
     ///
@@ -364,21 +367,15 @@ impl Config {
     /// ```
     ///
     /// # Errors
-    /// With the key's name and what is allowed when a value is bad.
+    /// When `file`, or the file `SHAREWORKER_CONFIG` names, does not exist (only the default
+    /// `shareworker.toml` may be absent); with the key's name and what is allowed when a value
+    /// is bad.
     pub fn load(file: Option<&Path>) -> Result<Config, Error> {
         let sources = match file {
             Some(f) => Sources::File(f.to_owned()),
             None => Sources::Standard,
         };
-        let layered = match &sources {
-            Sources::File(f) => with_file_and_env(Figment::new(), f),
-            _ => {
-                let file = std::env::var_os("SHAREWORKER_CONFIG")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| PathBuf::from(DEFAULT_FILE));
-                with_file_and_env(Figment::new(), &file)
-            }
-        };
+        let layered = with_file_and_env(Figment::new(), sources.file()?.as_deref());
         let names: Vec<(String, String)> = layered
             .extract_inner::<figment::value::Dict>("handlers")
             .map(|dict| {
@@ -515,13 +512,9 @@ pub(crate) fn load(
         .merge(Serialized::defaults(CodeLayer { handlers: code }));
     figment = match sources {
         Sources::CodeOnly => figment,
-        Sources::Standard => {
-            let file = std::env::var_os("SHAREWORKER_CONFIG")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_FILE));
-            with_file_and_env(figment, &file)
+        Sources::Standard | Sources::File(_) => {
+            with_file_and_env(figment, sources.file()?.as_deref())
         }
-        Sources::File(path) => with_file_and_env(figment, path),
         Sources::Custom(custom) => figment.merge((**custom).clone()),
     };
     check_handler_names(&figment, handlers)?;
@@ -530,21 +523,95 @@ pub(crate) fn load(
     Ok(config)
 }
 
-fn with_file_and_env(figment: Figment, file: &Path) -> Figment {
+impl Sources {
+    /// The configuration file these sources read, if any: a file named explicitly (the
+    /// builder's, the CLI's `--config`, or `SHAREWORKER_CONFIG`) must exist; the default
+    /// `shareworker.toml` is looked for in the working directory and its parents, and may be
+    /// absent.
+    ///
+    /// # Errors
+    /// When a file named explicitly does not exist or is not a file.
+    pub(crate) fn file(&self) -> Result<Option<PathBuf>, Error> {
+        match self {
+            Sources::CodeOnly | Sources::Custom(_) => Ok(None),
+            Sources::File(path) => named_file(path, "the configuration file").map(Some),
+            Sources::Standard => match std::env::var_os(CONFIG_VAR).filter(|v| !v.is_empty()) {
+                Some(path) => named_file(
+                    Path::new(&path),
+                    &format!("the configuration file named by {CONFIG_VAR}"),
+                )
+                .map(Some),
+                None => Ok(default_file()),
+            },
+        }
+    }
+
+    /// Where the configuration comes from, for the log line at start.
+    pub(crate) fn describe(&self, file: Option<&Path>) -> String {
+        let env = || {
+            let mut names: Vec<String> = std::env::vars_os()
+                .filter_map(|(k, _)| k.into_string().ok())
+                .filter(|k| k.starts_with(ENV_PREFIX) && k != CONFIG_VAR)
+                .collect();
+            names.sort();
+            if names.is_empty() {
+                "no SHAREWORKER_* variables".to_owned()
+            } else {
+                names.join(", ")
+            }
+        };
+        match (self, file) {
+            (Sources::CodeOnly, _) => "the code only (no file, no environment)".to_owned(),
+            (Sources::Custom(_), _) => "a figment given in the code".to_owned(),
+            (_, Some(f)) => format!("{}, then {}", f.display(), env()),
+            (_, None) => format!("no {DEFAULT_FILE} (defaults and code), then {}", env()),
+        }
+    }
+}
+
+/// `path`, checked to be an existing file; `what` starts the error message.
+fn named_file(path: &Path, what: &str) -> Result<PathBuf, Error> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(path.to_owned()),
+        Ok(_) => Err(Error::config(format!(
+            "{what} `{}` is not a file",
+            path.display()
+        ))),
+        Err(e) => {
+            let cwd = std::env::current_dir()
+                .map_or_else(|_| "?".to_owned(), |d| d.display().to_string());
+            Err(Error::config(format!(
+                "{what} `{}` cannot be read ({e}; the working directory is {cwd}): a configuration file named explicitly must exist; name none to run on {DEFAULT_FILE} if present, else the defaults",
+                path.display()
+            )))
+        }
+    }
+}
+
+/// `shareworker.toml` in the working directory or the nearest of its parents.
+fn default_file() -> Option<PathBuf> {
+    let cwd = std::env::current_dir().ok()?;
+    cwd.ancestors()
+        .map(|d| d.join(DEFAULT_FILE))
+        .find(|f| f.is_file())
+}
+
+fn with_file_and_env(figment: Figment, file: Option<&Path>) -> Figment {
+    let figment = match file {
+        Some(f) => figment.merge(Toml::file_exact(f)),
+        None => figment,
+    };
     figment
-        .merge(Toml::file(file))
         .merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["config"]))
         .merge(crate::kafka::config::raw_env_credentials(ENV_PREFIX))
 }
 
 /// `log.format` from `shareworker.toml` (or `$SHAREWORKER_CONFIG`) and the environment, read
 /// before the rest of the configuration so the first log lines already have the right format.
-/// A bad value is reported later, when the whole configuration is loaded.
+/// A bad value, or a missing file, is reported later, when the whole configuration is loaded.
 pub(crate) fn standard_log_format() -> LogFormat {
-    let file = std::env::var_os("SHAREWORKER_CONFIG")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_FILE));
-    with_file_and_env(Figment::new(), &file)
+    let file = Sources::Standard.file().ok().flatten();
+    with_file_and_env(Figment::new(), file.as_deref())
         .extract_inner::<LogFormat>("log.format")
         .unwrap_or_default()
 }
@@ -845,6 +912,71 @@ mod tests {
             assert_eq!(h.concurrency, 9, "env beats file");
             assert_eq!(h.dead_letter, DeadLetter::Off);
             assert_eq!(c.shutdown_grace, Duration::from_secs(5));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_file_named_explicitly_must_exist_the_default_may_be_absent() {
+        figment::Jail::expect_with(|jail| {
+            let code = HandlerOverrides::default();
+            // No shareworker.toml: defaults.
+            let c = load(&Config::default(), &declared(&code), &Sources::Standard)
+                .map_err(|e| e.to_string())?;
+            assert_eq!(c.broker, "embedded");
+            assert_eq!(Sources::Standard.file().map_err(|e| e.to_string())?, None);
+
+            // SHAREWORKER_CONFIG naming a missing file is an error, not the defaults.
+            jail.set_env("SHAREWORKER_CONFIG", "nope.toml");
+            let err = load(&Config::default(), &declared(&code), &Sources::Standard)
+                .expect_err("a missing file named by SHAREWORKER_CONFIG");
+            let text = err.to_string();
+            assert!(
+                text.contains(
+                    "the configuration file named by SHAREWORKER_CONFIG `nope.toml` cannot be read"
+                ),
+                "{text}"
+            );
+            assert!(text.contains("must exist"), "{text}");
+            let err = Config::load(None).expect_err("Config::load reads SHAREWORKER_CONFIG too");
+            assert!(err.to_string().contains("nope.toml"), "{err}");
+            assert_eq!(
+                standard_log_format(),
+                LogFormat::Text,
+                "the early read goes on"
+            );
+
+            // Once it exists, it is read.
+            jail.create_file("nope.toml", "broker = \"kafka://k:9092\"")?;
+            let c = load(&Config::default(), &declared(&code), &Sources::Standard)
+                .map_err(|e| e.to_string())?;
+            assert_eq!(c.broker, "kafka://k:9092");
+            jail.clear_env();
+
+            // A file given in the code (or the CLI's --config) must exist too; a directory is
+            // not a file.
+            let missing = Sources::File(PathBuf::from("missing.toml"));
+            let err = load(&Config::default(), &declared(&code), &missing)
+                .expect_err("a missing explicit file");
+            assert!(
+                err.to_string().contains("`missing.toml` cannot be read"),
+                "{err}"
+            );
+            let err = Config::load(Some(Path::new("missing.toml"))).expect_err("Config::load");
+            assert!(err.to_string().contains("missing.toml"), "{err}");
+            std::fs::create_dir("conf.d").map_err(|e| e.to_string())?;
+            let err = Config::load(Some(Path::new("conf.d"))).expect_err("a directory");
+            assert!(err.to_string().contains("is not a file"), "{err}");
+
+            // The default file is found in a parent directory too, and named in the log.
+            jail.create_file("shareworker.toml", "concurrency = 7")?;
+            std::env::set_current_dir("conf.d").map_err(|e| e.to_string())?;
+            let c = load(&Config::default(), &declared(&code), &Sources::Standard)
+                .map_err(|e| e.to_string())?;
+            assert_eq!(c.concurrency, 7);
+            let file = Sources::Standard.file().map_err(|e| e.to_string())?;
+            let said = Sources::Standard.describe(file.as_deref());
+            assert!(said.contains("shareworker.toml, then"), "{said}");
             Ok(())
         });
     }

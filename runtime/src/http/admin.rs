@@ -21,8 +21,8 @@ use tracing::warn;
 use super::auth::{AdminAccess, Refused};
 use crate::Error;
 use crate::admin::{
-    DeadLetterFilter, DeadLetterRecord, EnqueueRequest, GroupConfigs, GroupStatus, HandlerStatus,
-    ReplayRequest, StatusReport,
+    DeadLetterFilter, DeadLetterRecord, DiscardRequest, EnqueueRequest, GroupConfigs, GroupStatus,
+    HandlerStatus, ReplayRequest, StatusReport,
 };
 use crate::broker::Broker;
 use crate::config::{Config, DeadLetter, HttpConfig};
@@ -189,7 +189,8 @@ impl AdminResponse {
 }
 
 const ROUTES: &str = "GET /status[?group=G], POST /admin/enqueue, GET /admin/dlq?topic=T, \
-                      POST /admin/dlq/replay, GET|POST /admin/groups/G/config";
+                      POST /admin/dlq/replay, POST /admin/dlq/discard, \
+                      GET|POST /admin/groups/G/config";
 
 impl IntoResponse for AdminResponse {
     fn into_response(self) -> Response {
@@ -235,6 +236,10 @@ pub(crate) fn router(ctx: Arc<AdminContext>) -> Router {
         .route(
             "/admin/dlq/replay",
             post(replay_route).fallback(not_allowed("POST")),
+        )
+        .route(
+            "/admin/dlq/discard",
+            post(discard_route).fallback(not_allowed("POST")),
         )
         .route(
             "/admin/groups/{group}/config",
@@ -366,6 +371,35 @@ async fn dead_letters_route(
         Ok(filter) => list_dead_letters(&ctx, params.get("topic"), &filter).await,
         Err(r) => r,
     }
+}
+
+async fn discard_route(
+    State(ctx): Ctx,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> AdminResponse {
+    let body = match read_body(&ctx, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let req: DiscardRequest = match decode_body(
+        &body,
+        "{\"topic\": \"emails.dlq\", \"filter\": {...}, \"options\": {\"dry_run\": true, \"reason\": \"...\"}}",
+    ) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let allowed = if req.options.dry_run {
+        ctx.access.check_read(&headers)
+    } else {
+        ctx.access.check_write(&headers, "discard")
+    };
+    if let Err(r) = allowed {
+        return AdminResponse::refused(&r, &method, uri.path());
+    }
+    discard(&ctx, &req).await
 }
 
 async fn replay_route(
@@ -576,20 +610,45 @@ async fn list_dead_letters(
     AdminResponse::json(200, &out)
 }
 
-async fn replay(ctx: &AdminContext, req: &ReplayRequest) -> AdminResponse {
-    let topics = match &req.topic {
+/// `op` on `topic`, or on every dead-letter topic of the worker's handlers (those that do not
+/// exist yet are skipped); the reports as JSON.
+async fn on_dead_letter_topics<R, F, Fut>(
+    ctx: &AdminContext,
+    topic: Option<&String>,
+    op: F,
+) -> AdminResponse
+where
+    R: Serialize,
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<R, Error>>,
+{
+    let topics = match topic {
         Some(t) => vec![t.clone()],
         None => ctx.dead_letter_topics(),
     };
     let mut reports = Vec::new();
-    for t in &topics {
-        match crate::admin::replay(&*ctx.broker, t, &req.filter, req.options).await {
+    for t in topics {
+        match op(t).await {
             Ok(r) => reports.push(r),
-            Err(e) if e.is_unknown_topic() && req.topic.is_none() => {}
+            Err(e) if e.is_unknown_topic() && topic.is_none() => {}
             Err(e) => return AdminResponse::from_error(&e),
         }
     }
     AdminResponse::json(200, &reports)
+}
+
+async fn replay(ctx: &AdminContext, req: &ReplayRequest) -> AdminResponse {
+    on_dead_letter_topics(ctx, req.topic.as_ref(), |t| async move {
+        crate::admin::replay(&*ctx.broker, &t, &req.filter, req.options).await
+    })
+    .await
+}
+
+async fn discard(ctx: &AdminContext, req: &DiscardRequest) -> AdminResponse {
+    on_dead_letter_topics(ctx, req.topic.as_ref(), |t| async move {
+        crate::admin::discard(&*ctx.broker, &t, &req.filter, req.options.clone()).await
+    })
+    .await
 }
 
 /// `a=1&b=x%20y` into pairs, `+` as a space.

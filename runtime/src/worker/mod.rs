@@ -4,6 +4,7 @@ mod app;
 mod dead_letter;
 mod events;
 mod group;
+mod logging;
 
 pub use app::App;
 
@@ -21,6 +22,7 @@ use tracing::{info, warn};
 
 pub use dead_letter::headers as dead_letter_headers;
 pub use events::{JobEvent, Outcome};
+pub(crate) use logging::write_errors as log_write_errors;
 
 use crate::Error;
 use crate::broker::Broker;
@@ -70,16 +72,24 @@ pub async fn run() -> Result<RunSummary, Error> {
 /// Installs the default log subscriber unless the application installed one: to stderr,
 /// filtered by `RUST_LOG` (default `info`), as text or, with `log.format = "json"` in
 /// `shareworker.toml` or `SHAREWORKER_LOG__FORMAT=json`, as one JSON object per line.
+///
+/// Logging never stops the worker: a line that cannot be written (stderr's reader is gone) is
+/// dropped and counted in `shareworker_log_write_errors_total`. With the subscriber, a panic
+/// hook is installed that logs panics (a handler's included) as `ERROR` events of target
+/// `panic`, with the backtrace as a field only when `RUST_BACKTRACE` asks for it.
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(logging::Stderr)
+        // The writer never fails; and when a write does fail, the subscriber's own report of
+        // it goes to stderr with `eprintln!`, which panics when stderr is what failed.
+        .log_internal_errors(false)
         // Colours for people at a terminal, plain text for files and log collectors.
         .with_ansi(std::io::stderr().is_terminal());
-    let _ = match config::standard_log_format() {
+    let installed = match config::standard_log_format() {
         crate::LogFormat::Json => builder
             .json()
             .flatten_event(true)
@@ -88,6 +98,9 @@ pub fn init_tracing() {
             .try_init(),
         crate::LogFormat::Text => builder.try_init(),
     };
+    if installed.is_ok() {
+        logging::install_panic_hook();
+    }
 }
 
 /// Counts of what a worker did, returned by [`Worker::run`].
@@ -365,7 +378,8 @@ impl WorkerBuilder {
         self
     }
 
-    /// Reads this file instead of `shareworker.toml` (the environment still applies on top).
+    /// Reads this file instead of `shareworker.toml` (the environment still applies on top);
+    /// [`build`](Self::build) fails when it does not exist.
     pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.sources = Sources::File(path.into());
         self
@@ -419,6 +433,13 @@ impl WorkerBuilder {
             .collect();
         let config = config::load(&self.base, &declared, &self.sources)?;
         drop(declared);
+        let file = self.sources.file()?;
+        let which = match &self.broker {
+            Some(b) => format!("{} (given in the code)", b.kind()),
+            None => config.broker.clone(),
+        };
+        info!(config = %self.sources.describe(file.as_deref()), broker = %which,
+            "configuration loaded");
         self.select(&config)?;
         let broker: Arc<dyn Broker> = match self.broker {
             Some(b) => b,
@@ -665,8 +686,9 @@ impl Worker {
             tokio::spawn(async move {
                 tokio::select! {
                     _ = s => {
-                        info!("shutdown signal received; finishing in-flight jobs");
+                        // Stop first: nothing the log line does may keep the worker running.
                         token.cancel();
+                        info!("shutdown signal received; finishing in-flight jobs");
                     }
                     _ = token.cancelled() => {}
                 }
