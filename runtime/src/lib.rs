@@ -86,6 +86,13 @@ pub use worker::{
     dead_letter_headers, init_tracing, run,
 };
 
+/// The Rust code of the `#[job]` and `#[main]` docs (in the macros crate, which cannot name
+/// this one), compiled as doc-tests here.
+#[cfg(doctest)]
+#[doc = include_str!("../../macros/src/docs/job.md")]
+#[doc = include_str!("../../macros/src/docs/main.md")]
+struct MacroDocs;
+
 /// The README's Rust code, compiled as doc-tests so it stays in step with the API.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
