@@ -709,6 +709,7 @@ impl Dispatcher {
                     error: err.to_string(),
                     at: SystemTime::now(),
                     original,
+                    metrics: hr.metrics.clone(),
                 };
                 let broker = self.r.broker.clone();
                 let done = self.done_tx.clone();
