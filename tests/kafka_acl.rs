@@ -645,3 +645,38 @@ async fn without_read_on_its_topic_the_worker_fails_at_start() {
     let e = refused_at_start("no Read on the topic", READER, &topic, &dlq, &group).await;
     assert_eq!(e.kafka_code(), Some(29), "TOPIC_AUTHORIZATION_FAILED: {e}");
 }
+
+/// Read on the group and Describe (not Read) on the topic: the member joins, but the broker
+/// refuses every fetch; the worker stops with an error naming the ACL instead of fetching again
+/// and again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_describe_but_not_read_on_its_topic_the_worker_stops_with_the_error() {
+    logs();
+    if broker().is_none() {
+        return;
+    }
+    let admin = admin().await;
+    let (topic, dlq, group) = setup(&admin, "describe", true).await;
+    grant(READER.0, "Read", &[("--group", &group)]).await;
+    grant(READER.0, "Describe", &[("--topic", &topic)]).await;
+    grant(READER.0, "Write", &[("--topic", &dlq)]).await;
+    produce(&admin, &topic, &values("ok", 1)).await;
+    let e = refused_at_start(
+        "Describe but not Read on the topic",
+        READER,
+        &topic,
+        &dlq,
+        &group,
+    )
+    .await;
+    assert_eq!(e.kafka_code(), Some(29), "TOPIC_AUTHORIZATION_FAILED: {e}");
+    // Said once, not once per fetch.
+    let refusals = lines_with(&group)
+        .into_iter()
+        .filter(|l| l.contains("ShareFetch") && (l.contains("WARN") || l.contains("ERROR")))
+        .count();
+    assert!(
+        refusals <= 3,
+        "the refused fetch is logged {refusals} times"
+    );
+}

@@ -169,6 +169,8 @@ struct StatusInner {
     joined: std::sync::atomic::AtomicBool,
     stopping: std::sync::atomic::AtomicBool,
     broker_ok: std::sync::atomic::AtomicBool,
+    /// What stopped the worker on its own, for [`Worker::run`] to return.
+    fatal: std::sync::Mutex<Option<Error>>,
 }
 
 impl Default for WorkerStatus {
@@ -178,6 +180,7 @@ impl Default for WorkerStatus {
                 joined: false.into(),
                 stopping: false.into(),
                 broker_ok: true.into(),
+                fatal: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -218,6 +221,33 @@ impl WorkerStatus {
 
     pub(crate) fn set_broker_ok(&self, ok: bool) {
         self.inner.broker_ok.store(ok, Ordering::Release);
+    }
+
+    /// Group `group` cannot go on (its principal may not read its topic): the worker stops and
+    /// [`Worker::run`] returns `error` (the first one, when several groups fail).
+    pub(crate) fn stop_with(&self, group: &str, topics: &[&str], error: Error) {
+        let mut fatal = self.inner.fatal.lock().unwrap_or_else(|p| p.into_inner());
+        if fatal.is_none() {
+            let reads: Vec<String> = topics
+                .iter()
+                .map(|t| format!("Read on Topic:{t}"))
+                .collect();
+            let message = format!(
+                "share group `{group}` may not read its records: the worker's principal needs Read on Group:{group} and {}; grant them with Kafka's ACL tool (kafka-acls.sh) ({error})",
+                reads.join(", ")
+            );
+            tracing::error!(group, error = %error, "stopping: the worker's principal may not read the group's topics (Read ACL missing)");
+            *fatal = Some(error.with_message(message));
+        }
+        self.set_stopping();
+    }
+
+    fn take_fatal(&self) -> Option<Error> {
+        self.inner
+            .fatal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 }
 
@@ -625,7 +655,9 @@ impl Worker {
     /// grace period, releases what is left and leaves the groups.
     ///
     /// # Errors
-    /// When joining a group fails.
+    /// When joining a group fails; [`Error::is_not_authorized`] when the worker's principal may
+    /// not read its group or topic (a missing Read ACL), at the join or at the first fetch
+    /// (after a graceful stop).
     pub async fn run(self) -> Result<RunSummary, Error> {
         let token = self.shutdown.clone();
         let signal: Option<Signal> = match (self.signal, self.handle_signals) {
@@ -743,6 +775,10 @@ impl Worker {
         }
         stop_side_tasks().await;
         let summary = self.counters.summary();
+        if let Some(e) = self.status.take_fatal() {
+            tracing::error!(?summary, error = %e, "worker stopped");
+            return Err(e);
+        }
         info!(?summary, "worker stopped");
         Ok(summary)
     }
