@@ -479,7 +479,10 @@ impl WorkerBuilder {
                                         "the worker's principal may not write to the dead-letter topic (no Write ACL on it): \
                                          records that fail for good are held and their dead letters retried until it is granted");
                             }
-                            _ => {
+                            Ok(_) => {
+                                warn!(handler = %h.name, dead_letter = %t, error = %e, "could not create the dead-letter topic");
+                            }
+                            Err(_) => {
                                 metrics
                                     .missing_acl("dead_letter_create", "Create", &resource)
                                     .set(1);
