@@ -6,7 +6,7 @@ use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
-use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -22,6 +22,8 @@ pub(crate) struct WorkerClient {
     authority: String,
     /// A path prefix (for a worker behind a proxy), without the trailing `/`.
     prefix: String,
+    /// The admin token, sent as `Authorization: Bearer` (never printed).
+    token: Option<String>,
 }
 
 impl WorkerClient {
@@ -56,7 +58,17 @@ impl WorkerClient {
             url: url.trim_end_matches('/').to_owned(),
             authority,
             prefix: prefix.to_owned(),
+            token: None,
         })
+    }
+
+    /// Sends `token` as the admin token with every request.
+    pub(crate) fn with_token(mut self, token: Option<&str>) -> Self {
+        self.token = token
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
+        self
     }
 
     pub(crate) async fn get<T: DeserializeOwned>(
@@ -141,11 +153,15 @@ impl WorkerClient {
             .await
             .map_err(|e| unreachable(&e))?;
         tokio::spawn(conn);
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(method)
             .uri(target)
             .header(HOST, &self.authority)
-            .header(CONTENT_TYPE, "application/json")
+            .header(CONTENT_TYPE, "application/json");
+        if let Some(t) = &self.token {
+            req = req.header(AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = req
             .body(Full::new(body))
             .context("cannot build the request")?;
         let resp = sender

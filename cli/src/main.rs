@@ -7,9 +7,11 @@
 //!
 //! ```text
 //! shareworker enqueue --topic emails '{"to": "ada@example.com"}'
+//! shareworker enqueue --topic emails --lines < jobs.ndjson
 //! shareworker status [GROUP]
 //! shareworker dlq list emails.dlq --error timeout
 //! shareworker dlq replay emails.dlq --dry-run
+//! shareworker dlq discard emails.dlq --to 41 --reason "customer left"
 //! shareworker group config mailer --set share.delivery.count.limit=3
 //! ```
 
@@ -23,7 +25,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use shareworker::admin::{DeadLetterFilter, EnqueueRequest, ReplayOptions};
+use serde_json::value::RawValue;
+use shareworker::admin::{DeadLetterFilter, DiscardOptions, EnqueueRequest, ReplayOptions};
 
 use target::Target;
 
@@ -42,6 +45,17 @@ struct Cli {
     #[arg(long, global = true, value_name = "URL")]
     worker: Option<String>,
 
+    /// The worker's admin token (its `http.admin_token`), sent with --worker as `Authorization:
+    /// Bearer`; the routes that change things (enqueue, replay, group config --set) need it.
+    #[arg(
+        long,
+        global = true,
+        value_name = "TOKEN",
+        env = "SHAREWORKER_HTTP__ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+
     /// The configuration file to read instead of shareworker.toml.
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -56,7 +70,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Enqueue one job: a JSON payload from the argument, or from stdin.
+    /// Enqueue one job (or, with --lines, one per line): its JSON payload from the argument,
+    /// or from stdin, written as given, byte for byte.
     Enqueue(EnqueueArgs),
     /// Show share groups: members, per-partition start offset, lag and in-flight records,
     /// delivery count limit and lock duration.
@@ -105,7 +120,12 @@ struct EnqueueArgs {
     /// A fixed partition instead of one chosen from the key.
     #[arg(long)]
     partition: Option<i32>,
-    /// The payload, one JSON value; `-` or nothing reads it from stdin.
+    /// The input is NDJSON: one job per line (blank lines skipped), all checked before any is
+    /// written, then written in bulk.
+    #[arg(long)]
+    lines: bool,
+    /// The payload, one JSON value (with --lines, one per line); `-` or nothing reads it from
+    /// stdin.
     #[arg(value_name = "JSON")]
     payload: Option<String>,
 }
@@ -115,16 +135,35 @@ enum DlqCommand {
     /// List dead letters with their error headers.
     List(DlqArgs),
     /// Send dead letters back to their original topic. Each is replayed once: a dead letter
-    /// replayed before, or the dead letter of a replayed job, is skipped unless --force.
+    /// replayed before, discarded, or the dead letter of a replayed job, is skipped unless
+    /// --force.
     Replay {
         #[command(flatten)]
         dlq: DlqArgs,
         /// Show what would be replayed; write nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Replay dead letters that were replayed before too.
+        /// Replay dead letters that were replayed or discarded before too.
         #[arg(long)]
         force: bool,
+        /// Without a topic: every dead-letter topic of the worker (--worker).
+        #[arg(long, conflicts_with = "topic")]
+        all: bool,
+    },
+    /// Drop dead letters on purpose: each gets a discard marker in the dead-letter topic (with
+    /// --reason), is listed as discarded and never replayed unless forced.
+    Discard {
+        #[command(flatten)]
+        dlq: DlqArgs,
+        /// Show what would be discarded; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Without a topic: every dead-letter topic of the worker (--worker).
+        #[arg(long, conflicts_with = "topic")]
+        all: bool,
+        /// Why, recorded with each discard.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
     },
 }
 
@@ -205,17 +244,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let Cli {
         broker,
         worker,
+        token,
         config,
         json,
         command,
     } = cli;
     // Bad input is refused in each arm before anything is reached.
-    let connect = || Target::connect(broker.as_deref(), worker.as_deref(), config.as_deref());
+    let connect = || {
+        Target::connect(
+            broker.as_deref(),
+            worker.as_deref(),
+            token.as_deref(),
+            config.as_deref(),
+        )
+    };
     match command {
         Command::Enqueue(args) => {
-            let job = enqueue_request(&args)?;
-            let written = connect().await?.enqueue(&job).await?;
-            print::enqueued(&written, json)
+            let jobs = enqueue_requests(&args)?;
+            let target = connect().await?;
+            if args.lines {
+                let written = target.enqueue_all(&jobs).await?;
+                print::enqueued_all(&written, json)
+            } else {
+                let job = jobs.first().context("no job given")?;
+                let written = target.enqueue(job).await?;
+                print::enqueued(&written, json)
+            }
         }
         Command::Status { group } => {
             let report = connect().await?.status(group.as_deref()).await?;
@@ -232,13 +286,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             dlq,
             dry_run,
             force,
+            all,
         }) => {
+            every_topic_on_purpose(dlq.topic.as_deref(), all, dry_run, "replay")?;
             let options = ReplayOptions::default().dry_run(dry_run).force(force);
             let reports = connect()
                 .await?
                 .replay(dlq.topic.as_deref(), &dlq.filter(), options)
                 .await?;
             print::replays(&reports, json)
+        }
+        Command::Dlq(DlqCommand::Discard {
+            dlq,
+            dry_run,
+            all,
+            reason,
+        }) => {
+            every_topic_on_purpose(dlq.topic.as_deref(), all, dry_run, "discard")?;
+            let mut options = DiscardOptions::default().dry_run(dry_run);
+            if let Some(r) = reason {
+                options = options.reason(r);
+            }
+            let reports = connect()
+                .await?
+                .discard(dlq.topic.as_deref(), &dlq.filter(), options)
+                .await?;
+            print::discards(&reports, json)
         }
         Command::Exporter(args) => {
             if worker.is_some() {
@@ -261,19 +334,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// The job to enqueue, checked: the payload parses as JSON, the headers are `name=value`.
-fn enqueue_request(args: &EnqueueArgs) -> anyhow::Result<EnqueueRequest> {
+/// A change to every dead-letter topic at once must be asked for: without a topic, `--all`
+/// (a dry run writes nothing, so it may go without).
+fn every_topic_on_purpose(
+    topic: Option<&str>,
+    all: bool,
+    dry_run: bool,
+    verb: &str,
+) -> anyhow::Result<()> {
+    if topic.is_none() && !all && !dry_run {
+        bail!(
+            "name the dead-letter topic to {verb}, e.g. `shareworker dlq {verb} emails.dlq`, or pass --all to {verb} in every dead-letter topic of the worker (--dry-run shows what that would do)"
+        );
+    }
+    Ok(())
+}
+
+/// The jobs to enqueue, checked: each payload is one JSON value (kept byte for byte), the
+/// headers are `name=value`.
+fn enqueue_requests(args: &EnqueueArgs) -> anyhow::Result<Vec<EnqueueRequest>> {
     if args.topic.trim().is_empty() {
         bail!("--topic is empty: name the topic to enqueue on, e.g. --topic emails");
     }
     let text = match args.payload.as_deref() {
         Some(t) if t != "-" => t.to_owned(),
         _ => {
-            let mut buf = String::new();
+            let mut buf = Vec::new();
             std::io::stdin()
-                .read_to_string(&mut buf)
+                .read_to_end(&mut buf)
                 .context("cannot read the job from stdin")?;
-            buf
+            String::from_utf8(buf)
+                .map_err(|e| anyhow::anyhow!("the input is not UTF-8 text ({e}): JSON is UTF-8"))?
         }
     };
     if text.trim().is_empty() {
@@ -281,23 +372,46 @@ fn enqueue_request(args: &EnqueueArgs) -> anyhow::Result<EnqueueRequest> {
             "no job given: pass its JSON payload as the argument, e.g. '{{\"to\": \"ada@example.com\"}}', or on stdin"
         );
     }
-    let payload: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        anyhow::anyhow!(
-            "the job is not valid JSON ({e}): pass one JSON value, e.g. '{{\"to\": \"ada@example.com\"}}' (quote it for the shell), as the argument or on stdin"
-        )
-    })?;
-    let mut job = EnqueueRequest::new(args.topic.trim(), payload);
-    if let Some(k) = &args.key {
-        job = job.key(k.clone());
-    }
+    let mut headers = Vec::new();
     for h in &args.headers {
-        let (name, value) = name_value(h, "--header", "trace-id=42")?;
-        job = job.header(name, value);
+        headers.push(name_value(h, "--header", "trace-id=42")?);
     }
-    if let Some(p) = args.partition {
-        job = job.partition(p);
+    let job = |payload: Box<RawValue>| {
+        let mut job = EnqueueRequest::new(args.topic.trim(), payload);
+        if let Some(k) = &args.key {
+            job = job.key(k.clone());
+        }
+        for (name, value) in &headers {
+            job = job.header(name.clone(), value.clone());
+        }
+        if let Some(p) = args.partition {
+            job = job.partition(p);
+        }
+        job
+    };
+    if !args.lines {
+        let payload = RawValue::from_string(text).map_err(|e| {
+            anyhow::anyhow!(
+                "the job is not valid JSON ({e}): pass one JSON value, e.g. '{{\"to\": \"ada@example.com\"}}' (quote it for the shell), as the argument or on stdin; --lines reads one job per line"
+            )
+        })?;
+        return Ok(vec![job(payload)]);
     }
-    Ok(job)
+    let mut jobs = Vec::new();
+    for (i, line) in text.split('\n').enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let payload = RawValue::from_string(line.to_owned()).map_err(|e| {
+            anyhow::anyhow!(
+                "line {} is not valid JSON ({e}); nothing was enqueued: with --lines, each line is one job's JSON value",
+                i + 1
+            )
+        })?;
+        jobs.push(job(payload));
+    }
+    Ok(jobs)
 }
 
 fn name_value(s: &str, flag: &str, example: &str) -> anyhow::Result<(String, String)> {

@@ -4,7 +4,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Serialize;
 use shareworker::admin::{
-    DeadLetterRecord, Enqueued, GroupConfigs, Payload, ReplayReport, StatusReport,
+    DeadLetterRecord, DiscardReport, Enqueued, GroupConfigs, Payload, ReplayReport, StatusReport,
 };
 
 fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
@@ -17,6 +17,20 @@ pub(crate) fn enqueued(e: &Enqueued, as_json: bool) -> anyhow::Result<()> {
         return json(e);
     }
     println!("enqueued {e}");
+    Ok(())
+}
+
+pub(crate) fn enqueued_all(written: &[Enqueued], as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        return json(&written);
+    }
+    match (written.first(), written.last()) {
+        (Some(first), Some(last)) if written.len() > 1 => {
+            println!("enqueued {} jobs: {first} .. {last}", written.len());
+        }
+        (Some(one), _) => println!("enqueued {one}"),
+        _ => println!("enqueued nothing: no line had a job"),
+    }
     Ok(())
 }
 
@@ -199,13 +213,54 @@ pub(crate) fn dead_letters(letters: &[DeadLetterRecord], as_json: bool) -> anyho
         if let Some(to) = &l.replayed_to {
             println!("  replayed to {to}");
         }
+        match l.discarded.as_deref() {
+            Some("") => println!("  discarded"),
+            Some(why) => println!("  discarded: {why}"),
+            None => {}
+        }
     }
     let replayed = letters.iter().filter(|l| l.replayed_to.is_some()).count();
+    let discarded = letters.iter().filter(|l| l.discarded.is_some()).count();
     println!(
-        "{} dead letter{}, {replayed} replayed",
+        "{} dead letter{}, {replayed} replayed{}",
         letters.len(),
-        if letters.len() == 1 { "" } else { "s" }
+        if letters.len() == 1 { "" } else { "s" },
+        if discarded > 0 {
+            format!(", {discarded} discarded")
+        } else {
+            String::new()
+        }
     );
+    Ok(())
+}
+
+pub(crate) fn discards(reports: &[DiscardReport], as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        return json(&reports);
+    }
+    let mut discarded = 0;
+    let mut skipped = 0;
+    let mut dry_run = false;
+    for r in reports {
+        dry_run |= r.dry_run;
+        for d in &r.discarded {
+            if r.dry_run {
+                println!("would discard {d}");
+            } else {
+                println!("discarded {d}");
+            }
+        }
+        for s in &r.skipped {
+            println!("skipped {}: {}", s.dead_letter, s.reason);
+        }
+        discarded += r.discarded.len();
+        skipped += r.skipped.len();
+    }
+    if dry_run {
+        println!("dry run: {discarded} would be discarded, {skipped} skipped; nothing was written");
+    } else {
+        println!("{discarded} discarded, {skipped} skipped");
+    }
     Ok(())
 }
 
@@ -236,7 +291,7 @@ pub(crate) fn replays(reports: &[ReplayReport], as_json: bool) -> anyhow::Result
         println!("{replayed} replayed, {skipped} skipped");
     }
     if skipped > 0 {
-        println!("(--force replays dead letters that were replayed before too)");
+        println!("(--force replays dead letters that were replayed or discarded before too)");
     }
     Ok(())
 }

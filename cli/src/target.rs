@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, anyhow, bail};
 use shareworker::admin::{
-    self, DeadLetterFilter, DeadLetterRecord, EnqueueRequest, Enqueued, GroupConfigs,
-    ReplayOptions, ReplayReport, ReplayRequest, StatusReport,
+    self, DeadLetterFilter, DeadLetterRecord, DiscardOptions, DiscardReport, DiscardRequest,
+    EnqueueRequest, Enqueued, GroupConfigs, ReplayOptions, ReplayReport, ReplayRequest,
+    StatusReport,
 };
 use shareworker::{Broker, Config, KafkaBroker};
 
@@ -27,15 +28,16 @@ impl Target {
     pub(crate) async fn connect(
         broker: Option<&str>,
         worker: Option<&str>,
+        token: Option<&str>,
         config_file: Option<&Path>,
     ) -> anyhow::Result<Self> {
         match (broker, worker) {
             (Some(_), Some(_)) => {
-                bail!(
-                    "both --broker and --worker are given: use one (--worker also comes from SHAREWORKER_WORKER)"
-                )
+                bail!("both --broker and --worker are given: use one")
             }
-            (None, Some(url)) => return Ok(Target::Worker(WorkerClient::new(url)?)),
+            (None, Some(url)) => {
+                return Ok(Target::Worker(WorkerClient::new(url)?.with_token(token)));
+            }
             _ => {}
         }
         let (broker, config) = kafka_from_config(broker, config_file).await?;
@@ -64,6 +66,43 @@ impl Target {
                     e
                 }
             }),
+        }
+    }
+
+    /// Enqueues every job, in order: on Kafka in bulk (every topic checked first); through a
+    /// worker one request per job.
+    pub(crate) async fn enqueue_all(
+        &self,
+        jobs: &[EnqueueRequest],
+    ) -> anyhow::Result<Vec<Enqueued>> {
+        match self {
+            Target::Kafka { broker, url } => {
+                admin::enqueue_all(&**broker, jobs).await.map_err(|e| {
+                    if e.is_unknown_topic() {
+                        anyhow!(
+                            "{e} on {url}: check the name, or create the topic first; nothing was enqueued"
+                        )
+                    } else {
+                        anyhow!("{}", chain(&e))
+                    }
+                })
+            }
+            Target::Worker(_) => {
+                let mut out = Vec::with_capacity(jobs.len());
+                for job in jobs {
+                    match self.enqueue(job).await {
+                        Ok(w) => out.push(w),
+                        Err(e) => {
+                            return Err(e.context(format!(
+                                "after {} of {} jobs were enqueued",
+                                out.len(),
+                                jobs.len()
+                            )));
+                        }
+                    }
+                }
+                Ok(out)
+            }
         }
     }
 
@@ -133,6 +172,27 @@ impl Target {
             Target::Worker(w) => {
                 let req = ReplayRequest::new(topic.map(str::to_owned), filter.clone(), options);
                 w.post("/admin/dlq/replay", &req).await
+            }
+        }
+    }
+
+    pub(crate) async fn discard(
+        &self,
+        topic: Option<&str>,
+        filter: &DeadLetterFilter,
+        options: DiscardOptions,
+    ) -> anyhow::Result<Vec<DiscardReport>> {
+        match self {
+            Target::Kafka { broker, .. } => {
+                let topic = topic_needed(topic)?;
+                let report = admin::discard(&**broker, topic, filter, options)
+                    .await
+                    .map_err(|e| anyhow!("{}", chain(&e)))?;
+                Ok(vec![report])
+            }
+            Target::Worker(w) => {
+                let req = DiscardRequest::new(topic.map(str::to_owned), filter.clone(), options);
+                w.post("/admin/dlq/discard", &req).await
             }
         }
     }

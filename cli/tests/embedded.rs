@@ -6,7 +6,7 @@ mod support;
 use serde_json::json;
 use shareworker::Broker;
 use shareworker::admin::{DeadLetterRecord, ReplayReport, StatusReport, headers};
-use support::{TestWorker, cli, read_all};
+use support::{TOKEN, TestWorker, cli, cli_with_token, read_all};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enqueue_and_status_through_a_worker_with_bad_input_answered() {
@@ -41,7 +41,8 @@ async fn enqueue_and_status_through_a_worker_with_bad_input_answered() {
     let written = read_all(&w.broker, "emails", 0).await;
     assert_eq!(
         written[1].value.as_deref(),
-        Some(&br#"{"to":"bob@example.com"}"#[..])
+        Some(&br#"{"to": "bob@example.com"}"#[..]),
+        "the bytes given, not written again"
     );
     assert_eq!(written[1].key.as_deref(), Some(&b"bob"[..]));
     assert_eq!(written[1].headers.get_str("trace"), Some("7"));
@@ -214,7 +215,11 @@ async fn dead_letters_listed_and_replayed_once_through_a_worker() {
         emails[2].headers.get_str(headers::REPLAYED),
         Some("emails.dlq-0@0")
     );
-    let out = cli(&["--worker", url, "dlq", "replay", "--to", "0"], None).await;
+    let out = cli(
+        &["--worker", url, "dlq", "replay", "--all", "--to", "0"],
+        None,
+    )
+    .await;
     assert!(
         out.ok()
             .contains("skipped emails.dlq-0@0: already replayed (to emails-0@2)"),
@@ -232,7 +237,7 @@ async fn dead_letters_listed_and_replayed_once_through_a_worker() {
         "{text}"
     );
     let reports: Vec<ReplayReport> = serde_json::from_value(
-        cli(&["--worker", url, "dlq", "replay", "--json"], None)
+        cli(&["--worker", url, "dlq", "replay", "--all", "--json"], None)
             .await
             .json(),
     )
@@ -246,7 +251,7 @@ async fn dead_letters_listed_and_replayed_once_through_a_worker() {
     assert_eq!(reports[0].skipped.len(), 2, "{reports:?}");
     let out = cli(
         &[
-            "--worker", url, "dlq", "replay", "--force", "--from", "0", "--to", "0",
+            "--worker", url, "dlq", "replay", "--all", "--force", "--from", "0", "--to", "0",
         ],
         None,
     )
@@ -255,6 +260,76 @@ async fn dead_letters_listed_and_replayed_once_through_a_worker() {
         out.ok().contains("replayed emails.dlq-0@0 -> emails-0@"),
         "{out:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_are_written_as_given_lines_in_bulk_and_every_topic_only_on_purpose() {
+    let w = TestWorker::start(true).await;
+    let url = w.url.as_str();
+    // A number no f64 holds, keys out of order, spaces: the bytes given are the bytes written.
+    let payload = r#"{"order_id":12345678901234567890123,  "z": 1.50, "a": [1, 2]}"#;
+    cli(
+        &["--worker", url, "enqueue", "--topic", "emails", payload],
+        None,
+    )
+    .await
+    .ok();
+    let written = read_all(&w.broker, "emails", 0).await;
+    assert_eq!(written[0].value.as_deref(), Some(payload.as_bytes()));
+
+    // NDJSON: every line checked first; a bad one stops everything, named by its number.
+    let err = cli(
+        &["--worker", url, "enqueue", "--topic", "emails", "--lines"],
+        Some("{\"to\": \"ada\"}\n{\"to\": \n"),
+    )
+    .await;
+    assert!(
+        err.failed(1)
+            .starts_with("error: line 2 is not valid JSON (EOF while parsing"),
+        "{err:?}"
+    );
+    assert!(err.stderr.contains("nothing was enqueued"), "{err:?}");
+    assert_eq!(read_all(&w.broker, "emails", 0).await.len(), 1);
+    let lines = "{\"to\": \"ada\"}\r\n\n  \n{\"n\":12345678901234567890123}\n[3]";
+    let out = cli(
+        &[
+            "--worker", url, "enqueue", "--topic", "emails", "--lines", "-k", "k",
+        ],
+        Some(lines),
+    )
+    .await;
+    assert_eq!(out.ok(), "enqueued 3 jobs: emails-0@1 .. emails-0@3\n");
+    w.idle().await;
+    let values: Vec<Vec<u8>> = read_all(&w.broker, "emails", 0)
+        .await
+        .iter()
+        .skip(1)
+        .map(|d| d.value.as_deref().unwrap_or_default().to_vec())
+        .collect();
+    assert_eq!(
+        values,
+        [
+            br#"{"to": "ada"}"#.to_vec(),
+            br#"{"n":12345678901234567890123}"#.to_vec(),
+            b"[3]".to_vec()
+        ]
+    );
+
+    // Changing every dead-letter topic at once is asked for with --all; a dry run may go without.
+    for verb in ["replay", "discard"] {
+        let err = cli(&["--worker", url, "dlq", verb], None).await;
+        let text = err.failed(1);
+        assert!(
+            text.contains(&format!("name the dead-letter topic to {verb}"))
+                && text.contains("--all"),
+            "{text}"
+        );
+        let err = cli(&["--worker", url, "dlq", verb, "--all", "emails.dlq"], None).await;
+        assert!(err.failed(2).contains("cannot be used with"), "{err:?}");
+    }
+    cli(&["--worker", url, "dlq", "replay", "--dry-run"], None)
+        .await
+        .ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -365,6 +440,41 @@ async fn group_config_through_a_worker() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_through_a_worker_need_its_admin_token() {
+    let w = TestWorker::start(true).await;
+    let url = w.url.as_str();
+    let enqueue = ["--worker", url, "enqueue", "--topic", "emails", "{}"];
+    // No token: the worker says how to send one; nothing is written.
+    let err = cli_with_token(&enqueue, None, None).await;
+    assert!(
+        err.failed(1).contains("this route needs the admin token"),
+        "{err:?}"
+    );
+    assert!(err.failed(1).contains("--token"), "{err:?}");
+    // A wrong one, by flag.
+    let mut wrong = enqueue.to_vec();
+    wrong.extend(["--token", "not-the-admin-token-at-all"]);
+    let err = cli_with_token(&wrong, None, None).await;
+    assert!(
+        err.failed(1).contains("the admin token does not match"),
+        "{err:?}"
+    );
+    assert!(read_all(&w.broker, "emails", 0).await.is_empty());
+    // The right one, by flag, then from the environment.
+    let mut right = enqueue.to_vec();
+    right.extend(["--token", TOKEN]);
+    assert_eq!(
+        cli_with_token(&right, None, None).await.ok(),
+        "enqueued emails-0@0\n"
+    );
+    assert_eq!(cli(&enqueue, None).await.ok(), "enqueued emails-0@1\n");
+    // Reading needs none; the token never shows in what the CLI prints.
+    let out = cli_with_token(&["--worker", url, "status"], None, None).await;
+    assert!(!out.ok().contains(TOKEN));
+    assert!(!err.failed(1).contains("not-the-admin-token-at-all"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_without_admin_refuses_changes_with_what_to_do() {
     let w = TestWorker::start(false).await;
     let url = w.url.as_str();
@@ -389,7 +499,7 @@ async fn a_worker_without_admin_refuses_changes_with_what_to_do() {
     )
     .await;
     assert!(err.failed(1).contains("http.admin = true"), "{err:?}");
-    let err = cli(&["--worker", url, "dlq", "replay"], None).await;
+    let err = cli(&["--worker", url, "dlq", "replay", "--all"], None).await;
     assert!(err.failed(1).contains("http.admin = true"), "{err:?}");
     // Reading is allowed, and so is a dry run.
     cli(&["--worker", url, "status"], None).await.ok();

@@ -62,7 +62,11 @@ async fn enqueue_and_status_on_kafka_with_bad_input_answered() {
     );
     let p1 = read_all(&kafka, &topic, 1).await;
     assert_eq!(p1.len(), 1, "{p1:?}");
-    assert_eq!(p1[0].value.as_deref(), Some(&b"[1,2]"[..]));
+    assert_eq!(
+        p1[0].value.as_deref(),
+        Some(&b"[1, 2]"[..]),
+        "the bytes given, not written again"
+    );
     let p0 = read_all(&kafka, &topic, 0).await;
     assert_eq!(p0.len(), 1, "{p0:?}");
     assert_eq!(p0[0].key.as_deref(), Some(&b"ada"[..]));
@@ -360,6 +364,136 @@ async fn dead_letters_listed_and_replayed_once_on_kafka() {
         out.ok()
             .contains(&format!("replayed {dlq}-0@1 -> {topic}-0@2")),
         "{out:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_as_given_lines_in_bulk_and_dead_letters_discarded_on_kafka() {
+    let Some(url) = kafka_bootstrap() else { return };
+    let kafka = connect(&url).await;
+    let topic = unique("cli-bytes");
+    let dlq = format!("{topic}.dlq");
+    kafka.create_topic(&topic, 1).await.expect("topic");
+    kafka.create_topic(&dlq, 1).await.expect("dlq");
+
+    let payload = r#"{"order_id":12345678901234567890123, "b": 1, "a": 2.50}"#;
+    cli(
+        &["--broker", &url, "enqueue", "--topic", &topic, payload],
+        None,
+    )
+    .await
+    .ok();
+    // 1,200 lines in bulk (more than one write), the NDJSON's bytes kept too.
+    let lines: String = (0..1200)
+        .map(|n| format!("{{\"n\": {n}, \"id\": 1{n:022}}}\n"))
+        .collect();
+    let out = cli(
+        &[
+            "--broker", &url, "enqueue", "--topic", &topic, "--lines", "--json",
+        ],
+        Some(&lines),
+    )
+    .await;
+    let written = out.json();
+    assert_eq!(written.as_array().map(Vec::len), Some(1200));
+    assert_eq!(written[1199]["offset"], 1200);
+    let records = read_all(&kafka, &topic, 0).await;
+    assert_eq!(records.len(), 1201);
+    assert_eq!(records[0].value.as_deref(), Some(payload.as_bytes()));
+    assert_eq!(
+        records[1200].value.as_deref(),
+        Some(&br#"{"n": 1199, "id": 10000000000000000001199}"#[..])
+    );
+    let missing = unique("cli-nope");
+    let err = cli(
+        &["--broker", &url, "enqueue", "--topic", &missing, "--lines"],
+        Some("{}\n{}\n"),
+    )
+    .await;
+    assert!(err.failed(1).contains("nothing was enqueued"), "{err:?}");
+
+    // Discard one dead letter on purpose: recorded, listed, never replayed unless forced.
+    let letters = (0..2)
+        .map(|i| {
+            OutgoingRecord::new(json!({ "order": i }).to_string())
+                .with_header("shareworker.dlq.topic", topic.clone())
+                .with_header("shareworker.dlq.error", format!("error {i}"))
+        })
+        .collect();
+    kafka.produce(&dlq, letters).await.expect("dead letters");
+    let out = cli(
+        &[
+            "--broker",
+            &url,
+            "dlq",
+            "discard",
+            &dlq,
+            "--to",
+            "0",
+            "--dry-run",
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        out.ok().contains(&format!("would discard {dlq}-0@0")),
+        "{out:?}"
+    );
+    assert_eq!(
+        read_all(&kafka, &dlq, 0).await.len(),
+        2,
+        "a dry run writes nothing"
+    );
+    let out = cli(
+        &[
+            "--broker",
+            &url,
+            "dlq",
+            "discard",
+            &dlq,
+            "--to",
+            "0",
+            "--reason",
+            "customer left",
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        out.ok().contains(&format!("discarded {dlq}-0@0")),
+        "{out:?}"
+    );
+    let marker = &read_all(&kafka, &dlq, 0).await[2];
+    assert_eq!(marker.headers.get_str(headers::DISCARD_OF), Some("0"));
+    assert_eq!(
+        marker.headers.get_str(headers::DISCARD_REASON),
+        Some("customer left")
+    );
+    let text = cli(&["--broker", &url, "dlq", "list", &dlq], None)
+        .await
+        .ok()
+        .to_owned();
+    assert!(text.contains("  discarded: customer left"), "{text}");
+    assert!(
+        text.ends_with("2 dead letters, 0 replayed, 1 discarded\n"),
+        "{text}"
+    );
+    let out = cli(&["--broker", &url, "dlq", "replay", &dlq], None).await;
+    let text = out.ok();
+    assert!(
+        text.contains(&format!(
+            "skipped {dlq}-0@0: discarded on purpose (customer left)"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("replayed {dlq}-0@1 -> {topic}-0@1201")),
+        "{text}"
+    );
+    let err = cli(&["--broker", &url, "dlq", "discard", "--all"], None).await;
+    assert!(
+        err.failed(1).contains("name the dead-letter topic"),
+        "{err:?}"
     );
 }
 

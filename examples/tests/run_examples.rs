@@ -142,6 +142,28 @@ fn kafka() -> Option<String> {
 }
 
 #[test]
+fn application() {
+    run("application", &[], &[]).assert_shows(&[
+        "running handlers: charge, receipt",
+        "receipt sent for order 5",
+        "ok      order 3 was declined",
+        "ok      orders 1, 2, 4 and 5 are `receipt sent`",
+        "ok      one dead letter (order 3)",
+    ]);
+}
+
+/// The same binary running only `charge`: the receipts stay queued for another deployment.
+#[test]
+fn application_with_one_handler() {
+    let ran = run("application", &["--handlers", "charge"], &[]);
+    ran.assert_shows(&[
+        "running handlers: charge",
+        "ok      orders 1, 2, 4 and 5 are `paid`",
+    ]);
+    assert!(!ran.stdout.contains("receipt sent for"), "{}", ran.stdout);
+}
+
+#[test]
 fn quickstart() {
     run("quickstart", &[], &[]).assert_shows(&[
         "enqueued 25 tasks on the embedded broker",

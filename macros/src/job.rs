@@ -58,6 +58,8 @@ const MISSING_TOPIC: &str = "missing `topic`: write #[job(topic = \"...\")]";
 struct Handler<'a> {
     /// `T` in `Job<T>`.
     payload: &'a Type,
+    /// The types of the arguments after the job (`State<_>`).
+    states: Vec<&'a Type>,
     /// `E` in `Result<(), E>`; `None` for an alias such as `anyhow::Result<()>`.
     error: Option<&'a Type>,
 }
@@ -96,19 +98,26 @@ impl<'a> Handler<'a> {
                 "#[job] handlers cannot have a `where` clause",
             ));
         }
-        let payload = errors.keep(payload_of(sig));
+        let arguments = errors.keep(arguments_of(sig));
         let error = errors.keep(error_of(&sig.output, &sig.ident));
         errors.finish()?;
-        match (payload, error) {
-            (Some(payload), Some(error)) => Ok(Handler { payload, error }),
+        match (arguments, error) {
+            (Some((payload, states)), Some(error)) => Ok(Handler {
+                payload,
+                states,
+                error,
+            }),
             // Every `None` above recorded an error, so `finish` returned it.
             _ => Err(syn::Error::new(sig.ident.span(), "invalid #[job] handler")),
         }
     }
 }
 
-/// `T` of the one argument `job: Job<T>`.
-fn payload_of(sig: &syn::Signature) -> syn::Result<&Type> {
+/// The most `State` arguments a handler takes.
+const MAX_STATES: usize = 8;
+
+/// `T` of the first argument `job: Job<T>`, and the types of the arguments after it.
+fn arguments_of(sig: &syn::Signature) -> syn::Result<(&Type, Vec<&Type>)> {
     if let Some(variadic) = &sig.variadic {
         return Err(syn::Error::new_spanned(
             variadic,
@@ -132,13 +141,25 @@ fn payload_of(sig: &syn::Signature) -> syn::Result<&Type> {
         FnArg::Typed(arg) => arg,
     };
     let rest: Vec<&FnArg> = inputs.collect();
-    if !rest.is_empty() {
+    if rest.len() > MAX_STATES {
         return Err(syn::Error::new_spanned(
             quote!(#(#rest),*),
-            "#[job] handlers take only one argument, the job; \
-             read anything else from the job's payload or from shared state",
+            format!(
+                "#[job] handlers take at most {MAX_STATES} `State` arguments after the job; \
+                 group states in a struct of your own"
+            ),
         ));
     }
+    let states = rest
+        .iter()
+        .map(|arg| match arg {
+            FnArg::Typed(arg) => Ok(&*arg.ty),
+            FnArg::Receiver(receiver) => Err(syn::Error::new_spanned(
+                receiver,
+                "#[job] handlers are free functions: they cannot take `self`",
+            )),
+        })
+        .collect::<syn::Result<Vec<&Type>>>()?;
     let payload = job_payload(&arg.ty).ok_or_else(|| {
         syn::Error::new_spanned(
             &arg.ty,
@@ -152,7 +173,7 @@ fn payload_of(sig: &syn::Signature) -> syn::Result<&Type> {
             "#[job] handlers cannot be generic: the worker decodes one payload type",
         ));
     }
-    Ok(payload)
+    Ok((payload, states))
 }
 
 /// `T` if `ty` is `Job<T>` (any path ending in `Job`).
@@ -247,6 +268,15 @@ fn generate(func: &ItemFn, attrs: &JobAttrs, topic: &LitStr, handler: &Handler<'
         Some(error) => quote!(#error),
         None => quote_spanned!(ident.span()=> _),
     };
+    let make = if handler.states.is_empty() {
+        quote!(::shareworker::__private::definition::<_, #payload, #future, #error>)
+    } else {
+        let states = &handler.states;
+        quote!(::shareworker::__private::definition_with_states::<
+            _,
+            (::shareworker::Job<#payload>, #(#states,)*),
+        >)
+    };
     quote! {
         #func
 
@@ -264,7 +294,7 @@ fn generate(func: &ItemFn, attrs: &JobAttrs, topic: &LitStr, handler: &Handler<'
             #[allow(clippy::needless_update)]
             #vis fn definition() -> ::shareworker::JobDefinition {
                 #checks
-                ::shareworker::__private::definition::<_, #payload, #future, #error>(
+                #make(
                     ::shareworker::__private::HandlerAttrs {
                         name: #name,
                         topic: #topic,
@@ -395,14 +425,21 @@ fn checks(ident: &Ident, handler: &Handler<'_>) -> TokenStream {
             ::shareworker::__private::assert_error::<#error>();
         }
     });
+    let state_checks = handler.states.iter().map(|ty| {
+        quote_spanned! {ty.span()=>
+            ::shareworker::__private::assert_state_arg::<#ty>();
+        }
+    });
     // A closure nothing calls: it names the handler's future without running it.
+    let arguments = (0..=handler.states.len()).map(|_| quote!(loop {}));
     let send_check = quote_spanned! {ident.span()=>
         #[allow(unreachable_code, clippy::diverging_sub_expression, clippy::empty_loop)]
-        let _ = || ::shareworker::__private::assert_send(&#ident(loop {}));
+        let _ = || ::shareworker::__private::assert_send(&#ident(#(#arguments),*));
     };
     quote! {
         #payload_check
         #error_check
+        #(#state_checks)*
         #send_check
     }
 }
@@ -441,9 +478,15 @@ mod tests {
         let handler = Handler::check(&func);
         assert!(handler.is_ok_and(|h| h.error.is_none()));
         let func: ItemFn = syn::parse_quote! {
+            async fn f(_: Job<String>, State(db): State<Db>, s: State<u8>) -> Result<(), E> { Ok(()) }
+        };
+        let handler = Handler::check(&func);
+        assert!(handler.is_ok_and(|h| h.states.len() == 2));
+        let func: ItemFn = syn::parse_quote! {
             fn f(_: Job<String>, n: u32) -> Result<u32, E> { Ok(n) }
         };
+        // Not async, and not `Result<(), E>`: the extra argument is the type checker's to judge.
         let errors = Handler::check(&func).err().map(|e| e.into_iter().count());
-        assert_eq!(errors, Some(3));
+        assert_eq!(errors, Some(2));
     }
 }

@@ -3,7 +3,7 @@
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{ItemFn, ReturnType, Type};
+use syn::{FnArg, ItemFn, ReturnType, Type};
 
 use crate::attr::{Errors, parse_main_attrs, with_error};
 
@@ -34,11 +34,10 @@ fn try_expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
             "#[shareworker::main] functions must be `async fn`",
         ));
     }
-    if !sig.inputs.is_empty() || sig.variadic.is_some() {
-        errors.push(syn::Error::new_spanned(
-            &sig.inputs,
-            "#[shareworker::main] functions take no arguments",
-        ));
+    if let Some(variadic) = &sig.variadic {
+        errors.push(syn::Error::new_spanned(variadic, ARGUMENTS));
+    } else if sig.inputs.len() > 1 || sig.inputs.first().is_some_and(|a| !is_mut_ref(a)) {
+        errors.push(syn::Error::new_spanned(&sig.inputs, ARGUMENTS));
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
         errors.push(syn::Error::new_spanned(
@@ -53,6 +52,14 @@ fn try_expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     }
     errors.finish()?;
     Ok(generate(&func))
+}
+
+const ARGUMENTS: &str = "#[shareworker::main] functions take no arguments, or one: \
+     `app: &mut shareworker::App`";
+
+/// `name: &mut T`.
+fn is_mut_ref(arg: &FnArg) -> bool {
+    matches!(arg, FnArg::Typed(t) if matches!(&*t.ty, Type::Reference(r) if r.mutability.is_some()))
 }
 
 /// `()` or a path ending in `Result`; the type checker does the rest (`E: Display`).
@@ -86,11 +93,18 @@ fn generate(func: &ItemFn) -> TokenStream {
         ReturnType::Type(_, ty) => error_type(ty).span(),
         ReturnType::Default => Span::call_site(),
     };
-    let run_main = quote_spanned!(span=> ::shareworker::__private::run_main(__shareworker_setup()));
+    let inputs = &sig.inputs;
+    let run_main = if inputs.is_empty() {
+        quote_spanned!(span=> ::shareworker::__private::run_main(__shareworker_setup()))
+    } else {
+        quote_spanned!(span=> ::shareworker::__private::run_app(
+            |app| ::std::boxed::Box::pin(__shareworker_setup(app))
+        ))
+    };
     quote! {
         #(#attrs)*
         #vis fn #ident() -> ::std::process::ExitCode {
-            async fn __shareworker_setup() #output #block
+            async fn __shareworker_setup(#inputs) #output #block
             #run_main
         }
     }

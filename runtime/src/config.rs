@@ -15,9 +15,12 @@ use crate::duration::{serde_duration, serde_opt_duration};
 /// `SHAREWORKER_HANDLERS__SEND_EMAIL__CONCURRENCY=8`.
 pub const ENV_PREFIX: &str = "SHAREWORKER_";
 
-/// The file read when present, relative to the working directory; `SHAREWORKER_CONFIG` names
-/// another.
+/// The file read when present, in the working directory or the nearest of its parents;
+/// `SHAREWORKER_CONFIG` names another, which must exist.
 pub const DEFAULT_FILE: &str = "shareworker.toml";
+
+/// The environment variable that names the configuration file instead of [`DEFAULT_FILE`].
+const CONFIG_VAR: &str = "SHAREWORKER_CONFIG";
 
 /// The whole configuration of a worker.
 ///
@@ -63,6 +66,13 @@ pub struct Config {
     /// Settings of the Kafka client: TLS and SASL (see [`KafkaConfig`](crate::KafkaConfig)).
     #[serde(default)]
     pub kafka: crate::KafkaConfig,
+    /// The handlers this process runs, by name (default: every handler of the binary). One
+    /// binary, several deployments: `handlers_enabled = ["send_email"]`, or
+    /// `SHAREWORKER_HANDLERS_ENABLED=send_email,resize`, or `--handlers send_email` on the
+    /// command line of a `#[shareworker::main]` binary, which wins. Settings under `handlers`
+    /// for the others are still checked and accepted.
+    #[serde(default, deserialize_with = "names_or_list")]
+    pub handlers_enabled: Option<Vec<String>>,
     /// Settings per handler, by handler name.
     pub handlers: BTreeMap<String, HandlerConfig>,
 }
@@ -85,14 +95,33 @@ pub struct EmbeddedConfig {
 }
 
 /// The worker's HTTP endpoint (key `http`): Prometheus metrics at `/metrics`, liveness at
-/// `/healthz`, readiness at `/readyz`. It starts with [`Worker::run`](crate::Worker::run) and
+/// `/healthz`, readiness at `/readyz`, and the operator routes `/status` and `/admin/...` (see
+/// [`shareworker::admin`](crate::admin)). It starts with [`Worker::run`](crate::Worker::run) and
 /// stops when the worker has stopped.
 ///
 /// ```toml
 /// [http]
 /// address = "0.0.0.0:9464"   # SHAREWORKER_HTTP__ADDRESS
 /// enabled = true             # SHAREWORKER_HTTP__ENABLED=false turns it off
+/// admin = true               # the routes that change things: enqueue, replay, discard, group configs
+/// admin_token_file = "/run/secrets/shareworker-admin-token"  # or SHAREWORKER_HTTP__ADMIN_TOKEN
+/// admin_address = "127.0.0.1:9465"  # optional: /status and /admin/... on their own listener
 /// ```
+///
+/// # The admin token
+/// The routes that change things answer only a request that carries `Authorization: Bearer
+/// <token>` with the token configured here, compared in constant time. Without a token they stay
+/// off even with `admin = true`, and the worker says so at start. Give the token through the
+/// environment (`SHAREWORKER_HTTP__ADMIN_TOKEN`) or a file (`admin_token_file`, such as a mounted
+/// Kubernetes secret; surrounding whitespace is dropped), not in `shareworker.toml`: it is never
+/// logged, and `Debug` prints `***`. With `admin_protect_reads = true` the read-only routes
+/// (`/status`, the dead-letter listing, group configs, dry-run replays) need the token too.
+///
+/// # Limits
+/// The endpoint bounds what a client can hold: `max_connections` open connections (more are
+/// closed at once), request headers of at most 16 KiB, request bodies of at most
+/// `max_body_bytes`, and `read_timeout` to send a request's headers or body (a slow or idle
+/// client is disconnected). Malformed requests are answered 400 and logged at `debug` only.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
@@ -102,9 +131,28 @@ pub struct HttpConfig {
     /// Where to listen (default `0.0.0.0:9464`; port 0 picks a free port, see
     /// [`Worker::http_address`](crate::Worker::http_address)).
     pub address: String,
-    /// Whether the routes that change things (enqueue, dead-letter replay, group configs) are
-    /// served; read-only routes always are (default false).
+    /// Whether the routes that change things (enqueue, dead-letter replay and discard, group
+    /// configs) are served, given an admin token; read-only routes always are (default false).
     pub admin: bool,
+    /// The bearer token the admin routes ask for (`SHAREWORKER_HTTP__ADMIN_TOKEN`), at least 16
+    /// characters. Set this or `admin_token_file`, not both.
+    pub admin_token: Option<crate::Secret>,
+    /// A file holding the admin token (read once at start; surrounding whitespace is dropped).
+    pub admin_token_file: Option<PathBuf>,
+    /// Whether the read-only routes (`/status`, `GET /admin/dlq`, `GET /admin/groups/G/config`,
+    /// dry-run replays) need the admin token too (default false). Needs a token.
+    pub admin_protect_reads: bool,
+    /// Serve `/status` and `/admin/...` on this address instead of `address` (for example
+    /// loopback, away from the port Prometheus scrapes); default: on `address`.
+    pub admin_address: Option<String>,
+    /// Open connections at most; a connection past it is closed at once (default 256).
+    pub max_connections: u32,
+    /// How long a client may take to send a request's headers, or its body (default 10 s);
+    /// an idle kept-alive connection is closed after it too.
+    #[serde(with = "serde_duration")]
+    pub read_timeout: Duration,
+    /// The largest request body taken, in bytes (default 1 MiB).
+    pub max_body_bytes: usize,
 }
 
 impl Default for HttpConfig {
@@ -113,6 +161,13 @@ impl Default for HttpConfig {
             enabled: true,
             address: "0.0.0.0:9464".into(),
             admin: false,
+            admin_token: None,
+            admin_token_file: None,
+            admin_protect_reads: false,
+            admin_address: None,
+            max_connections: 256,
+            read_timeout: Duration::from_secs(10),
+            max_body_bytes: 1 << 20,
         }
     }
 }
@@ -292,6 +347,7 @@ impl Default for Config {
             autoscale: crate::autoscale::AutoscaleConfig::default(),
             log: LogConfig::default(),
             kafka: crate::KafkaConfig::default(),
+            handlers_enabled: None,
             handlers: BTreeMap::new(),
         }
     }
@@ -299,8 +355,8 @@ impl Default for Config {
 
 impl Config {
     /// The configuration as a worker without code would see it: the built-in defaults, then
-    /// `file` (default: `shareworker.toml`, or the file `SHAREWORKER_CONFIG` names, if present),
-    /// then `SHAREWORKER_*`. Tools that must reach the same broker as the worker (the
+    /// `file` (default: the file `SHAREWORKER_CONFIG` names, else `shareworker.toml` if
+    /// present), then `SHAREWORKER_*`. Tools that must reach the same broker as the worker (the
     /// `shareworker` CLI) read it. Handler sections are read with the topic they name, or their
     /// own name when they name none (the topic comes from the code).
     ///
@@ -311,21 +367,15 @@ impl Config {
     /// ```
     ///
     /// # Errors
-    /// With the key's name and what is allowed when a value is bad.
+    /// When `file`, or the file `SHAREWORKER_CONFIG` names, does not exist (only the default
+    /// `shareworker.toml` may be absent); with the key's name and what is allowed when a value
+    /// is bad.
     pub fn load(file: Option<&Path>) -> Result<Config, Error> {
         let sources = match file {
             Some(f) => Sources::File(f.to_owned()),
             None => Sources::Standard,
         };
-        let layered = match &sources {
-            Sources::File(f) => with_file_and_env(Figment::new(), f),
-            _ => {
-                let file = std::env::var_os("SHAREWORKER_CONFIG")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| PathBuf::from(DEFAULT_FILE));
-                with_file_and_env(Figment::new(), &file)
-            }
-        };
+        let layered = with_file_and_env(Figment::new(), sources.file()?.as_deref());
         let names: Vec<(String, String)> = layered
             .extract_inner::<figment::value::Dict>("handlers")
             .map(|dict| {
@@ -462,13 +512,9 @@ pub(crate) fn load(
         .merge(Serialized::defaults(CodeLayer { handlers: code }));
     figment = match sources {
         Sources::CodeOnly => figment,
-        Sources::Standard => {
-            let file = std::env::var_os("SHAREWORKER_CONFIG")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_FILE));
-            with_file_and_env(figment, &file)
+        Sources::Standard | Sources::File(_) => {
+            with_file_and_env(figment, sources.file()?.as_deref())
         }
-        Sources::File(path) => with_file_and_env(figment, path),
         Sources::Custom(custom) => figment.merge((**custom).clone()),
     };
     check_handler_names(&figment, handlers)?;
@@ -477,21 +523,95 @@ pub(crate) fn load(
     Ok(config)
 }
 
-fn with_file_and_env(figment: Figment, file: &Path) -> Figment {
+impl Sources {
+    /// The configuration file these sources read, if any: a file named explicitly (the
+    /// builder's, the CLI's `--config`, or `SHAREWORKER_CONFIG`) must exist; the default
+    /// `shareworker.toml` is looked for in the working directory and its parents, and may be
+    /// absent.
+    ///
+    /// # Errors
+    /// When a file named explicitly does not exist or is not a file.
+    pub(crate) fn file(&self) -> Result<Option<PathBuf>, Error> {
+        match self {
+            Sources::CodeOnly | Sources::Custom(_) => Ok(None),
+            Sources::File(path) => named_file(path, "the configuration file").map(Some),
+            Sources::Standard => match std::env::var_os(CONFIG_VAR).filter(|v| !v.is_empty()) {
+                Some(path) => named_file(
+                    Path::new(&path),
+                    &format!("the configuration file named by {CONFIG_VAR}"),
+                )
+                .map(Some),
+                None => Ok(default_file()),
+            },
+        }
+    }
+
+    /// Where the configuration comes from, for the log line at start.
+    pub(crate) fn describe(&self, file: Option<&Path>) -> String {
+        let env = || {
+            let mut names: Vec<String> = std::env::vars_os()
+                .filter_map(|(k, _)| k.into_string().ok())
+                .filter(|k| k.starts_with(ENV_PREFIX) && k != CONFIG_VAR)
+                .collect();
+            names.sort();
+            if names.is_empty() {
+                "no SHAREWORKER_* variables".to_owned()
+            } else {
+                names.join(", ")
+            }
+        };
+        match (self, file) {
+            (Sources::CodeOnly, _) => "the code only (no file, no environment)".to_owned(),
+            (Sources::Custom(_), _) => "a figment given in the code".to_owned(),
+            (_, Some(f)) => format!("{}, then {}", f.display(), env()),
+            (_, None) => format!("no {DEFAULT_FILE} (defaults and code), then {}", env()),
+        }
+    }
+}
+
+/// `path`, checked to be an existing file; `what` starts the error message.
+fn named_file(path: &Path, what: &str) -> Result<PathBuf, Error> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(path.to_owned()),
+        Ok(_) => Err(Error::config(format!(
+            "{what} `{}` is not a file",
+            path.display()
+        ))),
+        Err(e) => {
+            let cwd = std::env::current_dir()
+                .map_or_else(|_| "?".to_owned(), |d| d.display().to_string());
+            Err(Error::config(format!(
+                "{what} `{}` cannot be read ({e}; the working directory is {cwd}): a configuration file named explicitly must exist; name none to run on {DEFAULT_FILE} if present, else the defaults",
+                path.display()
+            )))
+        }
+    }
+}
+
+/// `shareworker.toml` in the working directory or the nearest of its parents.
+fn default_file() -> Option<PathBuf> {
+    let cwd = std::env::current_dir().ok()?;
+    cwd.ancestors()
+        .map(|d| d.join(DEFAULT_FILE))
+        .find(|f| f.is_file())
+}
+
+fn with_file_and_env(figment: Figment, file: Option<&Path>) -> Figment {
+    let figment = match file {
+        Some(f) => figment.merge(Toml::file_exact(f)),
+        None => figment,
+    };
     figment
-        .merge(Toml::file(file))
         .merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["config"]))
         .merge(crate::kafka::config::raw_env_credentials(ENV_PREFIX))
 }
 
 /// `log.format` from `shareworker.toml` (or `$SHAREWORKER_CONFIG`) and the environment, read
 /// before the rest of the configuration so the first log lines already have the right format.
-/// A bad value is reported later, when the whole configuration is loaded.
+/// A bad value, or a missing file, is reported later, when the whole configuration is loaded.
 pub(crate) fn standard_log_format() -> LogFormat {
-    let file = std::env::var_os("SHAREWORKER_CONFIG")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_FILE));
-    with_file_and_env(Figment::new(), &file)
+    let file = Sources::Standard.file().ok().flatten();
+    with_file_and_env(Figment::new(), file.as_deref())
         .extract_inner::<LogFormat>("log.format")
         .unwrap_or_default()
 }
@@ -536,6 +656,94 @@ fn check_handler_names(figment: &Figment, handlers: &[Declared<'_>]) -> Result<(
     Ok(())
 }
 
+/// Names in `a,b` or `a, b`, without empty ones.
+pub(crate) fn split_names(list: &str) -> impl Iterator<Item = String> + '_ {
+    list.split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+}
+
+/// A list of names, or one string of comma-separated names (as the environment gives it).
+fn names_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Names {
+        List(Vec<String>),
+        One(String),
+    }
+    Ok(match Option::<Names>::deserialize(d)? {
+        None => None,
+        Some(Names::List(l)) => Some(l.iter().flat_map(|n| split_names(n)).collect()),
+        Some(Names::One(s)) => Some(split_names(&s).collect()),
+    })
+}
+
+/// The shortest admin token taken, in characters.
+pub(crate) const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
+/// Checks the `http` settings that need no I/O (the token file is read when the worker starts).
+fn validate_http(http: &HttpConfig) -> Result<(), Error> {
+    let bad = |key: &str, what: String| Err(Error::config(format!("`http.{key}`: {what}")));
+    if !http.enabled {
+        return Ok(());
+    }
+    if let Some(a) = &http.admin_address
+        && a.parse::<std::net::SocketAddr>().is_err()
+    {
+        return bad(
+            "admin_address",
+            format!("must be an IP address and port such as 127.0.0.1:9465, got `{a}`"),
+        );
+    }
+    if http.admin_token.is_some() && http.admin_token_file.is_some() {
+        return bad(
+            "admin_token",
+            "set `http.admin_token` or `http.admin_token_file`, not both".into(),
+        );
+    }
+    if let Some(t) = &http.admin_token {
+        check_admin_token("http.admin_token", t.expose())?;
+    }
+    if http.admin_protect_reads && http.admin_token.is_none() && http.admin_token_file.is_none() {
+        return bad(
+            "admin_protect_reads",
+            "needs an admin token: set `http.admin_token` (SHAREWORKER_HTTP__ADMIN_TOKEN) or \
+             `http.admin_token_file`"
+                .into(),
+        );
+    }
+    if http.max_connections == 0 {
+        return bad("max_connections", "must be at least 1, got 0".into());
+    }
+    if http.read_timeout < Duration::from_secs(1) || http.read_timeout > Duration::from_secs(3600) {
+        return bad(
+            "read_timeout",
+            format!("must be between 1s and 1h, got {:?}", http.read_timeout),
+        );
+    }
+    if http.max_body_bytes < 1024 {
+        return bad(
+            "max_body_bytes",
+            format!("must be at least 1024, got {}", http.max_body_bytes),
+        );
+    }
+    Ok(())
+}
+
+/// An admin token (already trimmed by the caller where it came from a file) is long enough;
+/// the error names `key`, never the token.
+pub(crate) fn check_admin_token(key: &str, token: &str) -> Result<(), Error> {
+    let len = token.trim().chars().count();
+    if len < MIN_ADMIN_TOKEN_LEN {
+        return Err(Error::config(format!(
+            "`{key}`: the admin token must be at least {MIN_ADMIN_TOKEN_LEN} characters, got \
+             {len}; use a random string, such as the output of `openssl rand -hex 32`"
+        )));
+    }
+    Ok(())
+}
+
 /// Checks ranges; each message names the key and what is allowed.
 pub(crate) fn validate(config: &Config) -> Result<(), Error> {
     let bad = |key: String, what: String| Err(Error::config(format!("`{key}`: {what}")));
@@ -557,6 +765,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), Error> {
             ),
         );
     }
+    validate_http(&config.http)?;
     if let Err(e) = config.autoscale.validate() {
         return Err(Error::config(e));
     }
@@ -703,6 +912,71 @@ mod tests {
             assert_eq!(h.concurrency, 9, "env beats file");
             assert_eq!(h.dead_letter, DeadLetter::Off);
             assert_eq!(c.shutdown_grace, Duration::from_secs(5));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_file_named_explicitly_must_exist_the_default_may_be_absent() {
+        figment::Jail::expect_with(|jail| {
+            let code = HandlerOverrides::default();
+            // No shareworker.toml: defaults.
+            let c = load(&Config::default(), &declared(&code), &Sources::Standard)
+                .map_err(|e| e.to_string())?;
+            assert_eq!(c.broker, "embedded");
+            assert_eq!(Sources::Standard.file().map_err(|e| e.to_string())?, None);
+
+            // SHAREWORKER_CONFIG naming a missing file is an error, not the defaults.
+            jail.set_env("SHAREWORKER_CONFIG", "nope.toml");
+            let err = load(&Config::default(), &declared(&code), &Sources::Standard)
+                .expect_err("a missing file named by SHAREWORKER_CONFIG");
+            let text = err.to_string();
+            assert!(
+                text.contains(
+                    "the configuration file named by SHAREWORKER_CONFIG `nope.toml` cannot be read"
+                ),
+                "{text}"
+            );
+            assert!(text.contains("must exist"), "{text}");
+            let err = Config::load(None).expect_err("Config::load reads SHAREWORKER_CONFIG too");
+            assert!(err.to_string().contains("nope.toml"), "{err}");
+            assert_eq!(
+                standard_log_format(),
+                LogFormat::Text,
+                "the early read goes on"
+            );
+
+            // Once it exists, it is read.
+            jail.create_file("nope.toml", "broker = \"kafka://k:9092\"")?;
+            let c = load(&Config::default(), &declared(&code), &Sources::Standard)
+                .map_err(|e| e.to_string())?;
+            assert_eq!(c.broker, "kafka://k:9092");
+            jail.clear_env();
+
+            // A file given in the code (or the CLI's --config) must exist too; a directory is
+            // not a file.
+            let missing = Sources::File(PathBuf::from("missing.toml"));
+            let err = load(&Config::default(), &declared(&code), &missing)
+                .expect_err("a missing explicit file");
+            assert!(
+                err.to_string().contains("`missing.toml` cannot be read"),
+                "{err}"
+            );
+            let err = Config::load(Some(Path::new("missing.toml"))).expect_err("Config::load");
+            assert!(err.to_string().contains("missing.toml"), "{err}");
+            std::fs::create_dir("conf.d").map_err(|e| e.to_string())?;
+            let err = Config::load(Some(Path::new("conf.d"))).expect_err("a directory");
+            assert!(err.to_string().contains("is not a file"), "{err}");
+
+            // The default file is found in a parent directory too, and named in the log.
+            jail.create_file("shareworker.toml", "concurrency = 7")?;
+            std::env::set_current_dir("conf.d").map_err(|e| e.to_string())?;
+            let c = load(&Config::default(), &declared(&code), &Sources::Standard)
+                .map_err(|e| e.to_string())?;
+            assert_eq!(c.concurrency, 7);
+            let file = Sources::Standard.file().map_err(|e| e.to_string())?;
+            let said = Sources::Standard.describe(file.as_deref());
+            assert!(said.contains("shareworker.toml, then"), "{said}");
             Ok(())
         });
     }

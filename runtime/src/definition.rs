@@ -12,6 +12,7 @@ use tower::{Layer, Service, ServiceExt};
 
 use crate::config::{DeadLetter, HandlerOverrides};
 use crate::job::{BoxError, Job, JobError};
+use crate::state::{FromStates, Need, States};
 
 /// The type-erased tower service a handler runs as.
 pub type HandlerService = BoxCloneService<Job<Bytes>, (), BoxError>;
@@ -19,12 +20,82 @@ pub type HandlerService = BoxCloneService<Job<Bytes>, (), BoxError>;
 /// The service a [`Layer`] given to [`JobDefinition::layer`] wraps.
 pub type InnerService = BoxService<Job<Bytes>, (), BoxError>;
 
-type LayeredFactory = Box<dyn FnOnce() -> InnerService + Send>;
+/// Makes the service once the worker's states are known.
+type PlainFactory = Box<dyn FnOnce(&States) -> HandlerService + Send>;
+type LayeredFactory = Box<dyn FnOnce(&States) -> InnerService + Send>;
 
 enum Stack {
-    Plain(HandlerService),
+    Plain(PlainFactory),
     Layered(LayeredFactory),
 }
+
+/// An async function that can be a handler: it takes a [`Job<T>`] and then up to eight
+/// [`State<T>`](crate::State) arguments, and returns `Result<(), E>` where `E:
+/// Into<JobError>`. `Args` is the tuple of its argument types; it only tells the
+/// implementations apart. See [`JobDefinition::handler`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a job handler",
+    note = "a handler is an `async fn(Job<T>, State<A>, ...) -> Result<(), E>` where T is the \
+            payload type, each further argument a `State<_>` and E: Into<JobError>; the future \
+            must be Send"
+)]
+pub trait Handler<Args>: Clone + Send + Sync + 'static {
+    /// The states its arguments need, checked when the worker starts.
+    fn needs() -> Vec<Need>;
+
+    /// The handler as a service over raw jobs, its arguments taken from `states`.
+    fn into_service(self, states: &States) -> HandlerService;
+}
+
+macro_rules! handler_with_states {
+    ($($ty:ident $var:ident),*) => {
+        impl<F, Fut, E, T, $($ty,)*> Handler<(Job<T>, $($ty,)*)> for F
+        where
+            F: Fn(Job<T>, $($ty,)*) -> Fut + Clone + Send + Sync + 'static,
+            Fut: Future<Output = Result<(), E>> + Send + 'static,
+            E: Into<JobError>,
+            T: DeserializeOwned + Send + 'static,
+            $($ty: FromStates,)*
+        {
+            fn needs() -> Vec<Need> {
+                vec![$($ty::need()),*]
+            }
+
+            fn into_service(self, states: &States) -> HandlerService {
+                #[allow(unused_variables)] // by handlers without states
+                let states = states.clone();
+                BoxCloneService::new(tower::service_fn(move |job: Job<Bytes>| {
+                    let handler = self.clone();
+                    $(let $var = $ty::from_states(&states);)*
+                    async move {
+                        let job = job.decode::<T>().map_err(BoxError::from)?;
+                        $(
+                            // Checked when the worker started: only a worker built around
+                            // that check gets here.
+                            let Some($var) = $var else {
+                                return Err(BoxError::from(JobError::retry(format!(
+                                    "no state `{}` is registered",
+                                    $ty::need().type_name()
+                                ))));
+                            };
+                        )*
+                        handler(job, $($var,)*).await.map_err(|e| BoxError::from(e.into()))
+                    }
+                }))
+            }
+        }
+    };
+}
+
+handler_with_states!();
+handler_with_states!(A1 a1);
+handler_with_states!(A1 a1, A2 a2);
+handler_with_states!(A1 a1, A2 a2, A3 a3);
+handler_with_states!(A1 a1, A2 a2, A3 a3, A4 a4);
+handler_with_states!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5);
+handler_with_states!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6);
+handler_with_states!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7);
+handler_with_states!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8);
 
 /// A handler, the topic it reads and its settings in code.
 ///
@@ -52,6 +123,7 @@ pub struct JobDefinition {
     pub(crate) name: Arc<str>,
     pub(crate) topic: String,
     pub(crate) overrides: HandlerOverrides,
+    needs: Vec<Need>,
     stack: Stack,
 }
 
@@ -61,12 +133,14 @@ impl fmt::Debug for JobDefinition {
             .field("name", &self.name)
             .field("topic", &self.topic)
             .field("overrides", &self.overrides)
+            .field("states", &self.needs)
             .finish_non_exhaustive()
     }
 }
 
 impl JobDefinition {
-    /// A definition for an async handler taking a [`Job<T>`].
+    /// A definition for an async handler taking a [`Job<T>`]. For a handler that also takes
+    /// [`State`](crate::State) arguments use [`JobDefinition::handler`].
     pub fn new<F, T, Fut, E>(name: &str, topic: &str, handler: F) -> Self
     where
         F: Fn(Job<T>) -> Fut + Clone + Send + Sync + 'static,
@@ -84,6 +158,39 @@ impl JobDefinition {
         Self::from_service(name, topic, service)
     }
 
+    /// A definition for an async handler taking a [`Job<T>`] and then [`State`](crate::State)
+    /// arguments, filled for each job from the states registered on the worker; a state that
+    /// is not registered stops the worker at start, naming the handler and the type.
+    ///
+    /// ```
+    /// use shareworker::{Job, JobDefinition, JobError, State};
+    ///
+    /// #[derive(Clone)]
+    /// struct Thumbnailer {
+    ///     size: u32,
+    /// }
+    ///
+    /// async fn resize(job: Job<String>, State(t): State<Thumbnailer>) -> Result<(), JobError> {
+    ///     println!("resizing {} to {}", job.payload(), t.size);
+    ///     Ok(())
+    /// }
+    ///
+    /// let def = JobDefinition::handler("resize", "images", resize);
+    /// assert!(def.states()[0].ends_with("Thumbnailer"));
+    /// ```
+    pub fn handler<H, Args>(name: &str, topic: &str, handler: H) -> Self
+    where
+        H: Handler<Args>,
+    {
+        Self {
+            name: Arc::from(name),
+            topic: topic.to_owned(),
+            overrides: HandlerOverrides::default(),
+            needs: H::needs(),
+            stack: Stack::Plain(Box::new(move |states| handler.into_service(states))),
+        }
+    }
+
     /// A definition for any tower service over [`Job<Bytes>`]. Its errors are retryable unless
     /// they are a [`JobError`] that says otherwise.
     pub fn from_service<S>(name: &str, topic: &str, service: S) -> Self
@@ -92,11 +199,13 @@ impl JobDefinition {
         S::Error: Into<BoxError>,
         S::Future: Send + 'static,
     {
+        let service: HandlerService = BoxCloneService::new(service.map_err(Into::into));
         Self {
             name: Arc::from(name),
             topic: topic.to_owned(),
             overrides: HandlerOverrides::default(),
-            stack: Stack::Plain(BoxCloneService::new(service.map_err(Into::into))),
+            needs: Vec::new(),
+            stack: Stack::Plain(Box::new(move |_| service)),
         }
     }
 
@@ -111,11 +220,13 @@ impl JobDefinition {
         <L::Service as Service<Job<Bytes>>>::Future: Send + 'static,
     {
         let prev = match self.stack {
-            Stack::Plain(s) => Box::new(move || BoxService::new(s)) as LayeredFactory,
+            Stack::Plain(f) => {
+                Box::new(move |states: &States| BoxService::new(f(states))) as LayeredFactory
+            }
             Stack::Layered(f) => f,
         };
-        self.stack = Stack::Layered(Box::new(move || {
-            BoxService::new(layer.layer(prev()).map_err(Into::into))
+        self.stack = Stack::Layered(Box::new(move |states: &States| {
+            BoxService::new(layer.layer(prev(states)).map_err(Into::into))
         }));
         self
     }
@@ -128,6 +239,16 @@ impl JobDefinition {
     /// The topic it reads.
     pub fn topic(&self) -> &str {
         &self.topic
+    }
+
+    /// The type names of the states its arguments take, in order.
+    pub fn states(&self) -> Vec<&'static str> {
+        self.needs.iter().map(Need::type_name).collect()
+    }
+
+    /// The states its arguments need.
+    pub(crate) fn needs(&self) -> &[Need] {
+        &self.needs
     }
 
     /// Sets the share group (default: the handler's name).
@@ -194,12 +315,13 @@ impl JobDefinition {
         self
     }
 
-    /// Builds the service; must run inside a tokio runtime when layers were added.
-    pub(crate) fn into_service(self, buffer: usize) -> (Arc<str>, HandlerService) {
+    /// Builds the service with its states taken from `states` (checked with
+    /// [`States::check`] first); must run inside a tokio runtime when layers were added.
+    pub(crate) fn into_service(self, buffer: usize, states: &States) -> (Arc<str>, HandlerService) {
         let svc = match self.stack {
-            Stack::Plain(s) => s,
+            Stack::Plain(f) => f(states),
             Stack::Layered(f) => {
-                BoxCloneService::new(tower::buffer::Buffer::new(f(), buffer.max(1)))
+                BoxCloneService::new(tower::buffer::Buffer::new(f(states), buffer.max(1)))
             }
         };
         (self.name, svc)

@@ -8,10 +8,12 @@ mod definition;
 mod duration;
 mod embedded;
 mod error;
+mod http;
 mod job;
 mod kafka;
 mod metrics;
 mod queue;
+mod state;
 pub mod testing;
 mod worker;
 
@@ -34,7 +36,7 @@ pub use config::{
     BackoffConfig, Config, DEFAULT_FILE, DeadLetter, ENV_PREFIX, EmbeddedConfig, HandlerConfig,
     HttpConfig, LogConfig, LogFormat, StartFromConfig,
 };
-pub use definition::{HandlerService, InnerService, JobDefinition};
+pub use definition::{Handler, HandlerService, InnerService, JobDefinition};
 pub use embedded::{EmbeddedBroker, EmbeddedBrokerBuilder};
 pub use error::Error;
 pub use job::{BoxError, DecodeError, Job, JobError};
@@ -78,8 +80,9 @@ pub use shareworker_macros::job;
 /// }
 /// ```
 pub use shareworker_macros::main;
+pub use state::{FromStates, Need, State, States};
 pub use worker::{
-    JobEvent, Outcome, RunSummary, ShutdownHandle, Worker, WorkerBuilder, WorkerStatus,
+    App, JobEvent, Outcome, RunSummary, ShutdownHandle, Worker, WorkerBuilder, WorkerStatus,
     dead_letter_headers, init_tracing, run,
 };
 

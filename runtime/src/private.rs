@@ -3,13 +3,14 @@
 
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
 use crate::config::{DeadLetter, HandlerOverrides};
-use crate::{Job, JobDefinition, JobError};
+use crate::{App, Job, JobDefinition, JobError};
 
 pub use inventory;
 
@@ -97,7 +98,13 @@ where
     E: Into<JobError>,
 {
     let mut def = JobDefinition::new(attrs.name, attrs.topic, handler);
-    def.overrides = HandlerOverrides {
+    def.overrides = overrides(attrs);
+    def
+}
+
+/// The settings written in `#[job(...)]`, as code-level overrides.
+fn overrides(attrs: HandlerAttrs) -> HandlerOverrides {
+    HandlerOverrides {
         group: attrs.group.map(str::to_owned),
         concurrency: attrs.concurrency,
         prefetch: attrs.prefetch,
@@ -115,9 +122,23 @@ where
             DeadLetterAttr::Off => Some(DeadLetter::Off),
         },
         max_held: None,
-    };
+    }
+}
+
+/// Builds the definition of a `#[job]` handler that takes [`State`](crate::State) arguments;
+/// `Args` is `(Job<T>, A1, ...)`, written out by the macro.
+pub fn definition_with_states<H, Args>(attrs: HandlerAttrs, handler: H) -> JobDefinition
+where
+    H: crate::Handler<Args>,
+{
+    let mut def = JobDefinition::handler(attrs.name, attrs.topic, handler);
+    def.overrides = overrides(attrs);
     def
 }
+
+/// Compile-time check that a handler argument after the job can be made from the worker's
+/// states; the macro spans it at the argument's type.
+pub const fn assert_state_arg<A: crate::FromStates>() {}
 
 /// Compile-time check that a handler's payload type can be decoded; the macro spans it at `T`.
 pub const fn assert_payload<T: DeserializeOwned + Send + 'static>() {}
@@ -146,39 +167,72 @@ impl<E: fmt::Display> MainOutput for Result<(), E> {
     }
 }
 
-/// The body of the `main` that `#[shareworker::main]` generates: builds a tokio runtime, runs the
-/// user's setup, then every registered handler until a shutdown signal.
+/// The body of the `main` that `#[shareworker::main]` generates for `async fn main()`: builds a
+/// tokio runtime, runs the user's setup, then every registered handler (or those `--handlers`
+/// names) until a shutdown signal.
 pub fn run_main<F>(setup: F) -> ExitCode
 where
     F: Future,
     F::Output: MainOutput,
 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the tokio runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
+    block_on(async move {
         if let Err(e) = setup.await.into_result() {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
-        match crate::run().await {
-            Ok(_summary) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                let mut source = std::error::Error::source(&e);
-                while let Some(s) = source {
-                    eprintln!("  caused by: {s}");
-                    source = s.source();
-                }
-                ExitCode::FAILURE
-            }
-        }
+        crate::init_tracing();
+        let run = async { App::from_env().await?.run().await };
+        exit_code(run.await)
     })
+}
+
+/// The body of the `main` that `#[shareworker::main]` generates for `async fn main(app: &mut
+/// App)`: builds a tokio runtime and the [`App`] (configuration, broker, `--handlers`), runs
+/// the user's setup on it, then the worker until a shutdown signal.
+pub fn run_app<F, R>(setup: F) -> ExitCode
+where
+    F: for<'a> FnOnce(&'a mut App) -> Pin<Box<dyn Future<Output = R> + 'a>>,
+    R: MainOutput,
+{
+    block_on(async move {
+        crate::init_tracing();
+        let mut app = match App::from_env().await {
+            Ok(app) => app,
+            Err(e) => return exit_code(Err(e)),
+        };
+        if let Err(e) = setup(&mut app).await.into_result() {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+        exit_code(app.run().await)
+    })
+}
+
+fn block_on(f: impl Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => {
+            eprintln!("error: cannot start the tokio runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Success, or the error and its causes on stderr and a failure code.
+fn exit_code(result: Result<crate::RunSummary, crate::Error>) -> ExitCode {
+    match result {
+        Ok(_summary) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                eprintln!("  caused by: {s}");
+                source = s.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
 }

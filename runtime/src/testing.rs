@@ -34,6 +34,7 @@ use crate::config::Config;
 use crate::definition::JobDefinition;
 use crate::embedded::EmbeddedBroker;
 use crate::queue::{Message, Queue};
+use crate::state::States;
 use crate::worker::{JobEvent, Outcome, RunSummary, Worker};
 use crate::{Error, StartFrom};
 
@@ -49,6 +50,7 @@ pub struct TestWorker {
     definitions: Vec<JobDefinition>,
     config: Config,
     limit: Duration,
+    states: States,
 }
 
 impl Default for TestWorker {
@@ -88,7 +90,41 @@ impl TestWorker {
                 c
             },
             limit: Duration::from_secs(24 * 3600),
+            states: States::default(),
         }
+    }
+
+    /// Registers `value` as state for handlers that take [`State<T>`](crate::State) of its
+    /// type, as [`WorkerBuilder::state`](crate::WorkerBuilder::state) does: the place for a
+    /// fake of a database or a mailer.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use shareworker::testing::TestWorker;
+    /// use shareworker::{Job, JobDefinition, JobError, Message, State};
+    ///
+    /// #[derive(Clone, Default)]
+    /// struct FakeMailer(Arc<Mutex<Vec<String>>>);
+    ///
+    /// async fn send(job: Job<String>, State(m): State<FakeMailer>) -> Result<(), JobError> {
+    ///     m.0.lock().map_err(|_| JobError::retry("poisoned"))?.push(job.into_payload());
+    ///     Ok(())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), shareworker::Error> {
+    /// let mailer = FakeMailer::default();
+    /// let mut t = TestWorker::new()
+    ///     .state(mailer.clone())
+    ///     .job(JobDefinition::handler("send", "emails", send));
+    /// t.send("emails", Message::text("ada@example.com")).await?;
+    /// t.run_until_idle().await?;
+    /// assert_eq!(*mailer.0.lock().unwrap(), ["ada@example.com"]);
+    /// # Ok(()) }
+    /// ```
+    pub fn state<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.states.insert(value);
+        self
     }
 
     /// Adds a handler (`my_handler::definition()` for a `#[job]`).
@@ -148,8 +184,9 @@ impl TestWorker {
     pub async fn run_until_idle(&mut self) -> Result<TestReport, Error> {
         let events = Arc::new(Mutex::new(Vec::new()));
         let sink = events.clone();
-        let worker = Worker::builder()
-            .broker(self.broker.clone())
+        let mut worker = Worker::builder().broker(self.broker.clone());
+        worker.states = self.states.clone();
+        let worker = worker
             .config(self.config.clone())
             .code_config_only()
             .without_signal_handling()

@@ -10,11 +10,12 @@
 //! To run the suite against a backend, implement [`BrokerUnderTest`] and invoke
 //! [`conformance_suite!`](crate::conformance_suite) once in a test target:
 //!
-//! ```text
+//! ```rust,no_run
 //! shareworker_tests::conformance_suite!(
 //!     harness = shareworker_tests::conformance::EmbeddedHarness::new(),
 //!     test = [#[tokio::test(start_paused = true)]],
 //! );
+//! # fn main() {}
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -148,7 +149,10 @@ impl BrokerUnderTest for EmbeddedHarness {
 /// function; `cases`, optional, runs only the named cases (functions of
 /// [`conformance`](crate::conformance)).
 ///
-/// ```text
+/// ```rust,no_run
+/// use shareworker_tests::conformance::EmbeddedHarness;
+/// use shareworker_tests::kafka::KafkaHarness;
+///
 /// shareworker_tests::conformance_suite!(
 ///     harness = EmbeddedHarness::new(),
 ///     test = [#[tokio::test(start_paused = true)]],
@@ -158,6 +162,7 @@ impl BrokerUnderTest for EmbeddedHarness {
 ///     test = [#[tokio::test(flavor = "multi_thread", worker_threads = 2)]],
 ///     cases = [accept_is_final, renew_keeps_the_lock],
 /// );
+/// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! conformance_suite {

@@ -1,5 +1,6 @@
 //! Shared helpers of the integration tests.
 
+pub mod app;
 pub mod brokers;
 pub mod conformance;
 pub mod http;

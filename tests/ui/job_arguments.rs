@@ -1,4 +1,4 @@
-use shareworker::{Job, JobError};
+use shareworker::{Job, JobError, State};
 
 #[shareworker::job(topic = "emails")]
 async fn no_argument() -> Result<(), JobError> {
@@ -6,7 +6,18 @@ async fn no_argument() -> Result<(), JobError> {
 }
 
 #[shareworker::job(topic = "emails")]
-async fn two_arguments(_job: Job<String>, _retries: u32, _extra: bool) -> Result<(), JobError> {
+async fn nine_states(
+    _job: Job<String>,
+    _a: State<u8>,
+    _b: State<u16>,
+    _c: State<u32>,
+    _d: State<u64>,
+    _e: State<i8>,
+    _f: State<i16>,
+    _g: State<i32>,
+    _h: State<i64>,
+    _i: State<bool>,
+) -> Result<(), JobError> {
     Ok(())
 }
 

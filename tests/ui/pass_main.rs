@@ -34,8 +34,26 @@ async fn with_anyhow() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Setup with the app: state, a queue, a layer.
+#[shareworker::main]
+async fn with_app(app: &mut shareworker::App) -> Result<(), shareworker::Error> {
+    app.state(42_u32)
+        .layer("send", tower::limit::ConcurrencyLimitLayer::new(1))?
+        .layer_all(tower::limit::ConcurrencyLimitLayer::new(2));
+    let queue = app.queue();
+    tokio::spawn(async move { queue.enqueue("emails", &"hi").await });
+    Ok(())
+}
+
+#[shareworker::main]
+async fn with_app_no_result(app: &mut shareworker::App) {
+    app.state(String::from("config"));
+}
+
 fn main() {
     // Compiled, not run: running them would start a worker.
+    let _: fn() -> std::process::ExitCode = with_app;
+    let _: fn() -> std::process::ExitCode = with_app_no_result;
     let _: fn() -> std::process::ExitCode = plain;
     let _: fn() -> std::process::ExitCode = fallible;
     let _: fn() -> std::process::ExitCode = with_anyhow;

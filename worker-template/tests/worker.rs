@@ -1,15 +1,34 @@
 //! The handler on shareworker's embedded broker, with paused tokio time: no Kafka needed.
 
+use std::sync::{Arc, Mutex};
+
 use shareworker::testing::TestWorker;
 use shareworker::{EmbeddedBroker, Outcome, Worker};
-use {{crate_name}}::{Task, process};
+use {{crate_name}}::{Store, Task, TaskStore, process};
+
+/// A fake database: what the handler saved.
+#[derive(Default)]
+struct FakeStore(Mutex<Vec<Task>>);
+
+impl TaskStore for FakeStore {
+    fn save(&self, task: &Task) -> Result<(), String> {
+        self.0
+            .lock()
+            .map_err(|_| "poisoned".to_owned())?
+            .push(task.clone());
+        Ok(())
+    }
+}
 
 const TOPIC: &str = "{{topic}}";
 const GROUP: &str = "{{group}}";
 
 #[tokio::test(start_paused = true)]
 async fn tasks_are_processed_and_nameless_ones_dead_lettered() {
-    let mut worker = TestWorker::new().job(process::definition());
+    let fake = Arc::new(FakeStore::default());
+    let mut worker = TestWorker::new()
+        .state(Store(fake.clone()))
+        .job(process::definition());
     let task = |id, name: &str| Task {
         id,
         name: name.to_owned(),
@@ -37,6 +56,9 @@ async fn tasks_are_processed_and_nameless_ones_dead_lettered() {
         .dead_letters(&format!("{TOPIC}.dlq"))
         .expect("the dead-letter topic");
     assert_eq!(dead.len(), 1);
+    // The fake saw the good task only.
+    let saved = fake.0.lock().expect("lock").clone();
+    assert_eq!(saved, [task(1, "resize")]);
 }
 
 /// The shipped `shareworker.toml` is valid and, with the code, gives the handler its topic,
@@ -46,6 +68,7 @@ async fn shareworker_toml_configures_the_handler() {
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/shareworker.toml");
     let worker = Worker::builder()
         .broker(EmbeddedBroker::new())
+        .state(Store(Arc::new(FakeStore::default())))
         .job(process::definition())
         .config_file(file)
         .build()

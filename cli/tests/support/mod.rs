@@ -47,9 +47,19 @@ impl Run {
     }
 }
 
+/// The admin token of every [`TestWorker`] started with the admin routes on.
+pub const TOKEN: &str = "cli-test-admin-token-123456";
+
 /// Runs the CLI with `args` (and `stdin`), without any configuration file or `SHAREWORKER_*`
-/// variable from the environment.
+/// variable from the environment but the admin token [`TOKEN`] in
+/// `SHAREWORKER_HTTP__ADMIN_TOKEN`.
 pub async fn cli(args: &[&str], stdin: Option<&str>) -> Run {
+    cli_with_token(args, stdin, Some(TOKEN)).await
+}
+
+/// As [`cli`], with `token` (if any) in `SHAREWORKER_HTTP__ADMIN_TOKEN`.
+pub async fn cli_with_token(args: &[&str], stdin: Option<&str>, token: Option<&str>) -> Run {
+    let token = token.map(str::to_owned);
     let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
     let stdin = stdin.map(str::to_owned);
     tokio::task::spawn_blocking(move || {
@@ -67,6 +77,9 @@ pub async fn cli(args: &[&str], stdin: Option<&str>) -> Run {
             if k.to_string_lossy().starts_with("SHAREWORKER_") {
                 cmd.env_remove(k);
             }
+        }
+        if let Some(t) = &token {
+            cmd.env("SHAREWORKER_HTTP__ADMIN_TOKEN", t);
         }
         let mut child = cmd.spawn().expect("the shareworker binary runs");
         if let Some(input) = stdin {
@@ -109,7 +122,7 @@ pub struct TestWorker {
 }
 
 impl TestWorker {
-    /// Starts the worker; `admin` is `http.admin`.
+    /// Starts the worker; `admin` is `http.admin`, with the admin token [`TOKEN`].
     pub async fn start(admin: bool) -> Self {
         let broker = EmbeddedBroker::builder()
             .start_from(StartFrom::Earliest)
@@ -118,6 +131,9 @@ impl TestWorker {
         let mut config = Config::default();
         config.http.address = "127.0.0.1:0".into();
         config.http.admin = admin;
+        if admin {
+            config.http.admin_token = Some(shareworker::Secret::new(TOKEN));
+        }
         let worker = Worker::builder()
             .broker(broker.clone())
             .config(config)

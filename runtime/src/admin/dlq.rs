@@ -1,5 +1,5 @@
-//! Dead letters: listing them with their error headers, and replaying them to their original
-//! topic.
+//! Dead letters: listing them with their error headers, replaying them to their original
+//! topic, and discarding them on purpose.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -22,6 +22,11 @@ pub mod headers {
     pub const REPLAY_OF: &str = "shareworker.replay.of";
     /// On a replay marker: where the replayed record went, `<topic>-<partition>@<offset>`.
     pub const REPLAY_TO: &str = "shareworker.replay.to";
+    /// On a discard marker in a dead-letter topic: the offset, in the marker's partition, of
+    /// the dead letter that was discarded on purpose.
+    pub const DISCARD_OF: &str = "shareworker.discard.of";
+    /// On a discard marker: why, as the operator said (absent when they said nothing).
+    pub const DISCARD_REASON: &str = "shareworker.discard.reason";
 }
 
 /// Headers of the dead letters Kafka writes itself (KIP-1191, Kafka 4.4).
@@ -113,6 +118,10 @@ pub struct DeadLetterRecord {
     pub replay_of: Option<String>,
     /// When this dead letter was replayed: where to (from its replay marker).
     pub replayed_to: Option<String>,
+    /// When this dead letter was discarded on purpose ([`discard`]): the reason given, empty
+    /// when none was.
+    #[serde(default)]
+    pub discarded: Option<String>,
 }
 
 impl DeadLetterRecord {
@@ -157,6 +166,7 @@ impl DeadLetterRecord {
             dead_lettered_at_ms: num(dlq::TIME),
             replay_of: text(headers::REPLAYED),
             replayed_to: None,
+            discarded: None,
             headers: d
                 .headers
                 .iter()
@@ -248,6 +258,7 @@ pub async fn dead_letters(
         }
         let mut letters: Vec<DeadLetterRecord> = Vec::new();
         let mut markers: HashMap<i64, String> = HashMap::new();
+        let mut discards: HashMap<i64, String> = HashMap::new();
         let mut next = o.earliest.max(filter.from_offset.unwrap_or(0));
         while next < o.latest {
             let chunk = broker.read(topic, o.partition, next, READ_CHUNK).await?;
@@ -261,6 +272,13 @@ pub async fn dead_letters(
                     }
                     continue;
                 }
+                if let Some(of) = d.headers.get_str(headers::DISCARD_OF) {
+                    if let Ok(of) = of.trim().parse::<i64>() {
+                        let why = d.headers.get_str(headers::DISCARD_REASON).unwrap_or("");
+                        discards.insert(of, why.to_owned());
+                    }
+                    continue;
+                }
                 let record = DeadLetterRecord::from_delivery(d);
                 if filter.matches(&record) {
                     letters.push(record);
@@ -269,6 +287,7 @@ pub async fn dead_letters(
         }
         for mut letter in letters {
             letter.replayed_to = markers.remove(&letter.offset);
+            letter.discarded = discards.remove(&letter.offset);
             out.push(letter);
         }
     }
@@ -404,6 +423,13 @@ pub async fn replay(
                 )));
                 continue;
             }
+            if let Some(why) = &letter.discarded {
+                report.skipped.push(skip(format!(
+                    "discarded on purpose{}; force to replay it anyway",
+                    reason_suffix(why)
+                )));
+                continue;
+            }
             if let Some(of) = &letter.replay_of {
                 report.skipped.push(skip(format!(
                     "it is the dead letter of a replay (of {of}) that failed again; force to replay it again"
@@ -482,6 +508,140 @@ pub async fn replay(
     report
         .replayed
         .sort_by_key(|r| order.get(&r.dead_letter).copied().unwrap_or(usize::MAX));
+    Ok(report)
+}
+
+fn reason_suffix(why: &str) -> String {
+    if why.is_empty() {
+        String::new()
+    } else {
+        format!(" ({why})")
+    }
+}
+
+/// How [`discard`] goes about it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct DiscardOptions {
+    /// Say what would be discarded, and write nothing.
+    pub dry_run: bool,
+    /// Why, recorded on each discard marker ([`headers::DISCARD_REASON`]).
+    pub reason: Option<String>,
+}
+
+impl DiscardOptions {
+    /// Writes nothing when `dry_run` is true.
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// Records why.
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+}
+
+/// What [`discard`] did (or, in a dry run, would do).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DiscardReport {
+    /// The dead-letter topic.
+    pub topic: String,
+    /// Whether this was a dry run (nothing written).
+    pub dry_run: bool,
+    /// The dead letters discarded (or to discard), `<topic>-<partition>@<offset>`.
+    pub discarded: Vec<String>,
+    /// The dead letters the filter let through but that were not discarded, with why.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Discards the dead letters of `topic` that `filter` lets through, on purpose: a dead-letter
+/// topic is a log and keeps them, so each gets a *discard marker* appended to its partition
+/// ([`headers::DISCARD_OF`], and [`headers::DISCARD_REASON`] with `options.reason`), recorded
+/// the way replays are. A discarded dead letter is listed as such and never replayed, unless a
+/// replay is forced. Dead letters already discarded or already replayed are skipped.
+///
+/// ```
+/// use shareworker::{Broker, EmbeddedBroker, OutgoingRecord};
+/// use shareworker::admin::{DeadLetterFilter, DiscardOptions, ReplayOptions, discard, replay};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), shareworker::Error> {
+/// let broker = EmbeddedBroker::new();
+/// broker.create_topic("emails", 1).await?;
+/// broker
+///     .produce("emails.dlq", vec![OutgoingRecord::new("{}")
+///         .with_header("shareworker.dlq.topic", "emails")])
+///     .await?;
+/// let all = DeadLetterFilter::default();
+/// let options = DiscardOptions::default().reason("the customer left");
+/// assert_eq!(discard(&broker, "emails.dlq", &all, options).await?.discarded, ["emails.dlq-0@0"]);
+/// let again = replay(&broker, "emails.dlq", &all, ReplayOptions::default()).await?;
+/// assert!(again.replayed.is_empty(), "discarded, so not replayed");
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+/// As [`dead_letters`]; a broker error when writing a marker fails (markers written before it
+/// stay written).
+pub async fn discard(
+    broker: &dyn Broker,
+    topic: &str,
+    filter: &DeadLetterFilter,
+    options: DiscardOptions,
+) -> Result<DiscardReport, Error> {
+    let mut all = filter.clone();
+    all.limit = None;
+    let letters = dead_letters(broker, topic, &all).await?;
+    let mut report = DiscardReport {
+        topic: topic.to_owned(),
+        dry_run: options.dry_run,
+        ..DiscardReport::default()
+    };
+    let mut chosen: Vec<&DeadLetterRecord> = Vec::new();
+    for letter in &letters {
+        let skip = |reason: String| Skipped {
+            dead_letter: letter.id(),
+            reason,
+        };
+        if let Some(why) = &letter.discarded {
+            report
+                .skipped
+                .push(skip(format!("already discarded{}", reason_suffix(why))));
+            continue;
+        }
+        if let Some(to) = &letter.replayed_to {
+            report.skipped.push(skip(format!(
+                "already replayed (to {to}); nothing to discard"
+            )));
+            continue;
+        }
+        if filter.limit.is_some_and(|n| chosen.len() >= n) {
+            break;
+        }
+        chosen.push(letter);
+    }
+    report.discarded = chosen.iter().map(|l| l.id()).collect();
+    if options.dry_run {
+        return Ok(report);
+    }
+    let reason = options.reason.as_deref().unwrap_or("");
+    let mut markers: BTreeMap<i32, Vec<OutgoingRecord>> = BTreeMap::new();
+    for l in &chosen {
+        let value = serde_json::json!({ "discard_of": l.id(), "reason": reason }).to_string();
+        let mut marker = OutgoingRecord::new(Bytes::from(value))
+            .with_header(headers::DISCARD_OF, l.offset.to_string());
+        if !reason.is_empty() {
+            marker = marker.with_header(headers::DISCARD_REASON, reason.to_owned());
+        }
+        marker.partition = Some(l.partition);
+        markers.entry(l.partition).or_default().push(marker);
+    }
+    for (_, m) in markers {
+        broker.produce(topic, m).await?;
+    }
     Ok(report)
 }
 

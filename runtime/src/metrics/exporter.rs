@@ -8,13 +8,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::Metrics;
-use super::http::{HttpState, Server, bind};
 use super::refresh::{self, GroupView, HandlerView, Source};
 use crate::Error;
-use crate::admin::AdminContext;
 use crate::autoscale::AutoscaleConfig;
 use crate::broker::Broker;
-use crate::config::Config;
+use crate::config::{Config, HttpConfig};
+use crate::http::{AdminAccess, AdminContext, Endpoint, HttpState};
 use crate::worker::WorkerStatus;
 
 /// A group the [`Exporter`] watches, with what a replica of its worker can do.
@@ -133,20 +132,24 @@ impl Exporter {
         self.autoscale.validate().map_err(Error::config)?;
         let metrics = Arc::new(Metrics::new(self.broker.clone())?);
         let status = WorkerStatus::default();
-        let listener = bind(address).await?;
-        let server = Server::start(
-            listener,
+        let http = HttpConfig {
+            address: address.to_owned(),
+            ..HttpConfig::default()
+        };
+        let server = Endpoint::start(
+            &http,
             HttpState {
                 metrics: metrics.clone(),
                 status: status.clone(),
                 admin: Arc::new(AdminContext::new(
                     self.broker.clone(),
                     &Config::default(),
-                    false,
+                    AdminAccess::read_only(),
                 )),
             },
-        );
-        info!(address = %server.address, groups = self.groups.len(), "exporting share lag and replica hints");
+        )
+        .await?;
+        info!(address = %server.address(), groups = self.groups.len(), "exporting share lag and replica hints");
         let views = self
             .groups
             .iter()

@@ -2,7 +2,6 @@
 //! the HTTP endpoint that serves them.
 
 pub(crate) mod exporter;
-pub(crate) mod http;
 pub(crate) mod refresh;
 
 use std::sync::Arc;
@@ -281,6 +280,7 @@ impl Metrics {
             Box::new(m.broker_up.clone()),
             Box::new(m.worker_concurrency.clone()),
             Box::new(BrokerErrors::new(broker)?),
+            Box::new(LogWriteErrors::new()?),
         ];
         for c in collectors {
             m.registry.register(c).map_err(prom)?;
@@ -417,6 +417,42 @@ impl Collector for BrokerErrors {
                 .with_label_values(&[e.api.as_str(), e.code.as_str()])
                 .inc_by(e.count);
         }
+        counter.collect()
+    }
+}
+
+/// `shareworker_log_write_errors_total`, read at each scrape from the process-wide count of
+/// log lines that could not be written to stderr (stderr is one per process, so is its count).
+struct LogWriteErrors {
+    desc: Desc,
+}
+
+impl LogWriteErrors {
+    const NAME: &'static str = "shareworker_log_write_errors_total";
+    const HELP: &'static str = "Log lines that could not be written to stderr (its reader gone) and were dropped; the worker goes on. Counted per process.";
+
+    fn new() -> Result<Self, Error> {
+        let desc = Desc::new(
+            Self::NAME.into(),
+            Self::HELP.into(),
+            Vec::new(),
+            Default::default(),
+        )
+        .map_err(prom)?;
+        Ok(Self { desc })
+    }
+}
+
+impl Collector for LogWriteErrors {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let Ok(counter) = IntCounter::with_opts(Opts::new(Self::NAME, Self::HELP)) else {
+            return Vec::new();
+        };
+        counter.inc_by(crate::worker::log_write_errors());
         counter.collect()
     }
 }

@@ -1,8 +1,12 @@
 //! The worker: runs handlers on a broker until a shutdown signal.
 
+mod app;
 mod dead_letter;
 mod events;
 mod group;
+mod logging;
+
+pub use app::App;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -18,14 +22,16 @@ use tracing::{info, warn};
 
 pub use dead_letter::headers as dead_letter_headers;
 pub use events::{JobEvent, Outcome};
+pub(crate) use logging::write_errors as log_write_errors;
 
 use crate::Error;
-use crate::admin::AdminContext;
 use crate::broker::Broker;
 use crate::config::{self, Config, DeadLetter, Declared, Sources};
 use crate::definition::JobDefinition;
 use crate::embedded::EmbeddedBroker;
+use crate::http::{self, AdminAccess, AdminContext};
 use crate::metrics::{self, Metrics};
+use crate::state::States;
 use events::EventSink;
 use group::{GroupRunner, HandlerRt};
 
@@ -66,16 +72,24 @@ pub async fn run() -> Result<RunSummary, Error> {
 /// Installs the default log subscriber unless the application installed one: to stderr,
 /// filtered by `RUST_LOG` (default `info`), as text or, with `log.format = "json"` in
 /// `shareworker.toml` or `SHAREWORKER_LOG__FORMAT=json`, as one JSON object per line.
+///
+/// Logging never stops the worker: a line that cannot be written (stderr's reader is gone) is
+/// dropped and counted in `shareworker_log_write_errors_total`. With the subscriber, a panic
+/// hook is installed that logs panics (a handler's included) as `ERROR` events of target
+/// `panic`, with the backtrace as a field only when `RUST_BACKTRACE` asks for it.
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(logging::Stderr)
+        // The writer never fails; and when a write does fail, the subscriber's own report of
+        // it goes to stderr with `eprintln!`, which panics when stderr is what failed.
+        .log_internal_errors(false)
         // Colours for people at a terminal, plain text for files and log collectors.
         .with_ansi(std::io::stderr().is_terminal());
-    let _ = match config::standard_log_format() {
+    let installed = match config::standard_log_format() {
         crate::LogFormat::Json => builder
             .json()
             .flatten_event(true)
@@ -84,6 +98,9 @@ pub fn init_tracing() {
             .try_init(),
         crate::LogFormat::Text => builder.try_init(),
     };
+    if installed.is_ok() {
+        logging::install_panic_hook();
+    }
 }
 
 /// Counts of what a worker did, returned by [`Worker::run`].
@@ -279,9 +296,19 @@ pub struct WorkerBuilder {
     signal: Option<Signal>,
     handle_signals: bool,
     events: EventSink,
+    pub(crate) states: States,
+    /// `only_handlers`, over `handlers_enabled`.
+    only: Option<Vec<String>>,
 }
 
 impl WorkerBuilder {
+    /// Registers `value` as state: handlers that take [`State<T>`](crate::State) of its type
+    /// get a clone for each job. A later value of one type replaces the earlier one.
+    pub fn state<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.states.insert(value);
+        self
+    }
+
     /// Uses this broker instead of the one the configuration names.
     pub fn broker(mut self, broker: impl Broker) -> Self {
         self.broker = Some(Arc::new(broker));
@@ -300,6 +327,74 @@ impl WorkerBuilder {
         self
     }
 
+    /// Runs only the handlers with these names, over the configuration's `handlers_enabled`
+    /// (one binary, several deployments). A name that is not a handler of the worker stops it
+    /// at start, listing the names there are.
+    pub fn only_handlers<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.only = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Whether the handler `name` runs, given `config`.
+    fn runs(&self, name: &str, config: &Config) -> bool {
+        match self.only.as_ref().or(config.handlers_enabled.as_ref()) {
+            Some(names) => names.iter().any(|n| n == name),
+            None => true,
+        }
+    }
+
+    /// There are handlers, with different names.
+    fn check_handlers(&self) -> Result<(), Error> {
+        if self.definitions.is_empty() {
+            return Err(Error::config(NO_HANDLERS));
+        }
+        let mut names = BTreeMap::new();
+        for d in &self.definitions {
+            if names.insert(d.name.to_string(), ()).is_some() {
+                return Err(Error::config(format!(
+                    "two handlers are named `{}`; handler names must be unique",
+                    d.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the definitions of the handlers that run, after checking the selection's names.
+    fn select(&mut self, config: &Config) -> Result<(), Error> {
+        let (names, key) = match (&self.only, &config.handlers_enabled) {
+            (Some(n), _) => (n, "--handlers"),
+            (None, Some(n)) => (n, "handlers_enabled"),
+            (None, None) => return Ok(()),
+        };
+        let mut known: Vec<&str> = self.definitions.iter().map(|d| d.name()).collect();
+        known.sort_unstable();
+        if let Some(unknown) = names.iter().find(|n| !known.contains(&n.as_str())) {
+            return Err(Error::config(format!(
+                "`{key}` names `{unknown}`, and this binary has no handler of that name; its handlers are: {}",
+                known.join(", ")
+            )));
+        }
+        if names.is_empty() {
+            return Err(Error::config(format!(
+                "`{key}` is empty: name at least one of the handlers: {}",
+                known.join(", ")
+            )));
+        }
+        let all = std::mem::take(&mut self.definitions);
+        let (run, skip): (Vec<_>, Vec<_>) =
+            all.into_iter().partition(|d| self.runs(d.name(), config));
+        let skipped: Vec<&str> = skip.iter().map(|d| d.name()).collect();
+        info!(handlers = ?run.iter().map(|d| d.name()).collect::<Vec<_>>(), not_run = ?skipped, from = key,
+            "running a selection of this binary's handlers");
+        self.definitions = run;
+        Ok(())
+    }
+
     /// Adds every `#[job]` handler linked into this binary.
     pub fn registered_jobs(mut self) -> Self {
         self.definitions.extend(crate::__private::registered());
@@ -313,7 +408,8 @@ impl WorkerBuilder {
         self
     }
 
-    /// Reads this file instead of `shareworker.toml` (the environment still applies on top).
+    /// Reads this file instead of `shareworker.toml` (the environment still applies on top);
+    /// [`build`](Self::build) fails when it does not exist.
     pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.sources = Sources::File(path.into());
         self
@@ -354,21 +450,8 @@ impl WorkerBuilder {
     /// # Errors
     /// With the key's name and what is allowed when a configuration value is bad; when there
     /// are no handlers, two handlers of one group read one topic, or the broker fails.
-    pub async fn build(self) -> Result<Worker, Error> {
-        if self.definitions.is_empty() {
-            return Err(Error::config(
-                "no handlers: annotate an async fn with #[shareworker::job(topic = \"...\")] or add one with WorkerBuilder::job",
-            ));
-        }
-        let mut names = BTreeMap::new();
-        for d in &self.definitions {
-            if names.insert(d.name.to_string(), ()).is_some() {
-                return Err(Error::config(format!(
-                    "two handlers are named `{}`; handler names must be unique",
-                    d.name
-                )));
-            }
-        }
+    pub async fn build(mut self) -> Result<Worker, Error> {
+        self.check_handlers()?;
         let declared: Vec<Declared<'_>> = self
             .definitions
             .iter()
@@ -380,6 +463,14 @@ impl WorkerBuilder {
             .collect();
         let config = config::load(&self.base, &declared, &self.sources)?;
         drop(declared);
+        let file = self.sources.file()?;
+        let which = match &self.broker {
+            Some(b) => format!("{} (given in the code)", b.kind()),
+            None => config.broker.clone(),
+        };
+        info!(config = %self.sources.describe(file.as_deref()), broker = %which,
+            "configuration loaded");
+        self.select(&config)?;
         let broker: Arc<dyn Broker> = match self.broker {
             Some(b) => b,
             None => broker_from_config(&config).await?,
@@ -393,7 +484,8 @@ impl WorkerBuilder {
             let cfg = config.handlers.get(&*def.name).cloned().ok_or_else(|| {
                 Error::config(format!("no configuration for handler `{}`", def.name))
             })?;
-            let (name, service) = def.into_service(cfg.concurrency as usize);
+            self.states.check(&def.name, def.needs())?;
+            let (name, service) = def.into_service(cfg.concurrency as usize, &self.states);
             let handlers = groups.entry(cfg.group.clone()).or_default();
             if let Some(other) = handlers.iter().find(|h| *h.topic == *cfg.topic) {
                 return Err(Error::config(format!(
@@ -501,24 +593,27 @@ impl WorkerBuilder {
         let status = WorkerStatus::default();
         // Serve from now on: liveness answers while the worker joins its groups.
         let http = if config.http.enabled {
-            let listener = metrics::http::bind(&config.http.address).await?;
+            let (access, warning) = AdminAccess::from_config(&config.http)?;
+            if let Some(w) = warning {
+                warn!("{w}");
+            }
             let in_flight: BTreeMap<String, prometheus::IntGauge> = groups
                 .values()
                 .flatten()
                 .map(|h| (h.name.to_string(), h.metrics.in_flight.clone()))
                 .collect();
-            let admin = AdminContext::new(broker.clone(), &config, config.http.admin)
-                .with_in_flight(move |handler| {
+            let admin =
+                AdminContext::new(broker.clone(), &config, access).with_in_flight(move |handler| {
                     in_flight
                         .get(handler)
                         .map(|g| u64::try_from(g.get()).unwrap_or(0))
                 });
-            let state = metrics::http::HttpState {
+            let state = http::HttpState {
                 metrics: metrics.clone(),
                 status: status.clone(),
                 admin: Arc::new(admin),
             };
-            Some(metrics::http::Server::start(listener, state))
+            Some(http::Endpoint::start(&config.http, state).await?)
         } else {
             None
         };
@@ -567,6 +662,10 @@ async fn broker_from_config(config: &Config) -> Result<Arc<dyn Broker>, Error> {
     Ok(Arc::new(crate::KafkaBroker::from_config(config).await?))
 }
 
+/// Why a worker has no handlers, and what to do.
+const NO_HANDLERS: &str = "no handlers: annotate an async fn with #[shareworker::job(topic = \"...\")] or add one with WorkerBuilder::job. \
+     Handlers in a library crate are linked only when the binary uses that crate: add `use my_jobs as _;` (the library's name) to the binary's main.rs";
+
 /// Runs handlers on a broker: one share-group member per group, dispatching to handlers within
 /// their concurrency limits, until shutdown.
 pub struct Worker {
@@ -581,7 +680,7 @@ pub struct Worker {
     config: Config,
     status: WorkerStatus,
     metrics: Arc<Metrics>,
-    http: Option<metrics::http::Server>,
+    http: Option<http::Endpoint>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -604,6 +703,8 @@ impl Worker {
             signal: None,
             handle_signals: true,
             events: EventSink::default(),
+            states: States::default(),
+            only: None,
         }
     }
 
@@ -651,7 +752,13 @@ impl Worker {
     /// Where the HTTP endpoint listens (`None` when `http.enabled` is false); with port 0 in
     /// `http.address`, this is the port the system picked.
     pub fn http_address(&self) -> Option<std::net::SocketAddr> {
-        self.http.as_ref().map(|s| s.address)
+        self.http.as_ref().map(http::Endpoint::address)
+    }
+
+    /// Where the admin routes (`/status`, `/admin/...`) listen: `http.admin_address` if set,
+    /// else the same as [`http_address`](Self::http_address).
+    pub fn admin_address(&self) -> Option<std::net::SocketAddr> {
+        self.http.as_ref().map(http::Endpoint::admin_address)
     }
 
     /// Joins every group and runs until shutdown; then lets in-flight jobs finish within the
@@ -673,8 +780,9 @@ impl Worker {
             tokio::spawn(async move {
                 tokio::select! {
                     _ = s => {
-                        info!("shutdown signal received; finishing in-flight jobs");
+                        // Stop first: nothing the log line does may keep the worker running.
                         token.cancel();
+                        info!("shutdown signal received; finishing in-flight jobs");
                     }
                     _ = token.cancelled() => {}
                 }
