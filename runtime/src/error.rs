@@ -36,6 +36,8 @@ pub(crate) enum Kind {
     InvalidInput,
     /// Authentication failed, or a TLS certificate was refused: fatal, not retried.
     Auth,
+    /// The broker's authorizer refused: the principal lacks an ACL.
+    NotAuthorized,
 }
 
 impl Error {
@@ -61,12 +63,19 @@ impl Error {
             // SASL_AUTHENTICATION_FAILED
             58 => Kind::Auth,
             69 => Kind::UnknownGroup,
+            // TOPIC_, GROUP_, CLUSTER_ and TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+            29 | 30 | 31 | 53 => Kind::NotAuthorized,
             _ => Kind::Broker,
         };
-        let text = match message {
+        let mut text = match message {
             Some(m) if !m.is_empty() => format!("{api}: {name}: {m}"),
             _ => format!("{api}: {name}"),
         };
+        if kind == Kind::NotAuthorized {
+            text.push_str(
+                " (the broker's authorizer refused: this principal lacks an ACL; see the README's ACL table)",
+            );
+        }
         crate::kafka::stats::record(api, &crate::kafka::stats::code_label(code));
         let mut e = Self::new(kind, text);
         e.code = Some(code);
@@ -197,6 +206,15 @@ impl Error {
     pub fn is_auth(&self) -> bool {
         self.kind == Kind::Auth
     }
+
+    /// The broker's authorizer refused the request: the client authenticated, but its principal
+    /// lacks an ACL for it (Kafka's TOPIC_, GROUP_ or CLUSTER_AUTHORIZATION_FAILED).
+    ///
+    /// Retrying does not help until an operator grants the ACL; the README lists the ACLs each
+    /// feature needs.
+    pub fn is_not_authorized(&self) -> bool {
+        self.kind == Kind::NotAuthorized
+    }
 }
 
 impl fmt::Display for Error {
@@ -237,5 +255,16 @@ mod tests {
         assert_eq!(source.as_deref(), Some("connection reset"));
         assert!(err.is_broker());
         assert!(!err.is_config());
+    }
+
+    #[test]
+    fn authorization_failures_are_their_own_kind_and_say_an_acl_is_missing() {
+        for code in [29, 30, 31] {
+            let err = Error::kafka("Produce to `t`", code, None);
+            assert!(err.is_not_authorized(), "{code}: {err:?}");
+            assert!(!err.is_broker() && !err.is_auth(), "{code}: {err:?}");
+            assert!(err.to_string().contains("lacks an ACL"), "{err}");
+        }
+        assert!(!Error::kafka("Produce", 6, None).is_not_authorized());
     }
 }

@@ -106,6 +106,9 @@ mod code {
     pub(super) const INVALID_CONFIG: i16 = 40;
     pub(super) const INVALID_REQUEST: i16 = 42;
     pub(super) const GROUP_ID_NOT_FOUND: i16 = 69;
+    pub(super) const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+    pub(super) const GROUP_AUTHORIZATION_FAILED: i16 = 30;
+    pub(super) const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
 }
 
 /// Whether the coordinator moved or is not ready yet: find it again and retry.
@@ -168,6 +171,15 @@ impl Admin {
             return Err(Error::invalid_input(format!(
                 "topic `{topic}`: the partition count must be at least 1, not {partitions}"
             )));
+        }
+        // A topic that is there already needs no CreateTopics, so no Create ACL either: a
+        // principal allowed only to write to its dead-letter topic can still start.
+        if self.cluster.refresh(&[topic]).await.is_ok()
+            && let Some(meta) = self.cluster.cached_topic(topic)
+            && i32::try_from(meta.partitions.len()).unwrap_or(i32::MAX) >= partitions
+            && meta.partitions.iter().all(|p| p.leader >= 0)
+        {
+            return Ok(());
         }
         let req = CreateTopicsRequest::default()
             .with_topics(vec![
@@ -550,8 +562,24 @@ impl Admin {
             return Ok(out);
         }
         let conn = self.cluster.any().await?;
-        let configs =
-            describe_configs(&conn, RESOURCE_GROUP, group, Some(&[AUTO_OFFSET_RESET])).await?;
+        let configs = match describe_configs(
+            &conn,
+            RESOURCE_GROUP,
+            group,
+            Some(&[AUTO_OFFSET_RESET]),
+        )
+        .await
+        {
+            Ok(c) => c,
+            // Without DescribeConfigs on the group, where it starts is unknown: count these
+            // partitions as the default (`latest`) does until the group's first
+            // acknowledgement there.
+            Err(e) if e.is_not_authorized() => {
+                tracing::debug!(group, error = %e, "cannot read share.auto.offset.reset; counting uninitialised partitions as lag 0");
+                HashMap::new()
+            }
+            Err(e) => return Err(e),
+        };
         let reset = configs
             .get(AUTO_OFFSET_RESET)
             .map_or("latest", String::as_str);
@@ -978,6 +1006,22 @@ async fn describe_configs(
     let mut out = HashMap::new();
     for r in resp.results {
         if r.error_code != 0 {
+            // A missing ACL is said, not papered over with defaults that may be wrong.
+            if matches!(
+                r.error_code,
+                code::TOPIC_AUTHORIZATION_FAILED
+                    | code::GROUP_AUTHORIZATION_FAILED
+                    | code::CLUSTER_AUTHORIZATION_FAILED
+            ) {
+                return Err(Error::kafka(
+                    &format!(
+                        "DescribeConfigs of {} `{name}`",
+                        resource_kind(resource_type)
+                    ),
+                    r.error_code,
+                    r.error_message.as_ref().map(|m| m.as_str()),
+                ));
+            }
             tracing::debug!(
                 resource_type,
                 name,
@@ -994,6 +1038,16 @@ async fn describe_configs(
         }
     }
     Ok(out)
+}
+
+/// The name of a config resource type, for messages.
+fn resource_kind(resource_type: i8) -> &'static str {
+    match resource_type {
+        RESOURCE_GROUP => "share group",
+        RESOURCE_BROKER => "broker",
+        RESOURCE_TOPIC => "topic",
+        _ => "resource",
+    }
 }
 
 /// Parses a numeric config value the broker answered.

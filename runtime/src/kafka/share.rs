@@ -179,13 +179,15 @@ const SILENCE: Duration = Duration::from_secs(2);
 /// A fatal membership error, kept to fail every later acquire with it.
 #[derive(Clone, Debug)]
 struct Fatal {
+    /// The API that answered it.
+    api: &'static str,
     code: i16,
     message: Option<String>,
 }
 
 impl Fatal {
     fn error(&self) -> Error {
-        Error::kafka("ShareGroupHeartbeat", self.code, self.message.as_deref())
+        Error::kafka(self.api, self.code, self.message.as_deref())
     }
 }
 

@@ -41,6 +41,8 @@ pub(crate) struct Metrics {
     redeliveries: IntCounterVec,
     lease_expired: IntCounterVec,
     dead_letter_failures: IntCounterVec,
+    dead_letter_write_errors: IntCounterVec,
+    missing_acl: IntGaugeVec,
     renewals: IntCounterVec,
     renewal_failures: IntCounterVec,
     locks_lost: IntCounterVec,
@@ -155,6 +157,22 @@ impl Metrics {
                 hg,
             )
             .map_err(prom)?,
+            dead_letter_write_errors: IntCounterVec::new(
+                opts(
+                    "shareworker_dead_letter_write_errors_total",
+                    "Failed tries to write a dead letter (the broker refused or did not answer); the record stays locked and the write is tried again.",
+                ),
+                hg,
+            )
+            .map_err(prom)?,
+            missing_acl: IntGaugeVec::new(
+                opts(
+                    "shareworker_missing_acl",
+                    "1 while a feature is off or failing because the worker's principal lacks this Kafka ACL (operation on resource, as Kafka's ACL tool names them); 0 once it works. The README lists the ACLs per feature.",
+                ),
+                &["feature", "operation", "resource"],
+            )
+            .map_err(prom)?,
             renewals: IntCounterVec::new(
                 opts(
                     "shareworker_lock_renewals_total",
@@ -248,6 +266,8 @@ impl Metrics {
             Box::new(m.redeliveries.clone()),
             Box::new(m.lease_expired.clone()),
             Box::new(m.dead_letter_failures.clone()),
+            Box::new(m.dead_letter_write_errors.clone()),
+            Box::new(m.missing_acl.clone()),
             Box::new(m.renewals.clone()),
             Box::new(m.renewal_failures.clone()),
             Box::new(m.locks_lost.clone()),
@@ -288,7 +308,16 @@ impl Metrics {
             redeliveries: self.redeliveries.with_label_values(&hg),
             lease_expired: self.lease_expired.with_label_values(&hg),
             dead_letter_failures: self.dead_letter_failures.with_label_values(&hg),
+            dead_letter_write_errors: self.dead_letter_write_errors.with_label_values(&hg),
+            dead_letter_acl: None,
         }
+    }
+
+    /// The `shareworker_missing_acl` gauge of `feature`, which needs `operation` on `resource`
+    /// (such as `Write` on `Topic:emails.dlq`).
+    pub(crate) fn missing_acl(&self, feature: &str, operation: &str, resource: &str) -> IntGauge {
+        self.missing_acl
+            .with_label_values(&[feature, operation, resource])
     }
 
     /// The metrics of one group.
@@ -329,6 +358,9 @@ pub(crate) struct HandlerMetrics {
     pub(crate) redeliveries: IntCounter,
     pub(crate) lease_expired: IntCounter,
     pub(crate) dead_letter_failures: IntCounter,
+    pub(crate) dead_letter_write_errors: IntCounter,
+    /// `shareworker_missing_acl` of Write on the handler's dead-letter topic, when it has one.
+    pub(crate) dead_letter_acl: Option<IntGauge>,
 }
 
 /// One group's metrics.

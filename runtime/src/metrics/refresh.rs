@@ -97,6 +97,8 @@ pub(crate) async fn run(
     let mut tick = tokio::time::interval(config.refresh);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut failing = false;
+    let mut offsets_denied = false;
+    let mut lag_denied = vec![false; groups.len()];
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -106,6 +108,14 @@ pub(crate) async fn run(
         let mut ok = true;
         match broker.end_offsets(&topics).await {
             Ok(list) => {
+                if offsets_denied {
+                    offsets_denied = false;
+                    for t in &topics {
+                        metrics
+                            .missing_acl("arrival_rate", "Describe", &format!("Topic:{t}"))
+                            .set(0);
+                    }
+                }
                 let t = now.as_secs_f64();
                 for (topic, end) in list {
                     let before = ends.insert(topic.clone(), (end, t));
@@ -113,6 +123,19 @@ pub(crate) async fn run(
                         set_rate(&metrics.arrival.with_label_values(&[topic.as_str()]), r);
                         rates.insert(topic, r);
                     }
+                }
+            }
+            Err(e) if e.is_not_authorized() => {
+                // The broker answers; this principal may not ask. Say it once, not per tick.
+                if !offsets_denied {
+                    offsets_denied = true;
+                    for t in &topics {
+                        metrics
+                            .missing_acl("arrival_rate", "Describe", &format!("Topic:{t}"))
+                            .set(1);
+                    }
+                    warn!(error = %e, missing_acl = %format!("Describe on Topic:{}", topics.join(", Topic:")),
+                        "cannot read the topics' end offsets: the worker's principal lacks the Describe ACL; arrival rates stay 0 and the replica hint counts the backlog only");
                 }
             }
             Err(e) => {
@@ -124,7 +147,26 @@ pub(crate) async fn run(
         }
         for (i, g) in groups.iter().enumerate() {
             let lag = match broker.lag(&g.group).await {
-                Ok(l) => l,
+                Ok(l) => {
+                    if lag_denied[i] {
+                        lag_denied[i] = false;
+                        metrics
+                            .missing_acl("share_lag", "Describe", &format!("Group:{}", g.group))
+                            .set(0);
+                    }
+                    l
+                }
+                Err(e) if e.is_not_authorized() => {
+                    if !lag_denied[i] {
+                        lag_denied[i] = true;
+                        metrics
+                            .missing_acl("share_lag", "Describe", &format!("Group:{}", g.group))
+                            .set(1);
+                        warn!(group = %g.group, error = %e, missing_acl = %format!("Describe on Group:{}", g.group),
+                            "cannot read the share lag: the worker's principal lacks the Describe ACL on the group (and on its topics); shareworker_share_lag_records and the replica hint are not updated");
+                    }
+                    continue;
+                }
                 Err(e) => {
                     ok = false;
                     if !failing {

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::Error;
 use crate::broker::{Broker, Delivery, OutgoingRecord, RecordId};
+use crate::metrics::HandlerMetrics;
 
 /// Headers the runtime adds to a dead letter.
 pub mod headers {
@@ -38,6 +39,8 @@ pub(crate) struct DeadLetterJob {
     pub(crate) error: String,
     pub(crate) at: SystemTime,
     pub(crate) original: Delivery,
+    /// The handler's metrics: failed tries are counted, a missing Write ACL is shown.
+    pub(crate) metrics: HandlerMetrics,
 }
 
 impl DeadLetterJob {
@@ -80,14 +83,32 @@ impl DeadLetterJob {
         // Only shutdown (after its grace period) stops this, by aborting the task.
         let mut pause = Duration::from_millis(200);
         let mut tries = 0u32;
+        let acl = self.metrics.dead_letter_acl.as_ref();
         loop {
             match broker.produce(&self.topic, vec![record.clone()]).await {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    if let Some(g) = acl {
+                        g.set(0);
+                    }
+                    return Ok(());
+                }
                 Err(e) if e.is_invalid_input() => return Err(e),
                 Err(e) => {
                     tries += 1;
-                    tracing::warn!(dead_letter = %self.topic, record = %self.id, tries, error = %e,
-                        "writing the dead letter failed; trying again in {pause:?}");
+                    self.metrics.dead_letter_write_errors.inc();
+                    if e.is_not_authorized() {
+                        // Not a blip: it lasts until an operator grants the ACL. The record
+                        // stays locked here meanwhile, so nothing is lost.
+                        if let Some(g) = acl {
+                            g.set(1);
+                        }
+                        tracing::error!(dead_letter = %self.topic, record = %self.id, tries, error = %e,
+                            missing_acl = %format!("Write on Topic:{}", self.topic),
+                            "cannot write the dead letter: the worker's principal needs the Write ACL on the dead-letter topic; the record stays locked and the write is tried again in {pause:?}");
+                    } else {
+                        tracing::warn!(dead_letter = %self.topic, record = %self.id, tries, error = %e,
+                            "writing the dead letter failed; trying again in {pause:?}");
+                    }
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(MAX_PAUSE);
                 }

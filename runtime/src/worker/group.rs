@@ -373,6 +373,13 @@ impl Dispatcher {
                 self.r.status.set_broker_ok(true);
                 r
             }
+            // A missing Read ACL does not pass by itself: stop, with the error (Worker::run).
+            Err(e) if e.is_not_authorized() => {
+                let topics: Vec<&str> = self.r.handlers.iter().map(|h| &*h.topic).collect();
+                self.r.status.stop_with(&self.r.group, &topics, e);
+                self.r.shutdown.cancel();
+                return;
+            }
             Err(e) => {
                 warn!(group = %self.r.group, error = %e, "acquire failed; retrying in {FETCH_RETRY:?}");
                 self.r.status.set_broker_ok(false);
@@ -709,6 +716,7 @@ impl Dispatcher {
                     error: err.to_string(),
                     at: SystemTime::now(),
                     original,
+                    metrics: hr.metrics.clone(),
                 };
                 let broker = self.r.broker.clone();
                 let done = self.done_tx.clone();

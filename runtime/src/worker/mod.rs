@@ -186,6 +186,8 @@ struct StatusInner {
     joined: std::sync::atomic::AtomicBool,
     stopping: std::sync::atomic::AtomicBool,
     broker_ok: std::sync::atomic::AtomicBool,
+    /// What stopped the worker on its own, for [`Worker::run`] to return.
+    fatal: std::sync::Mutex<Option<Error>>,
 }
 
 impl Default for WorkerStatus {
@@ -195,6 +197,7 @@ impl Default for WorkerStatus {
                 joined: false.into(),
                 stopping: false.into(),
                 broker_ok: true.into(),
+                fatal: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -235,6 +238,33 @@ impl WorkerStatus {
 
     pub(crate) fn set_broker_ok(&self, ok: bool) {
         self.inner.broker_ok.store(ok, Ordering::Release);
+    }
+
+    /// Group `group` cannot go on (its principal may not read its topic): the worker stops and
+    /// [`Worker::run`] returns `error` (the first one, when several groups fail).
+    pub(crate) fn stop_with(&self, group: &str, topics: &[&str], error: Error) {
+        let mut fatal = self.inner.fatal.lock().unwrap_or_else(|p| p.into_inner());
+        if fatal.is_none() {
+            let reads: Vec<String> = topics
+                .iter()
+                .map(|t| format!("Read on Topic:{t}"))
+                .collect();
+            let message = format!(
+                "share group `{group}` may not read its records: the worker's principal needs Read on Group:{group} and {}; grant them with Kafka's ACL tool (kafka-acls.sh) ({error})",
+                reads.join(", ")
+            );
+            tracing::error!(group, error = %error, "stopping: the worker's principal may not read the group's topics (Read ACL missing)");
+            *fatal = Some(error.with_message(message));
+        }
+        self.set_stopping();
+    }
+
+    fn take_fatal(&self) -> Option<Error> {
+        self.inner
+            .fatal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 }
 
@@ -474,14 +504,39 @@ impl WorkerBuilder {
             });
         }
         for (group, handlers) in &mut groups {
-            let limits = broker.group_limits(group).await?;
-            let broker_dlq = broker.broker_dead_letter(group).await?;
+            let (limits, broker_dlq) = match group_settings(&*broker, group).await {
+                Ok(read) => read,
+                Err(e) if e.is_not_authorized() => {
+                    let resource = format!("Group:{group}");
+                    metrics
+                        .missing_acl("group_configs", "DescribeConfigs", &resource)
+                        .set(1);
+                    let defaults = crate::broker::GroupLimits::default();
+                    warn!(group = %group, error = %e, missing_acl = %format!("DescribeConfigs on {resource}"),
+                        delivery_count_limit = defaults.delivery_count_limit,
+                        "cannot read the share group's configuration: the worker's principal lacks the DescribeConfigs ACL on the group. \
+                         Going on with Kafka's defaults: a delivery count limit of {} (set max_attempts at or below the group's real limit, or the broker archives records before their last attempt) \
+                         and no broker-side dead-letter queue (if the group has one, dead letters are written twice)",
+                        defaults.delivery_count_limit);
+                    (defaults, None)
+                }
+                Err(e) => return Err(e),
+            };
             if let Some(t) = &broker_dlq {
                 info!(group = %group, dead_letter = %t,
                     "the group has the broker's dead-letter queue: after the last attempt the runtime rejects and the broker writes the dead letter");
                 if let Err(e) = broker.prepare_broker_dead_letter(t).await {
+                    if e.is_not_authorized() {
+                        metrics
+                            .missing_acl(
+                                "broker_dead_letter_setup",
+                                "AlterConfigs",
+                                &format!("Topic:{t}"),
+                            )
+                            .set(1);
+                    }
                     warn!(group = %group, dead_letter = %t, error = %e,
-                        "could not create the broker's dead-letter topic or enable errors.deadletterqueue.group.enable on it; the broker archives dead letters instead of writing them there");
+                        "could not create the broker's dead-letter topic or enable errors.deadletterqueue.group.enable on it (needs Create and AlterConfigs on the topic, or an operator does it); the broker archives dead letters instead of writing them there");
                 }
             }
             for h in handlers.iter_mut() {
@@ -501,10 +556,37 @@ impl WorkerBuilder {
                         "the handler's dead_letter topic is not used: the group's broker-side dead-letter queue takes its dead letters");
                     continue;
                 }
-                if let DeadLetter::Topic(t) = &h.config.dead_letter
-                    && let Err(e) = broker.create_topic(t, 1).await
-                {
-                    warn!(handler = %h.name, dead_letter = %t, error = %e, "could not create the dead-letter topic");
+                if let DeadLetter::Topic(t) = &h.config.dead_letter {
+                    let resource = format!("Topic:{t}");
+                    let write = metrics.missing_acl("dead_letter_write", "Write", &resource);
+                    write.set(0);
+                    h.metrics.dead_letter_acl = Some(write.clone());
+                    match broker.create_topic(t, 1).await {
+                        Ok(()) => {}
+                        // The topic is not there, or the principal may not even see it.
+                        Err(e) if e.is_not_authorized() => match broker.offsets(t).await {
+                            Err(seen) if seen.is_not_authorized() => {
+                                write.set(1);
+                                warn!(handler = %h.name, dead_letter = %t, error = %seen, missing_acl = %format!("Write on {resource}"),
+                                        "the worker's principal may not write to the dead-letter topic (no Write ACL on it): \
+                                         records that fail for good are held and their dead letters retried until it is granted");
+                            }
+                            Ok(_) => {
+                                warn!(handler = %h.name, dead_letter = %t, error = %e, "could not create the dead-letter topic");
+                            }
+                            Err(_) => {
+                                metrics
+                                    .missing_acl("dead_letter_create", "Create", &resource)
+                                    .set(1);
+                                warn!(handler = %h.name, dead_letter = %t, error = %e, missing_acl = %format!("Create on {resource}"),
+                                        "the dead-letter topic does not exist and the worker's principal may not create it (no Create ACL): \
+                                         create it, or grant Create on it; until then records that fail for good are held and their dead letters retried");
+                            }
+                        },
+                        Err(e) => {
+                            warn!(handler = %h.name, dead_letter = %t, error = %e, "could not create the dead-letter topic");
+                        }
+                    }
                 }
             }
         }
@@ -554,6 +636,16 @@ impl WorkerBuilder {
             http,
         })
     }
+}
+
+/// The group's limits and its broker-side dead-letter topic, as the broker answers them.
+async fn group_settings(
+    broker: &dyn Broker,
+    group: &str,
+) -> Result<(crate::broker::GroupLimits, Option<String>), Error> {
+    let limits = broker.group_limits(group).await?;
+    let broker_dlq = broker.broker_dead_letter(group).await?;
+    Ok((limits, broker_dlq))
 }
 
 async fn broker_from_config(config: &Config) -> Result<Arc<dyn Broker>, Error> {
@@ -673,7 +765,9 @@ impl Worker {
     /// grace period, releases what is left and leaves the groups.
     ///
     /// # Errors
-    /// When joining a group fails.
+    /// When joining a group fails; [`Error::is_not_authorized`] when the worker's principal may
+    /// not read its group or topic (a missing Read ACL), at the join or at the first fetch
+    /// (after a graceful stop).
     pub async fn run(self) -> Result<RunSummary, Error> {
         let token = self.shutdown.clone();
         let signal: Option<Signal> = match (self.signal, self.handle_signals) {
@@ -736,6 +830,19 @@ impl Worker {
             let member = match self.broker.join(&group, &topics).await {
                 Ok(m) => m,
                 Err(e) => {
+                    let e = if e.is_not_authorized() {
+                        let reads: Vec<String> = topics
+                            .iter()
+                            .map(|t| format!("Read on Topic:{t}"))
+                            .collect();
+                        let message = format!(
+                            "cannot join share group `{group}`: the worker's principal needs Read on Group:{group} and {}; grant them with Kafka's ACL tool (kafka-acls.sh) ({e})",
+                            reads.join(", ")
+                        );
+                        e.with_message(message)
+                    } else {
+                        e
+                    };
                     token.cancel();
                     for r in runners {
                         let _ = tokio::spawn(GroupRunner::run(r)).await;
@@ -779,6 +886,10 @@ impl Worker {
         }
         stop_side_tasks().await;
         let summary = self.counters.summary();
+        if let Some(e) = self.status.take_fatal() {
+            tracing::error!(?summary, error = %e, "worker stopped");
+            return Err(e);
+        }
         info!(?summary, "worker stopped");
         Ok(summary)
     }

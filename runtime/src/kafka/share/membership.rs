@@ -229,6 +229,7 @@ pub(super) async fn run(shared: Arc<Shared>, interval: Duration) {
                     warn!(group = %shared.group, member = %shared.member_id, error = %e,
                         "the share group refused the member; acquire will fail with this error");
                     shared.lock().fatal = Some(Fatal {
+                        api: "ShareGroupHeartbeat",
                         code: resp.error_code,
                         message: resp.error_message.as_ref().map(|m| m.to_string()),
                     });

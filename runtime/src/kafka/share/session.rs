@@ -9,7 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 use uuid::Uuid;
 
 use super::super::conn::{Connection, Versions};
@@ -1008,6 +1008,21 @@ impl Actor {
             debug!(group = %self.shared.group, node = self.node(), partition = tp.1, error = %e, ?leader,
                 "the partition's leader moved; routing it again");
             self.leader_moved(tp, leader);
+        } else if e.is_not_authorized() {
+            // No Read on the topic (or the group): asking again cannot help. Every acquire
+            // fails with it from now on, instead of fetching again at once, forever.
+            let mut state = self.shared.lock();
+            if state.fatal.is_none() {
+                error!(group = %self.shared.group, node = self.node(), partition = tp.1, error = %e,
+                    "the broker refuses to let this member read the partition: the principal needs Read on the topic and the group");
+                state.fatal = Some(super::Fatal {
+                    api: "ShareFetch",
+                    code: p.error_code,
+                    message: message.map(str::to_owned),
+                });
+                drop(state);
+                self.shared.bump();
+            }
         } else {
             warn!(group = %self.shared.group, node = self.node(), partition = tp.1, error = %e, "fetching a partition failed");
         }
