@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod autoscale;
 mod broker;
+pub mod codec;
 mod config;
 mod definition;
 mod duration;
@@ -38,7 +39,8 @@ pub use config::{
 pub use definition::{HandlerService, InnerService, JobDefinition};
 pub use embedded::{EmbeddedBroker, EmbeddedBrokerBuilder};
 pub use error::Error;
-pub use job::{BoxError, DecodeError, Job, JobError};
+pub use codec::{Decode, DecodeError, Encode, EncodeError};
+pub use job::{BoxError, Job, JobError};
 pub use kafka::broker::KafkaBroker;
 pub use kafka::config::{KafkaConfig, SaslMechanism, Secret, SecurityProtocol};
 pub use queue::{Message, Queue};

@@ -6,10 +6,8 @@ use std::future::Future;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
-
 use crate::config::{DeadLetter, HandlerOverrides};
-use crate::{Job, JobDefinition, JobError};
+use crate::{Decode, Job, JobDefinition, JobError};
 
 pub use inventory;
 
@@ -92,7 +90,7 @@ impl HandlerAttrs {
 pub fn definition<F, T, Fut, E>(attrs: HandlerAttrs, handler: F) -> JobDefinition
 where
     F: Fn(Job<T>) -> Fut + Clone + Send + Sync + 'static,
-    T: DeserializeOwned + Send + 'static,
+    T: Decode + Send + 'static,
     Fut: Future<Output = Result<(), E>> + Send + 'static,
     E: Into<JobError>,
 {
@@ -120,7 +118,7 @@ where
 }
 
 /// Compile-time check that a handler's payload type can be decoded; the macro spans it at `T`.
-pub const fn assert_payload<T: DeserializeOwned + Send + 'static>() {}
+pub const fn assert_payload<T: Decode + Send + 'static>() {}
 
 /// Compile-time check that a handler's error type converts into [`JobError`]; spanned at `E`.
 pub const fn assert_error<E: Into<JobError>>() {}
