@@ -12,6 +12,7 @@ mod error;
 mod http;
 mod job;
 mod kafka;
+mod logs;
 mod metrics;
 mod queue;
 pub mod testing;
