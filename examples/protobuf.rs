@@ -96,7 +96,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 _ => return,
             }
             if matches!(e.outcome, Outcome::Accepted | Outcome::DeadLettered)
-                && count.fetch_add(1, Ordering::SeqCst) + 1 == 4 // 3 orders, 1 dead letter
+                && count.fetch_add(1, Ordering::SeqCst) + 1 == 4
+            // 3 orders, 1 dead letter
             {
                 notify.notify_one();
             }
@@ -148,7 +149,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or("")
         .to_owned();
     let attempts = letter
-        .and_then(|r| r.headers.get_str(shareworker::dead_letter_headers::ATTEMPTS))
+        .and_then(|r| {
+            r.headers
+                .get_str(shareworker::dead_letter_headers::ATTEMPTS)
+        })
         .unwrap_or("")
         .to_owned();
     println!("  error:    {error}\n  attempts: {attempts}");

@@ -124,9 +124,7 @@ fn raw_payload<T: 'static>(raw: &Bytes) -> Result<Option<T>, DecodeError> {
         match std::str::from_utf8(raw) {
             Ok(s) => Box::new(s.to_owned()),
             Err(e) => {
-                return Err(DecodeError::new(format!(
-                    "payload is not UTF-8 text: {e}"
-                )));
+                return Err(DecodeError::new(format!("payload is not UTF-8 text: {e}")));
             }
         }
     } else {
@@ -171,9 +169,8 @@ impl Encode for [u8] {
 
 /// `payload` as JSON.
 pub(crate) fn json<T: Serialize + ?Sized>(payload: &T) -> Result<Bytes, EncodeError> {
-    let buf = serde_json::to_vec(payload).map_err(|e| {
-        EncodeError::new(format!("the payload cannot be serialized as JSON: {e}"))
-    })?;
+    let buf = serde_json::to_vec(payload)
+        .map_err(|e| EncodeError::new(format!("the payload cannot be serialized as JSON: {e}")))?;
     // serde_json reserves 128 bytes up front, and shrinking in place leaves the rest of that
     // block fragmented; a queue may hold millions of small payloads, so copy them out at their
     // exact size and let the big buffer be reused.

@@ -832,7 +832,10 @@ mod tests {
                     .map_err(|e| e.to_string())
             };
             assert_eq!(timeout()?, Some(Duration::from_secs(10)), "the code's");
-            jail.create_file("shareworker.toml", "[handlers.send_email]\ntimeout = \"off\"")?;
+            jail.create_file(
+                "shareworker.toml",
+                "[handlers.send_email]\ntimeout = \"off\"",
+            )?;
             assert_eq!(timeout()?, None, "off in the file");
             jail.create_file("shareworker.toml", "")?;
             jail.set_env("SHAREWORKER_HANDLERS__SEND_EMAIL__TIMEOUT", "off");

@@ -58,7 +58,6 @@ pub(crate) mod serde_opt_duration {
             None => s.serialize_none(),
         }
     }
-
 }
 
 /// serde helpers for an `Option<Duration>` that configuration may turn off: `"off"` (or
@@ -82,9 +81,7 @@ pub(crate) mod serde_opt_duration_or_off {
             Some(OrOff::Off(true)) => Err(serde::de::Error::custom(
                 "`true` is not a duration; write one like \"30s\", or \"off\"",
             )),
-            Some(OrOff::Raw(Raw::Text(t)))
-                if matches!(t.trim(), "off" | "none" | "false") =>
-            {
+            Some(OrOff::Raw(Raw::Text(t))) if matches!(t.trim(), "off" | "none" | "false") => {
                 Ok(None)
             }
             Some(OrOff::Raw(raw)) => from_raw(raw).map(Some),

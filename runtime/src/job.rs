@@ -8,9 +8,9 @@ use bytes::Bytes;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::broker::{Delivery, Headers, RecordId};
+use crate::codec::Decode;
 #[cfg(doc)]
 use crate::codec::DecodeError;
-use crate::codec::Decode;
 
 /// The boxed error type of tower services.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -419,14 +419,18 @@ mod tests {
 
     #[test]
     fn json_payload_decodes() {
-        let e = job(Some(r#"{"to":"a@b"}"#)).decode::<Email>().expect("valid JSON");
+        let e = job(Some(r#"{"to":"a@b"}"#))
+            .decode::<Email>()
+            .expect("valid JSON");
         assert_eq!(e.payload(), &Email { to: "a@b".into() });
         assert_eq!(e.offset(), 7);
     }
 
     #[test]
     fn bad_json_is_permanent_and_says_why() {
-        let err = job(Some("{not json")).decode::<Email>().expect_err("bad JSON");
+        let err = job(Some("{not json"))
+            .decode::<Email>()
+            .expect_err("bad JSON");
         assert!(err.is_permanent());
         assert!(err.to_string().contains("does not decode"), "{err}");
     }
@@ -439,7 +443,9 @@ mod tests {
         assert_eq!(s.payload(), "plain text");
         let v = job(Some("xy")).decode::<Vec<u8>>().expect("vec");
         assert_eq!(v.payload(), b"xy");
-        let raw = job(None).decode::<Bytes>().expect("a tombstone is empty bytes");
+        let raw = job(None)
+            .decode::<Bytes>()
+            .expect("a tombstone is empty bytes");
         assert!(raw.payload().is_empty());
     }
 
@@ -466,7 +472,14 @@ mod tests {
 
     #[test]
     fn a_decoder_of_our_own_is_used_and_its_message_kept() {
-        assert_eq!(job(Some("123")).decode::<Digits>().expect("digits").payload().0, 123);
+        assert_eq!(
+            job(Some("123"))
+                .decode::<Digits>()
+                .expect("digits")
+                .payload()
+                .0,
+            123
+        );
         let err = job(Some("12a")).decode::<Digits>().expect_err("not digits");
         assert!(err.is_permanent());
         assert_eq!(err.to_string(), "not digits");

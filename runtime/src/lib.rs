@@ -33,6 +33,7 @@ pub use broker::{
     SharePartitionState, StartFrom, TopicLag,
 };
 pub use bytes::Bytes;
+pub use codec::{Decode, DecodeError, Encode, EncodeError};
 pub use config::{
     BackoffConfig, Config, DEFAULT_FILE, DeadLetter, ENV_PREFIX, EmbeddedConfig, HandlerConfig,
     HttpConfig, LogConfig, LogFormat, StartFromConfig,
@@ -40,7 +41,6 @@ pub use config::{
 pub use definition::{HandlerService, InnerService, JobDefinition};
 pub use embedded::{EmbeddedBroker, EmbeddedBrokerBuilder};
 pub use error::Error;
-pub use codec::{Decode, DecodeError, Encode, EncodeError};
 pub use job::{BoxError, Job, JobError};
 pub use kafka::broker::KafkaBroker;
 pub use kafka::config::{KafkaConfig, SaslMechanism, Secret, SecurityProtocol};

@@ -73,9 +73,7 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let ours = event.metadata().target().starts_with("shareworker")
-            && event
-                .fields()
-                .any(|f| JSON_FIELDS.contains(&f.name()));
+            && event.fields().any(|f| JSON_FIELDS.contains(&f.name()));
         if !ours {
             return self.0.format_event(ctx, writer, event);
         }
@@ -116,13 +114,13 @@ mod tests {
             "{{\"message\":\"joined\",\"topics\":{},\"summary\":\"not json\"}}\n",
             serde_json::to_string(&topics).expect("a string")
         );
-        let out = as_json_values(
-            line,
-            &[("topics", topics), ("summary", "not json".into())],
-        );
+        let out = as_json_values(line, &[("topics", topics), ("summary", "not json".into())]);
         let v: serde_json::Value = serde_json::from_str(&out).expect("still JSON");
         assert_eq!(v["topics"], serde_json::json!(["a", "b\"c"]));
-        assert_eq!(v["summary"], "not json", "text that is not JSON stays a string");
+        assert_eq!(
+            v["summary"], "not json",
+            "text that is not JSON stays a string"
+        );
         assert!(out.ends_with('\n'));
     }
 }

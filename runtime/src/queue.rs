@@ -6,8 +6,8 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::Error;
-use crate::codec::{self, Encode};
 use crate::broker::{Broker, OutgoingRecord, Produced};
+use crate::codec::{self, Encode};
 
 /// Enqueues jobs on a broker: each job is a record on the handler's topic.
 ///
