@@ -80,6 +80,9 @@ pub trait Decode: Sized {
 ///
 /// Implemented for every serde `Serialize` type (JSON; raw for [`Bytes`], `Vec<u8>`, `String`,
 /// `str` and `[u8]`), matching [`Decode`]; implement both for another format.
+///
+/// The serde impl is for `'static` types, like a handler's payload; a value that borrows goes
+/// as JSON through [`Message::json`](crate::Message::json).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be enqueued: it is neither serde `Serialize` nor `shareworker::Encode`",
     note = "derive `serde::Serialize` for JSON payloads, or implement `shareworker::Encode` for another format"
