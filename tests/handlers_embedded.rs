@@ -220,24 +220,34 @@ async fn a_format_of_our_own_is_decoded_and_what_does_not_decode_is_dead_lettere
     let texts: Arc<Mutex<Vec<String>>> = Arc::default();
     let (s, tx) = (seen.clone(), texts.clone());
     let mut t = TestWorker::new()
-        .job(JobDefinition::new("count", "counts", move |job: Job<Count>| {
-            let seen = s.clone();
-            async move {
-                seen.lock().expect("lock").push(job.payload().0);
-                Ok::<(), JobError>(())
-            }
-        }))
-        .job(JobDefinition::new("text", "texts", move |job: Job<String>| {
-            let texts = tx.clone();
-            async move {
-                texts.lock().expect("lock").push(job.into_payload());
-                Ok::<(), JobError>(())
-            }
-        }));
+        .job(JobDefinition::new(
+            "count",
+            "counts",
+            move |job: Job<Count>| {
+                let seen = s.clone();
+                async move {
+                    seen.lock().expect("lock").push(job.payload().0);
+                    Ok::<(), JobError>(())
+                }
+            },
+        ))
+        .job(JobDefinition::new(
+            "text",
+            "texts",
+            move |job: Job<String>| {
+                let texts = tx.clone();
+                async move {
+                    texts.lock().expect("lock").push(job.into_payload());
+                    Ok::<(), JobError>(())
+                }
+            },
+        ));
     // Typed producers: the same traits encode, so the handlers get what was sent.
     t.enqueue("counts", &Count(41)).await.expect("enqueue");
     t.enqueue("texts", "said \"hi\"").await.expect("enqueue");
-    t.enqueue("texts", &String::from("plain")).await.expect("enqueue");
+    t.enqueue("texts", &String::from("plain"))
+        .await
+        .expect("enqueue");
     let bad = t
         .send("counts", Message::text("forty-two"))
         .await
@@ -246,7 +256,11 @@ async fn a_format_of_our_own_is_decoded_and_what_does_not_decode_is_dead_lettere
     assert_eq!(*seen.lock().expect("lock"), [41]);
     let mut texts = texts.lock().expect("lock").clone();
     texts.sort();
-    assert_eq!(texts, ["plain", "said \"hi\""], "text is sent raw, not JSON-quoted");
+    assert_eq!(
+        texts,
+        ["plain", "said \"hi\""],
+        "text is sent raw, not JSON-quoted"
+    );
     assert_eq!(
         report.final_outcome("counts", bad.partition, bad.offset),
         Some(&Outcome::DeadLettered)

@@ -17,7 +17,7 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
 /// The fields of the runtime's events written with [`Json`].
-pub(crate) const JSON_FIELDS: &[&str] = &["topics", "summary", "loads"];
+pub(crate) const JSON_FIELDS: &[&str] = &["topics", "summary", "loads", "assignment"];
 
 /// Displays a value as JSON text (for a log field named in [`JSON_FIELDS`]).
 pub(crate) struct Json<T>(pub(crate) T);
