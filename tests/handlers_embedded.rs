@@ -194,3 +194,88 @@ async fn jobs_see_shutdown_through_cancelled() {
         "its retryable error at shutdown counts as a retry: {summary:?}"
     );
 }
+
+/// A payload format of the user's own, next to serde's JSON impls: a count as decimal text.
+#[derive(Debug, PartialEq)]
+struct Count(u32);
+
+impl shareworker::Decode for Count {
+    fn decode(raw: &Bytes) -> Result<Self, shareworker::DecodeError> {
+        let text = std::str::from_utf8(raw).map_err(shareworker::DecodeError::new)?;
+        text.parse()
+            .map(Count)
+            .map_err(|e| shareworker::DecodeError::new(format!("not a count ({e}): {text:?}")))
+    }
+}
+
+impl shareworker::Encode for Count {
+    fn encode(&self) -> Result<Bytes, shareworker::EncodeError> {
+        Ok(Bytes::from(self.0.to_string()))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_format_of_our_own_is_decoded_and_what_does_not_decode_is_dead_lettered_with_why() {
+    let seen: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let texts: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (s, tx) = (seen.clone(), texts.clone());
+    let mut t = TestWorker::new()
+        .job(JobDefinition::new(
+            "count",
+            "counts",
+            move |job: Job<Count>| {
+                let seen = s.clone();
+                async move {
+                    seen.lock().expect("lock").push(job.payload().0);
+                    Ok::<(), JobError>(())
+                }
+            },
+        ))
+        .job(JobDefinition::new(
+            "text",
+            "texts",
+            move |job: Job<String>| {
+                let texts = tx.clone();
+                async move {
+                    texts.lock().expect("lock").push(job.into_payload());
+                    Ok::<(), JobError>(())
+                }
+            },
+        ));
+    // Typed producers: the same traits encode, so the handlers get what was sent.
+    t.enqueue("counts", &Count(41)).await.expect("enqueue");
+    t.enqueue("texts", "said \"hi\"").await.expect("enqueue");
+    t.enqueue("texts", &String::from("plain"))
+        .await
+        .expect("enqueue");
+    let bad = t
+        .send("counts", Message::text("forty-two"))
+        .await
+        .expect("enqueue");
+    let report = t.run_until_idle().await.expect("run");
+    assert_eq!(*seen.lock().expect("lock"), [41]);
+    let mut texts = texts.lock().expect("lock").clone();
+    texts.sort();
+    assert_eq!(
+        texts,
+        ["plain", "said \"hi\""],
+        "text is sent raw, not JSON-quoted"
+    );
+    assert_eq!(
+        report.final_outcome("counts", bad.partition, bad.offset),
+        Some(&Outcome::DeadLettered)
+    );
+    let letters = report.dead_letters("counts.dlq").expect("read");
+    assert_eq!(letters.len(), 1);
+    let headers = &letters[0].headers;
+    assert_eq!(
+        headers.get_str(shareworker::dead_letter_headers::ATTEMPTS),
+        Some("1"),
+        "a payload that does not decode is permanent"
+    );
+    assert_eq!(
+        headers.get_str(shareworker::dead_letter_headers::ERROR),
+        Some("not a count (invalid digit found in string): \"forty-two\""),
+        "the dead letter says what the decoder said"
+    );
+}

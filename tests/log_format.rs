@@ -4,17 +4,28 @@
 use std::process::Command;
 
 fn log_line(format: Option<&str>) -> String {
-    log_line_with(format, &[])
+    log_lines(format, &[], None, &[])
 }
 
-fn log_line_with(format: Option<&str>, env: &[(&str, &str)]) -> String {
+/// Runs `log-line` with `args`, `RUST_LOG=rust_log` and `env`; its stderr.
+fn log_lines(
+    format: Option<&str>,
+    args: &[&str],
+    rust_log: Option<&str>,
+    env: &[(&str, &str)],
+) -> String {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_log-line"));
-    cmd.env_remove("RUST_LOG")
+    cmd.args(args)
+        .env_remove("RUST_LOG")
         .env_remove("RUST_BACKTRACE")
         .env_remove("RUST_LIB_BACKTRACE")
-        .env_remove("SHAREWORKER_LOG__FORMAT");
+        .env_remove("SHAREWORKER_LOG__FORMAT")
+        .env("SHAREWORKER_HTTP__ENABLED", "false");
     if let Some(f) = format {
         cmd.env("SHAREWORKER_LOG__FORMAT", f);
+    }
+    if let Some(filter) = rust_log {
+        cmd.env("RUST_LOG", filter);
     }
     for (k, v) in env {
         cmd.env(k, v);
@@ -57,7 +68,7 @@ fn text_is_the_default() {
 
 #[test]
 fn a_panic_is_one_json_line_with_its_span_and_a_backtrace_only_when_asked() {
-    let text = log_line_with(Some("json"), &[("PANIC", "1")]);
+    let text = log_lines(Some("json"), &[], None, &[("PANIC", "1")]);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
         lines.len(),
@@ -84,7 +95,12 @@ fn a_panic_is_one_json_line_with_its_span_and_a_backtrace_only_when_asked() {
         "no backtrace unless asked: {v}"
     );
 
-    let text = log_line_with(Some("json"), &[("PANIC", "1"), ("RUST_BACKTRACE", "1")]);
+    let text = log_lines(
+        Some("json"),
+        &[],
+        None,
+        &[("PANIC", "1"), ("RUST_BACKTRACE", "1")],
+    );
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 1, "the backtrace inside the one line: {text}");
     let v: serde_json::Value =
@@ -95,4 +111,50 @@ fn a_panic_is_one_json_line_with_its_span_and_a_backtrace_only_when_asked() {
             .is_some_and(|b| b.contains("log_line")),
         "{v}"
     );
+}
+
+/// The JSON line whose message is `message`.
+fn json_line(text: &str, message: &str) -> serde_json::Value {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"] == message)
+        .unwrap_or_else(|| panic!("no JSON line `{message}` in:\n{text}"))
+}
+
+#[test]
+fn lists_and_summaries_are_json_values() {
+    let text = log_lines(Some("json"), &["worker"], Some("info"), &[]);
+    let joined = json_line(&text, "joined share group");
+    assert_eq!(joined["topics"], serde_json::json!(["emails"]), "{joined}");
+    let stopped = json_line(&text, "worker stopped");
+    assert_eq!(stopped["summary"]["accepted"], 1, "{stopped}");
+    assert_eq!(stopped["summary"]["retried"], 1, "{stopped}");
+    assert_eq!(stopped["summary"]["dead_lettered"], 0, "{stopped}");
+}
+
+#[test]
+fn a_finished_job_logs_one_debug_line_and_durations_are_short() {
+    let text = log_lines(Some("json"), &["worker"], Some("shareworker=debug"), &[]);
+    let finished: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "job finished")
+        .collect();
+    assert_eq!(finished.len(), 2, "one line per attempt:\n{text}");
+    for (line, (attempt, outcome)) in finished.iter().zip([(1, "failed"), (2, "succeeded")]) {
+        assert_eq!(line["level"], "DEBUG", "{line}");
+        assert_eq!(line["handler"], "send_email", "{line}");
+        assert_eq!(line["record"], "emails-0@0", "{line}");
+        assert_eq!(line["attempt"], attempt, "{line}");
+        assert_eq!(line["outcome"], outcome, "{line}");
+        let took = line["took"].as_str().unwrap_or_default();
+        assert!(
+            !took.is_empty() && !took.contains(' '),
+            "a short duration such as `1.2ms`: {line}"
+        );
+    }
+    let retry = json_line(&text, "job failed; retrying after backoff");
+    assert_eq!(retry["delay"], "123ms", "{retry}");
+    let quiet = log_lines(Some("json"), &["worker"], Some("info"), &[]);
+    assert!(!quiet.contains("job finished"), "debug only:\n{quiet}");
 }

@@ -295,3 +295,14 @@ fn tower_layers() {
         "ok      the rate limit held",
     ]);
 }
+
+#[test]
+fn protobuf() {
+    run("protobuf", &[], &[]).assert_shows(&[
+        "ship        order A-1 at orders-0@0: 2 x [\"tea\", \"cups\"]",
+        "ship        order A-3 at orders-0@2: 5 x []",
+        "dead letter orders-0@3: not a protobuf message: failed to decode Protobuf message",
+        "ok      the 3 protobuf orders were decoded and handled (got 3)",
+        "ok      its dead letter carries the decoder's message after 1 attempt",
+    ]);
+}

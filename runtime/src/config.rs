@@ -9,7 +9,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::Error;
-use crate::duration::{serde_duration, serde_opt_duration};
+use crate::duration::{serde_duration, serde_opt_duration, serde_opt_duration_or_off};
 
 /// The environment variable prefix; nested keys are separated by `__`, as in
 /// `SHAREWORKER_HANDLERS__SEND_EMAIL__CONCURRENCY=8`.
@@ -232,8 +232,9 @@ pub struct HandlerConfig {
     pub max_attempts: Option<u16>,
     /// Delays between attempts.
     pub backoff: BackoffConfig,
-    /// How long one attempt may run before it fails (retryable); none by default.
-    #[serde(with = "serde_opt_duration", default)]
+    /// How long one attempt may run before it fails (retryable); none by default. `"off"`
+    /// removes a timeout set in code.
+    #[serde(with = "serde_opt_duration_or_off", default)]
     pub timeout: Option<Duration>,
     /// Where records go after the last attempt: a topic (default `<topic>.dlq`) or `off`.
     pub dead_letter: DeadLetter,
@@ -977,6 +978,36 @@ mod tests {
             let file = Sources::Standard.file().map_err(|e| e.to_string())?;
             let said = Sources::Standard.describe(file.as_deref());
             assert!(said.contains("shareworker.toml, then"), "{said}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_timeout_set_in_code_can_be_turned_off() {
+        figment::Jail::expect_with(|jail| {
+            let code = HandlerOverrides {
+                timeout: Some(Duration::from_secs(10)),
+                ..HandlerOverrides::default()
+            };
+            let timeout = || {
+                load(&Config::default(), &declared(&code), &Sources::Standard)
+                    .map(|c| c.handlers["send_email"].timeout)
+                    .map_err(|e| e.to_string())
+            };
+            assert_eq!(timeout()?, Some(Duration::from_secs(10)), "the code's");
+            jail.create_file(
+                "shareworker.toml",
+                "[handlers.send_email]\ntimeout = \"off\"",
+            )?;
+            assert_eq!(timeout()?, None, "off in the file");
+            jail.create_file("shareworker.toml", "")?;
+            jail.set_env("SHAREWORKER_HANDLERS__SEND_EMAIL__TIMEOUT", "off");
+            assert_eq!(timeout()?, None, "off in the environment");
+            jail.set_env("SHAREWORKER_HANDLERS__SEND_EMAIL__TIMEOUT", "3s");
+            assert_eq!(timeout()?, Some(Duration::from_secs(3)));
+            jail.set_env("SHAREWORKER_HANDLERS__SEND_EMAIL__TIMEOUT", "true");
+            let err = timeout().expect_err("true is no duration");
+            assert!(err.contains("timeout") && err.contains("\"off\""), "{err}");
             Ok(())
         });
     }

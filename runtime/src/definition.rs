@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde::de::DeserializeOwned;
 use tower::util::{BoxCloneService, BoxService};
 use tower::{Layer, Service, ServiceExt};
 
+use crate::codec::Decode;
 use crate::config::{DeadLetter, HandlerOverrides};
 use crate::job::{BoxError, Job, JobError};
 use crate::state::{FromStates, Need, States};
@@ -54,7 +54,7 @@ macro_rules! handler_with_states {
             F: Fn(Job<T>, $($ty,)*) -> Fut + Clone + Send + Sync + 'static,
             Fut: Future<Output = Result<(), E>> + Send + 'static,
             E: Into<JobError>,
-            T: DeserializeOwned + Send + 'static,
+            T: Decode + Send + 'static,
             $($ty: FromStates,)*
         {
             fn needs() -> Vec<Need> {
@@ -144,7 +144,7 @@ impl JobDefinition {
     pub fn new<F, T, Fut, E>(name: &str, topic: &str, handler: F) -> Self
     where
         F: Fn(Job<T>) -> Fut + Clone + Send + Sync + 'static,
-        T: DeserializeOwned + Send + 'static,
+        T: Decode + Send + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: Into<JobError>,
     {

@@ -1,24 +1,26 @@
 //! The job a handler receives and the error it returns.
 
-use std::any::{Any, TypeId};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use serde::de::DeserializeOwned;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::broker::{Delivery, Headers, RecordId};
+use crate::codec::Decode;
+#[cfg(doc)]
+use crate::codec::DecodeError;
 
 /// The boxed error type of tower services.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// One delivery of a record to a handler, with its payload decoded as `T`.
 ///
-/// `T` is decoded from JSON, except for [`Bytes`], `Vec<u8>` and `String`, which receive the raw
-/// value (a `String` must be UTF-8). A payload that does not decode is a permanent failure: the
-/// record goes to the dead-letter topic without running the handler.
+/// `T` is decoded by its [`Decode`] impl: from JSON for serde types, except for [`Bytes`],
+/// `Vec<u8>` and `String`, which receive the raw value (a `String` must be UTF-8); another format
+/// is an impl of [`Decode`]. A payload that does not decode is a permanent failure: the record
+/// goes to the dead-letter topic, with the decoder's message, without running the handler.
 ///
 /// ```
 /// use shareworker::{Job, JobError};
@@ -68,72 +70,23 @@ impl Job<Bytes> {
         }
     }
 
-    /// Decodes the raw payload as `T` (see [`Job`] for the rules).
+    /// Decodes the raw payload as `T` (see [`Decode`]).
     ///
     /// # Errors
-    /// A permanent [`JobError`] when the payload is not valid for `T`.
-    pub fn decode<T: DeserializeOwned + 'static>(self) -> Result<Job<T>, JobError> {
-        let payload = decode_payload::<T>(&self.payload, self.meta.delivery.value.is_none())?;
+    /// A permanent [`JobError`], with the [`DecodeError`]'s message, when the payload is not valid
+    /// for `T`.
+    pub fn decode<T: Decode>(self) -> Result<Job<T>, JobError> {
+        let payload = match &self.meta.delivery.value {
+            Some(raw) => T::decode(raw),
+            None => T::decode_tombstone(),
+        }
+        .map_err(JobError::permanent)?;
         Ok(Job {
             payload,
             meta: self.meta,
         })
     }
 }
-
-fn decode_payload<T: DeserializeOwned + 'static>(
-    raw: &Bytes,
-    tombstone: bool,
-) -> Result<T, JobError> {
-    let id = TypeId::of::<T>();
-    let special: Option<Box<dyn Any>> = if id == TypeId::of::<Bytes>() {
-        Some(Box::new(raw.clone()))
-    } else if id == TypeId::of::<Vec<u8>>() {
-        Some(Box::new(raw.to_vec()))
-    } else if id == TypeId::of::<String>() {
-        match std::str::from_utf8(raw) {
-            Ok(s) => Some(Box::new(s.to_owned())),
-            Err(e) => {
-                return Err(JobError::permanent(DecodeError(format!(
-                    "payload is not UTF-8 text: {e}"
-                ))));
-            }
-        }
-    } else {
-        None
-    };
-    if let Some(value) = special {
-        return match value.downcast::<T>() {
-            Ok(v) => Ok(*v),
-            Err(_) => Err(JobError::permanent(DecodeError(
-                "payload type mismatch".into(),
-            ))),
-        };
-    }
-    if tombstone {
-        return Err(JobError::permanent(DecodeError(
-            "record has no value (a tombstone)".into(),
-        )));
-    }
-    serde_json::from_slice(raw).map_err(|e| {
-        JobError::permanent(DecodeError(format!(
-            "payload does not decode as {}: {e}",
-            std::any::type_name::<T>()
-        )))
-    })
-}
-
-/// A payload that did not decode; always a permanent failure.
-#[derive(Debug)]
-pub struct DecodeError(String);
-
-impl fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for DecodeError {}
 
 impl<T> Job<T> {
     /// The decoded payload.
@@ -434,46 +387,102 @@ impl JobError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::DecodeError;
+
+    fn job(value: Option<&'static str>) -> Job<Bytes> {
+        let delivery = Delivery {
+            id: RecordId {
+                topic: "emails".into(),
+                partition: 0,
+                offset: 7,
+            },
+            key: None,
+            value: value.map(|v| Bytes::from_static(v.as_bytes())),
+            headers: Headers::default(),
+            timestamp: SystemTime::UNIX_EPOCH,
+            delivery_count: 1,
+            lock_duration: Duration::from_secs(30),
+        };
+        Job::from_delivery(
+            delivery,
+            3,
+            Arc::from("send"),
+            Arc::from("send"),
+            CancellationToken::new(),
+        )
+    }
 
     #[derive(serde::Deserialize, Debug, PartialEq)]
     struct Email {
         to: String,
     }
 
-    fn raw(s: &str) -> Bytes {
-        Bytes::copy_from_slice(s.as_bytes())
-    }
-
     #[test]
     fn json_payload_decodes() {
-        let e: Email = decode_payload(&raw(r#"{"to":"a@b"}"#), false).expect("valid JSON");
-        assert_eq!(e, Email { to: "a@b".into() });
+        let e = job(Some(r#"{"to":"a@b"}"#))
+            .decode::<Email>()
+            .expect("valid JSON");
+        assert_eq!(e.payload(), &Email { to: "a@b".into() });
+        assert_eq!(e.offset(), 7);
     }
 
     #[test]
     fn bad_json_is_permanent_and_says_why() {
-        let err = decode_payload::<Email>(&raw("{not json"), false).expect_err("bad JSON");
+        let err = job(Some("{not json"))
+            .decode::<Email>()
+            .expect_err("bad JSON");
         assert!(err.is_permanent());
         assert!(err.to_string().contains("does not decode"), "{err}");
     }
 
     #[test]
     fn raw_types_get_the_bytes() {
-        let b: Bytes = decode_payload(&raw("not json"), false).expect("bytes");
-        assert_eq!(&b[..], b"not json");
-        let s: String = decode_payload(&raw("plain text"), false).expect("text");
-        assert_eq!(s, "plain text");
-        let v: Vec<u8> = decode_payload(&raw("xy"), false).expect("vec");
-        assert_eq!(v, b"xy");
-        let err = decode_payload::<String>(&Bytes::from_static(&[0xff, 0xfe]), false)
-            .expect_err("not UTF-8");
-        assert!(err.is_permanent());
+        let b = job(Some("not json")).decode::<Bytes>().expect("bytes");
+        assert_eq!(&b.payload()[..], b"not json");
+        let s = job(Some("plain text")).decode::<String>().expect("text");
+        assert_eq!(s.payload(), "plain text");
+        let v = job(Some("xy")).decode::<Vec<u8>>().expect("vec");
+        assert_eq!(v.payload(), b"xy");
+        let raw = job(None)
+            .decode::<Bytes>()
+            .expect("a tombstone is empty bytes");
+        assert!(raw.payload().is_empty());
     }
 
     #[test]
     fn tombstone_is_permanent_for_json() {
-        let err = decode_payload::<Email>(&Bytes::new(), true).expect_err("tombstone");
+        let err = job(None).decode::<Email>().expect_err("tombstone");
         assert!(err.is_permanent());
+        assert!(err.to_string().contains("tombstone"), "{err}");
+    }
+
+    /// A format of the user's own: its message is the job error's.
+    #[derive(Debug)]
+    struct Digits(u64);
+
+    impl Decode for Digits {
+        fn decode(raw: &Bytes) -> Result<Self, DecodeError> {
+            std::str::from_utf8(raw)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .map(Digits)
+                .ok_or_else(|| DecodeError::new("not digits"))
+        }
+    }
+
+    #[test]
+    fn a_decoder_of_our_own_is_used_and_its_message_kept() {
+        assert_eq!(
+            job(Some("123"))
+                .decode::<Digits>()
+                .expect("digits")
+                .payload()
+                .0,
+            123
+        );
+        let err = job(Some("12a")).decode::<Digits>().expect_err("not digits");
+        assert!(err.is_permanent());
+        assert_eq!(err.to_string(), "not digits");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod autoscale;
 mod broker;
+pub mod codec;
 mod config;
 mod definition;
 mod duration;
@@ -11,6 +12,7 @@ mod error;
 mod http;
 mod job;
 mod kafka;
+mod logs;
 mod metrics;
 mod queue;
 mod state;
@@ -32,6 +34,7 @@ pub use broker::{
     SharePartitionState, StartFrom, TopicLag,
 };
 pub use bytes::Bytes;
+pub use codec::{Decode, DecodeError, Encode, EncodeError};
 pub use config::{
     BackoffConfig, Config, DEFAULT_FILE, DeadLetter, ENV_PREFIX, EmbeddedConfig, HandlerConfig,
     HttpConfig, LogConfig, LogFormat, StartFromConfig,
@@ -39,7 +42,7 @@ pub use config::{
 pub use definition::{Handler, HandlerService, InnerService, JobDefinition};
 pub use embedded::{EmbeddedBroker, EmbeddedBrokerBuilder};
 pub use error::Error;
-pub use job::{BoxError, DecodeError, Job, JobError};
+pub use job::{BoxError, Job, JobError};
 pub use kafka::broker::KafkaBroker;
 pub use kafka::config::{KafkaConfig, SaslMechanism, Secret, SecurityProtocol};
 pub use queue::{Message, Queue};

@@ -7,10 +7,8 @@ use std::pin::Pin;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
-
 use crate::config::{DeadLetter, HandlerOverrides};
-use crate::{App, Job, JobDefinition, JobError};
+use crate::{App, Decode, Job, JobDefinition, JobError};
 
 pub use inventory;
 
@@ -93,7 +91,7 @@ impl HandlerAttrs {
 pub fn definition<F, T, Fut, E>(attrs: HandlerAttrs, handler: F) -> JobDefinition
 where
     F: Fn(Job<T>) -> Fut + Clone + Send + Sync + 'static,
-    T: DeserializeOwned + Send + 'static,
+    T: Decode + Send + 'static,
     Fut: Future<Output = Result<(), E>> + Send + 'static,
     E: Into<JobError>,
 {
@@ -141,7 +139,7 @@ where
 pub const fn assert_state_arg<A: crate::FromStates>() {}
 
 /// Compile-time check that a handler's payload type can be decoded; the macro spans it at `T`.
-pub const fn assert_payload<T: DeserializeOwned + Send + 'static>() {}
+pub const fn assert_payload<T: Decode + Send + 'static>() {}
 
 /// Compile-time check that a handler's error type converts into [`JobError`]; spanned at `E`.
 pub const fn assert_error<E: Into<JobError>>() {}

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::Error;
 use crate::broker::{Broker, OutgoingRecord, Produced};
+use crate::codec::{self, Encode};
 
 /// Enqueues jobs on a broker: each job is a record on the handler's topic.
 ///
@@ -46,12 +47,30 @@ impl Message {
     /// # Errors
     /// When `payload` cannot be serialized (a map with non-string keys, for example).
     pub fn json<T: Serialize + ?Sized>(payload: &T) -> Result<Self, Error> {
-        let buf = serde_json::to_vec(payload)
-            .map_err(|e| Error::codec("the payload cannot be serialized as JSON").with_source(e))?;
-        // serde_json reserves 128 bytes up front, and shrinking in place leaves the rest of that
-        // block fragmented; a queue may hold millions of small payloads, so copy them out at
-        // their exact size and let the big buffer be reused.
-        let bytes = Bytes::copy_from_slice(&buf);
+        let bytes = codec::json(payload).map_err(encode_error)?;
+        Ok(Self(OutgoingRecord::new(bytes)))
+    }
+
+    /// A message whose payload is `payload` encoded by its [`Encode`] impl: the format a
+    /// `Job<T>` handler decodes (JSON for serde types, raw for bytes and text).
+    ///
+    /// ```
+    /// use shareworker::Message;
+    ///
+    /// #[derive(serde::Serialize)]
+    /// struct Email { to: String }
+    ///
+    /// let json = Message::encode(&Email { to: "ada@example.com".into() })?;
+    /// assert_eq!(json.into_record().value.as_deref(), Some(&br#"{"to":"ada@example.com"}"#[..]));
+    /// let text = Message::encode("hello")?;
+    /// assert_eq!(text.into_record().value.as_deref(), Some(&b"hello"[..]));
+    /// # Ok::<(), shareworker::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// When the payload cannot be encoded.
+    pub fn encode<T: Encode + ?Sized>(payload: &T) -> Result<Self, Error> {
+        let bytes = payload.encode().map_err(encode_error)?;
         Ok(Self(OutgoingRecord::new(bytes)))
     }
 
@@ -102,16 +121,17 @@ impl Queue {
         Self { broker }
     }
 
-    /// Enqueues `payload`, as JSON, on `topic`; returns once the broker has it.
+    /// Enqueues `payload` on `topic`, encoded as a `Job<T>` handler decodes it (its [`Encode`]
+    /// impl: JSON for serde types, raw for bytes and text); returns once the broker has it.
     ///
     /// # Errors
-    /// When the payload cannot be serialized or the broker refuses the write.
-    pub async fn enqueue<T: Serialize + ?Sized>(
+    /// When the payload cannot be encoded or the broker refuses the write.
+    pub async fn enqueue<T: Encode + ?Sized>(
         &self,
         topic: &str,
         payload: &T,
     ) -> Result<Produced, Error> {
-        self.send(topic, Message::json(payload)?).await
+        self.send(topic, Message::encode(payload)?).await
     }
 
     /// Enqueues one message.
@@ -141,4 +161,8 @@ impl Queue {
     pub fn broker(&self) -> &Arc<dyn Broker> {
         &self.broker
     }
+}
+
+fn encode_error(e: codec::EncodeError) -> Error {
+    Error::codec("the payload cannot be encoded").with_source(e)
 }

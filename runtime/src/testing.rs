@@ -27,9 +27,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
-
 use crate::broker::{Broker, Delivery, Produced};
+use crate::codec::Encode;
 use crate::config::Config;
 use crate::definition::JobDefinition;
 use crate::embedded::EmbeddedBroker;
@@ -155,11 +154,11 @@ impl TestWorker {
         Queue::new(self.broker.clone())
     }
 
-    /// Enqueues `payload` as JSON on `topic`.
+    /// Enqueues `payload` on `topic`, encoded as [`Queue::enqueue`] does.
     ///
     /// # Errors
-    /// When the payload cannot be serialized or the topic name is invalid.
-    pub async fn enqueue<T: Serialize + ?Sized>(
+    /// When the payload cannot be encoded or the topic name is invalid.
+    pub async fn enqueue<T: Encode + ?Sized>(
         &self,
         topic: &str,
         payload: &T,

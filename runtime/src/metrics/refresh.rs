@@ -203,7 +203,12 @@ pub(crate) async fn run(
             }
             let concurrency = concurrency.min(global_concurrency);
             let desired = estimators[i].update(now, &loads, in_flight, concurrency);
-            debug!(group = %g.group, ?loads, in_flight, concurrency, desired, "replica hint");
+            debug!(group = %g.group, loads = %crate::logs::Json(loads.iter().map(|l| serde_json::json!({
+                    "arrival_rate": l.arrival_rate,
+                    "lag": l.lag,
+                    "mean_handler_time": l.mean_handler_time.map(|d| crate::duration::Short(d).to_string()),
+                })).collect::<Vec<_>>()),
+                in_flight, concurrency, desired, "replica hint");
             metrics
                 .desired
                 .with_label_values(&[g.group.as_str()])

@@ -537,7 +537,7 @@ impl Dispatcher {
                         Ok(r) => flatten(r),
                         Err(_) => Err(JobError::retry(format!(
                             "timed out after {}",
-                            crate::duration::format(t)
+                            crate::duration::Short(t)
                         ))),
                     },
                     None => flatten(call.await),
@@ -621,6 +621,13 @@ impl Dispatcher {
         };
         let (h, attempt, id) = (entry.handler, entry.attempt, entry.id.clone());
         self.running[h] -= 1;
+        let outcome = match &result {
+            Ok(()) => "succeeded",
+            Err(e) if e.is_permanent() => "failed permanently",
+            Err(_) => "failed",
+        };
+        debug!(handler = %self.r.handlers[h].name, record = %id, attempt, outcome,
+            took = %crate::duration::Short(took), "job finished");
         let err = match result {
             Ok(()) => {
                 self.event(h, &id, attempt, Outcome::Accepted, Some(took));
@@ -644,7 +651,7 @@ impl Dispatcher {
             // A record that cannot be held (shutdown, too many held) goes back at once.
             let delay = if can_hold { delay } else { Duration::ZERO };
             warn!(handler = %hr.name, record = %id, attempt, max_attempts,
-                delay = %crate::duration::format(delay), error = %err, "job failed; retrying after backoff");
+                delay = %crate::duration::Short(delay), error = %err, "job failed; retrying after backoff");
             self.event(
                 h,
                 &id,
@@ -841,7 +848,7 @@ impl Dispatcher {
                 }
                 self.running[e.handler] -= 1;
                 let hr = &self.r.handlers[e.handler];
-                error!(handler = %hr.name, record = %e.id, max_lease = %crate::duration::format(self.r.max_lease),
+                error!(handler = %hr.name, record = %e.id, max_lease = %crate::duration::Short(self.r.max_lease),
                     "handler ran past the maximum lease; cancelled it and released the record");
                 let took = Some(now.duration_since(e.lease_from));
                 count(&hr.metrics, e.attempt, &Outcome::LeaseExpired, took);

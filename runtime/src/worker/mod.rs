@@ -92,9 +92,7 @@ pub fn init_tracing() {
     let installed = match config::standard_log_format() {
         crate::LogFormat::Json => builder
             .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+            .event_format(crate::logs::JsonEvents::new())
             .try_init(),
         crate::LogFormat::Text => builder.try_init(),
     };
@@ -104,7 +102,7 @@ pub fn init_tracing() {
 }
 
 /// Counts of what a worker did, returned by [`Worker::run`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct RunSummary {
     /// Jobs that succeeded.
@@ -851,7 +849,7 @@ impl Worker {
                     return Err(e);
                 }
             };
-            info!(group = %group, topics = ?topics, member = member.member_id(), broker = self.broker.kind(), "joined share group");
+            info!(group = %group, topics = %crate::logs::Json(&topics), member = member.member_id(), broker = self.broker.kind(), "joined share group");
             runners.push(GroupRunner {
                 metrics: self.metrics.group(&group),
                 status: self.status.clone(),
@@ -887,10 +885,10 @@ impl Worker {
         stop_side_tasks().await;
         let summary = self.counters.summary();
         if let Some(e) = self.status.take_fatal() {
-            tracing::error!(?summary, error = %e, "worker stopped");
+            tracing::error!(summary = %crate::logs::Json(summary), error = %e, "worker stopped");
             return Err(e);
         }
-        info!(?summary, "worker stopped");
+        info!(summary = %crate::logs::Json(summary), "worker stopped");
         Ok(summary)
     }
 }

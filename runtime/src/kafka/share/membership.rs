@@ -133,7 +133,11 @@ fn apply(shared: &Shared, resp: &ShareGroupHeartbeatResponse) {
         if let Some(a) = &resp.assignment {
             let new = assigned(a);
             if new != state.assignment {
-                debug!(group = %shared.group, member = %shared.member_id, assignment = ?new, "new assignment");
+                debug!(group = %shared.group, member = %shared.member_id,
+                    assignment = %crate::logs::Json(new.iter().map(|(id, partitions)| {
+                        (crate::kafka::wire::codec::TopicId(*id.as_bytes()).to_string(), partitions)
+                    }).collect::<BTreeMap<_, _>>()),
+                    "new assignment");
                 state.assignment = new;
                 state.reroute(false);
             }
