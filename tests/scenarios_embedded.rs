@@ -109,3 +109,8 @@ async fn held_records_are_bounded() {
 async fn prefetched_records_keep_their_locks_while_they_wait() {
     scenarios::prefetched_records_keep_their_locks(&harness("prefetch")).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_lowered_delivery_limit_dead_letters_the_job_in_flight() {
+    scenarios::delivery_limit_lowered_in_flight(&harness("lowered")).await;
+}

@@ -53,4 +53,5 @@ on_kafka! {
     the_maximum_lease_ends_a_runaway_handler => max_lease_ends_runaway_handlers,
     the_maximum_lease_starts_with_the_handler => max_lease_starts_with_the_handler,
     held_records_are_bounded => held_records_are_bounded,
+    a_lowered_delivery_limit_dead_letters_the_job_in_flight => delivery_limit_lowered_in_flight,
 }

@@ -1826,3 +1826,99 @@ pub async fn held_records_are_bounded(h: &Harness) {
     );
     assert_eq!(attempts.len(), 12, "6 records x 2 attempts");
 }
+
+// ---------------------------------------------------------------------------------------------
+// 11. Limits that change on the broker, dead-letter writes that fail
+// ---------------------------------------------------------------------------------------------
+
+/// `share.delivery.count.limit` lowered from 5 to 3 while the worker runs: a job failing at its
+/// 3rd attempt is dead-lettered, not released (which the broker would archive at the new limit,
+/// with no dead letter anywhere). Two records show both ways: one whose 3rd attempt is running
+/// when the limit drops, one that waits out its backoff after failing its 3rd attempt.
+pub async fn delivery_limit_lowered_in_flight(h: &Harness) {
+    let topic = h.name("lowered");
+    let group = h.name("lowered-g");
+    h.group(&group, GroupConfig::default()).await;
+    let produced = h.enqueue(&topic, &[1u32, 2]).await;
+    let attempts = Attempts::default();
+    let gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (a, g) = (attempts.clone(), gate.clone());
+    // Long enough to outlast the limit change and three refreshes below.
+    let hold = Duration::from_secs(20) + h.slack * 4;
+    let handler = move |job: Job<u32>| {
+        let (a, g) = (a.clone(), g.clone());
+        async move {
+            a.record(&job);
+            if job.attempt() >= 3 {
+                if *job.payload() == 1 {
+                    // Its 3rd attempt runs while the limit drops.
+                    while !g.load(Ordering::SeqCst) {
+                        sleep(Duration::from_millis(10)).await;
+                    }
+                } else {
+                    // Its 3rd attempt fails before the limit drops; it waits out a long delay.
+                    return Err(JobError::retry_after(hold, "still failing"));
+                }
+            }
+            Err::<(), _>(JobError::retry("always fails"))
+        }
+    };
+    let def = JobDefinition::new("lowered", &topic, handler)
+        .group(&group)
+        .backoff(Duration::from_millis(100), Duration::from_secs(1), 2.0, 0.0);
+    let refresh = Duration::from_secs(1);
+    let mut config = Config::default();
+    config.autoscale.refresh = refresh;
+    let running = start(h, config, vec![def]).await;
+    let (first, second) = (produced[0], produced[1]);
+    wait_for(
+        Duration::from_secs(120),
+        "both records to reach their 3rd attempt",
+        || attempts.of(&first).len() >= 3 && attempts.of(&second).len() >= 3,
+    )
+    .await;
+    // The second record's failure is taken in (it is held) before the limit drops.
+    sleep(h.slack).await;
+    h.broker
+        .configure_group(&group, &GroupConfig::default().delivery_count_limit(3))
+        .await
+        .unwrap_or_else(|e| panic!("lowering the delivery count limit of `{group}` failed: {e}"));
+    // The worker reads the limit again at every refresh.
+    sleep(refresh * 3 + h.slack).await;
+    gate.store(true, Ordering::SeqCst);
+    running
+        .wait_idle(h, &[watch(&group, &topic)], Duration::from_secs(600))
+        .await;
+    let f = running.stop().await;
+    for p in [&first, &second] {
+        let runs = attempts.of(p);
+        assert_eq!(
+            runs.iter().map(|r| r.attempt).collect::<Vec<_>>(),
+            vec![1, 2, 3],
+            "record {p:?} should run 3 times (the limit dropped to 3); {runs:?}"
+        );
+        assert_eq!(
+            f.final_outcome(&topic, p),
+            Some(&Outcome::DeadLettered),
+            "record {p:?} failed at its 3rd attempt under a delivery count limit lowered to 3: it should end dead-lettered, not released for the broker to archive; events {:#?}",
+            f.of(&topic, p)
+        );
+    }
+    let letters = h
+        .read_topic(&format!("{topic}.dlq"), "lowered-reader")
+        .await;
+    assert_eq!(
+        letters.len(),
+        2,
+        "two dead letters expected, one per record; got {letters:#?}"
+    );
+    for p in [&first, &second] {
+        assert_eq!(
+            header(find_dead_letter(&letters, p), dlq::ATTEMPTS),
+            "3",
+            "dead-lettered at its 3rd attempt"
+        );
+    }
+    h.assert_nothing_redelivered(&group, &topic, "after both dead letters")
+        .await;
+}

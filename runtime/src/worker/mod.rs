@@ -3,6 +3,7 @@
 mod dead_letter;
 mod events;
 mod group;
+mod limits;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -28,6 +29,7 @@ use crate::embedded::EmbeddedBroker;
 use crate::metrics::{self, Metrics};
 use events::EventSink;
 use group::{GroupRunner, HandlerRt};
+pub(crate) use limits::DeliveryLimit;
 
 type Signal = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -376,13 +378,21 @@ impl WorkerBuilder {
                 metrics: metrics.handler(&name, &cfg.group, cfg.concurrency),
                 name,
                 service,
-                max_attempts: 0,
                 broker_dead_letter: None,
                 config: cfg,
             });
         }
+        let mut delivery_limits = BTreeMap::new();
         for (group, handlers) in &mut groups {
             let limits = broker.group_limits(group).await?;
+            delivery_limits.insert(
+                group.clone(),
+                DeliveryLimit::new(
+                    group,
+                    limits.delivery_count_limit,
+                    metrics.delivery_limit(group),
+                ),
+            );
             let broker_dlq = broker.broker_dead_letter(group).await?;
             if let Some(t) = &broker_dlq {
                 info!(group = %group, dead_letter = %t,
@@ -393,16 +403,14 @@ impl WorkerBuilder {
                 }
             }
             for h in handlers.iter_mut() {
+                // The limit is read again at every refresh; the attempts follow it.
                 let limit = limits.delivery_count_limit;
-                h.max_attempts = match h.config.max_attempts {
-                    Some(n) if n > limit => {
-                        warn!(handler = %h.name, group = %group, max_attempts = n, delivery_count_limit = limit,
-                            "max_attempts is above the group's delivery count limit; the broker would archive the record first, so {limit} attempts it is");
-                        limit
-                    }
-                    Some(n) => n,
-                    None => limit,
-                };
+                if let Some(n) = h.config.max_attempts
+                    && n > limit
+                {
+                    warn!(handler = %h.name, group = %group, max_attempts = n, delivery_count_limit = limit,
+                        "max_attempts is above the group's delivery count limit; the broker would archive the record first, so {limit} attempts it is");
+                }
                 h.broker_dead_letter = broker_dlq.as_deref().map(Arc::from);
                 if let (Some(b), DeadLetter::Topic(own)) = (&broker_dlq, &h.config.dead_letter) {
                     info!(handler = %h.name, dead_letter = %own, broker_dead_letter = %b,
@@ -447,6 +455,7 @@ impl WorkerBuilder {
         Ok(Worker {
             broker,
             groups,
+            delivery_limits,
             global: Arc::new(Semaphore::new(config.concurrency as usize)),
             shutdown: CancellationToken::new(),
             signal: self.signal,
@@ -480,6 +489,8 @@ async fn broker_from_config(config: &Config) -> Result<Arc<dyn Broker>, Error> {
 pub struct Worker {
     broker: Arc<dyn Broker>,
     groups: BTreeMap<String, Vec<HandlerRt>>,
+    /// Each group's delivery count limit, shared by its dispatcher and the refresh task.
+    delivery_limits: BTreeMap<String, DeliveryLimit>,
     global: Arc<Semaphore>,
     shutdown: CancellationToken,
     signal: Option<Signal>,
@@ -593,6 +604,7 @@ impl Worker {
             .iter()
             .map(|(group, handlers)| metrics::refresh::GroupView {
                 group: group.clone(),
+                limit: self.delivery_limits.get(group).cloned(),
                 handlers: handlers
                     .iter()
                     .map(|h| metrics::refresh::HandlerView {
@@ -637,7 +649,19 @@ impl Worker {
                 }
             };
             info!(group = %group, topics = ?topics, member = member.member_id(), broker = self.broker.kind(), "joined share group");
+            let limit = self
+                .delivery_limits
+                .get(&group)
+                .cloned()
+                .unwrap_or_else(|| {
+                    DeliveryLimit::new(
+                        &group,
+                        crate::broker::GroupLimits::default().delivery_count_limit,
+                        self.metrics.delivery_limit(&group),
+                    )
+                });
             runners.push(GroupRunner {
+                limit,
                 metrics: self.metrics.group(&group),
                 status: self.status.clone(),
                 group: Arc::from(group.as_str()),
