@@ -114,3 +114,13 @@ async fn prefetched_records_keep_their_locks_while_they_wait() {
 async fn a_lowered_delivery_limit_dead_letters_the_job_in_flight() {
     scenarios::delivery_limit_lowered_in_flight(&harness("lowered")).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_dead_letter_write_holds_the_record() {
+    scenarios::dead_letter_write_failures_hold_the_record(&harness("dl-hold")).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_letter_write_cut_off_at_shutdown_is_counted() {
+    scenarios::dead_letter_cut_off_at_shutdown(&harness("dl-cut")).await;
+}

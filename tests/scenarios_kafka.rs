@@ -54,4 +54,6 @@ on_kafka! {
     the_maximum_lease_starts_with_the_handler => max_lease_starts_with_the_handler,
     held_records_are_bounded => held_records_are_bounded,
     a_lowered_delivery_limit_dead_letters_the_job_in_flight => delivery_limit_lowered_in_flight,
+    a_failing_dead_letter_write_holds_the_record => dead_letter_write_failures_hold_the_record,
+    a_dead_letter_write_cut_off_at_shutdown_is_counted => dead_letter_cut_off_at_shutdown,
 }

@@ -1922,3 +1922,251 @@ pub async fn delivery_limit_lowered_in_flight(h: &Harness) {
     h.assert_nothing_redelivered(&group, &topic, "after both dead letters")
         .await;
 }
+
+/// A broker whose writes to one topic fail, `left` times, with an error that no retry cures on
+/// its own (a partition the topic does not have: `is_invalid_input` on every broker, nothing
+/// written); everything else passes through.
+#[derive(Clone)]
+struct FailingWrites {
+    inner: Arc<dyn Broker>,
+    topic: String,
+    left: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+}
+
+impl FailingWrites {
+    fn new(inner: Arc<dyn Broker>, topic: &str, failures: usize) -> Self {
+        Self {
+            inner,
+            topic: topic.to_owned(),
+            left: Arc::new(AtomicUsize::new(failures)),
+            failed: Arc::default(),
+        }
+    }
+
+    fn failed(&self) -> usize {
+        self.failed.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl Broker for FailingWrites {
+    async fn join(&self, group: &str, topics: &[String]) -> Result<Box<dyn Member>, Error> {
+        self.inner.join(group, topics).await
+    }
+
+    async fn produce(
+        &self,
+        topic: &str,
+        mut records: Vec<OutgoingRecord>,
+    ) -> Result<Vec<Produced>, Error> {
+        let fail = topic == self.topic
+            && self
+                .left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        if fail {
+            for r in &mut records {
+                r.partition = Some(9999);
+            }
+            let result = self.inner.produce(topic, records).await;
+            assert!(
+                matches!(&result, Err(e) if e.is_invalid_input()),
+                "writing to partition 9999 of `{topic}` should fail with an invalid-input error; got {result:?}"
+            );
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            return result;
+        }
+        self.inner.produce(topic, records).await
+    }
+
+    async fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), Error> {
+        self.inner.create_topic(topic, partitions).await
+    }
+
+    async fn lag(&self, group: &str) -> Result<Vec<TopicLag>, Error> {
+        self.inner.lag(group).await
+    }
+
+    async fn group_limits(&self, group: &str) -> Result<GroupLimits, Error> {
+        self.inner.group_limits(group).await
+    }
+
+    async fn configure_group(&self, group: &str, config: &GroupConfig) -> Result<(), Error> {
+        self.inner.configure_group(group, config).await
+    }
+
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+}
+
+/// A dead-letter write that fails with an error no retry cures by itself (here a partition the
+/// topic lacks; in life a missing Write ACL, a record too large) holds the record, lock
+/// renewed, and tries again with backoff: the handler runs once, each failed try is an event,
+/// and the one dead letter lands once the write succeeds. Released instead, the record would
+/// run again, and at its delivery limit be archived with no dead letter.
+pub async fn dead_letter_write_failures_hold_the_record(h: &Harness) {
+    let topic = h.name("dl-hold");
+    let group = h.name("dl-hold-g");
+    let dlq_topic = format!("{topic}.dlq");
+    h.group(&group, GroupConfig::default()).await;
+    h.broker
+        .create_topic(&dlq_topic, 1)
+        .await
+        .unwrap_or_else(|e| panic!("creating `{dlq_topic}` failed: {e}"));
+    let produced = h.enqueue(&topic, &[1u32]).await.remove(0);
+    let broker = FailingWrites::new(h.broker.clone(), &dlq_topic, 3);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let handler = move |_job: Job<u32>| {
+        let c = c.clone();
+        async move {
+            c.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(JobError::permanent("bad address"))
+        }
+    };
+    let def = JobDefinition::new("dl_hold", &topic, handler).group(&group);
+    let running = start_on(Arc::new(broker.clone()), Config::default(), vec![def]).await;
+    running
+        .wait_idle(h, &[watch(&group, &topic)], Duration::from_secs(600))
+        .await;
+    let f = running.stop().await;
+    assert_eq!(
+        broker.failed(),
+        3,
+        "the first three dead-letter writes should have failed"
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the record should stay held while its dead letter is retried, not be released and run again; events {:#?}",
+        f.of(&topic, &produced)
+    );
+    let outcomes: Vec<&Outcome> = f.of(&topic, &produced).iter().map(|e| &e.outcome).collect();
+    let tries = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::DeadLetterFailed { error } if error.contains("9999")))
+        .count();
+    assert_eq!(
+        tries, 3,
+        "each failed dead-letter write should be an event carrying its error; {outcomes:#?}"
+    );
+    assert_eq!(
+        outcomes.last(),
+        Some(&&Outcome::DeadLettered),
+        "the record should end dead-lettered; {outcomes:#?}"
+    );
+    let letters = h.read_topic(&dlq_topic, "dl-hold-reader").await;
+    assert_eq!(
+        letters.len(),
+        1,
+        "exactly one dead letter expected; got {letters:#?}"
+    );
+    find_dead_letter(&letters, &produced);
+    h.assert_nothing_redelivered(&group, &topic, "after the dead letter")
+        .await;
+}
+
+/// A dead-letter write still failing when the shutdown grace period ends is cut off, and says
+/// so: a `DeadLetterAbandoned` event (metric `shareworker_dead_letters_abandoned_total`, an error
+/// log line) and the record released. Below the delivery count limit it is delivered again
+/// (attempt 2); at the limit (2 here) the broker archives it, which is an `Archived` event too
+/// (`shareworker_records_archived_total`).
+pub async fn dead_letter_cut_off_at_shutdown(h: &Harness) {
+    let topic = h.name("dl-cut");
+    let group = h.name("dl-cut-g");
+    let dlq_topic = format!("{topic}.dlq");
+    h.group(&group, GroupConfig::default().delivery_count_limit(2))
+        .await;
+    h.broker
+        .create_topic(&dlq_topic, 1)
+        .await
+        .unwrap_or_else(|e| panic!("creating `{dlq_topic}` failed: {e}"));
+    // Record 1 fails for good at attempt 1; record 2 fails until its last attempt (2).
+    let produced = h.enqueue(&topic, &[1u32, 2]).await;
+    let (first, last) = (produced[0], produced[1]);
+    let broker = FailingWrites::new(h.broker.clone(), &dlq_topic, usize::MAX);
+    let handler = move |job: Job<u32>| async move {
+        if *job.payload() == 1 {
+            Err::<(), _>(JobError::permanent("bad address"))
+        } else {
+            Err(JobError::retry("still failing"))
+        }
+    };
+    let def = JobDefinition::new("dl_cut", &topic, handler)
+        .group(&group)
+        .backoff(Duration::from_millis(100), Duration::from_secs(1), 2.0, 0.0);
+    let mut config = Config::default();
+    config.shutdown_grace = Duration::from_secs(2);
+    let running = start_on(Arc::new(broker.clone()), config, vec![def]).await;
+    let events = running.events.clone();
+    let failing = |p: Produced, attempt: u16| {
+        let events = events.clone();
+        move || {
+            events.lock().iter().any(|(_, e)| {
+                e.id.partition == p.partition
+                    && e.id.offset == p.offset
+                    && e.attempt == attempt
+                    && matches!(e.outcome, Outcome::DeadLetterFailed { .. })
+            })
+        }
+    };
+    wait_for(
+        Duration::from_secs(120),
+        "both dead-letter writes to fail",
+        || failing(first, 1)() && failing(last, 2)(),
+    )
+    .await;
+    let f = running.stop().await;
+    let ends = |p: &Produced| -> Vec<Outcome> {
+        f.of(&topic, p)
+            .iter()
+            .map(|e| e.outcome.clone())
+            .filter(|o| matches!(o, Outcome::DeadLetterAbandoned | Outcome::Archived { .. }))
+            .collect()
+    };
+    assert_eq!(
+        ends(&first),
+        vec![Outcome::DeadLetterAbandoned],
+        "record 1's dead letter was cut off at attempt 1: abandoned and released, not archived; events {:#?}",
+        f.of(&topic, &first)
+    );
+    let last_ends = ends(&last);
+    assert!(
+        matches!(last_ends.as_slice(), [Outcome::DeadLetterAbandoned, Outcome::Archived { reason }] if reason.contains("last delivery")),
+        "record 2's dead letter was cut off at its last delivery: abandoned, then archived by the broker; got {last_ends:?}; events {:#?}",
+        f.of(&topic, &last)
+    );
+    // A new member gets record 1 again (its 2nd delivery), never record 2.
+    let member = h
+        .broker
+        .join(&group, &[topic.clone()])
+        .await
+        .unwrap_or_else(|e| panic!("joining `{group}` again failed: {e}"));
+    let mut got = Vec::new();
+    loop {
+        let batch = member
+            .acquire(100, h.quiet)
+            .await
+            .unwrap_or_else(|e| panic!("acquiring from `{group}` again failed: {e}"));
+        if batch.is_empty() {
+            break;
+        }
+        let acks: Vec<_> = batch
+            .iter()
+            .map(|d| (d.id.clone(), AckKind::Accept))
+            .collect();
+        let _ = member.settle(&acks).await;
+        got.extend(batch.into_iter().map(|d| (d.id, d.delivery_count)));
+    }
+    let _ = member.leave().await;
+    assert_eq!(
+        got,
+        vec![(
+            RecordId::new(topic.as_str(), first.partition, first.offset),
+            2
+        )],
+        "after the cut-off, record 1 should come back (delivery 2) and record 2 be archived"
+    );
+}
