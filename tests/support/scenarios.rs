@@ -2141,7 +2141,7 @@ pub async fn dead_letter_cut_off_at_shutdown(h: &Harness) {
     // A new member gets record 1 again (its 2nd delivery), never record 2.
     let member = h
         .broker
-        .join(&group, &[topic.clone()])
+        .join(&group, std::slice::from_ref(&topic))
         .await
         .unwrap_or_else(|e| panic!("joining `{group}` again failed: {e}"));
     let mut got = Vec::new();
