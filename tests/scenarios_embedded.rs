@@ -124,3 +124,8 @@ async fn a_failing_dead_letter_write_holds_the_record() {
 async fn a_dead_letter_write_cut_off_at_shutdown_is_counted() {
     scenarios::dead_letter_cut_off_at_shutdown(&harness("dl-cut")).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_lock_lost_at_the_last_delivery_is_counted_as_archived() {
+    scenarios::lock_lost_at_last_delivery_is_counted(&harness("lost-last")).await;
+}

@@ -2170,3 +2170,192 @@ pub async fn dead_letter_cut_off_at_shutdown(h: &Harness) {
         "after the cut-off, record 1 should come back (delivery 2) and record 2 be archived"
     );
 }
+
+/// A real lock-lost error (`Error::is_lock_lost`), from settling a record an embedded broker's
+/// member never acquired: what any broker answers for a lock it no longer has.
+async fn lock_lost_error() -> Error {
+    let broker = shareworker::EmbeddedBroker::builder()
+        .build()
+        .expect("valid embedded broker settings");
+    let member = broker
+        .join("lock-lost", &["lock-lost".to_owned()])
+        .await
+        .expect("joining an embedded group");
+    let mut answers = member
+        .settle(&[(RecordId::new("lock-lost", 0, 0), AckKind::Renew)])
+        .await
+        .expect("the embedded broker answers a settle");
+    match answers.pop() {
+        Some(Err(e)) if e.is_lock_lost() => e,
+        other => {
+            panic!("renewing a record never acquired should be refused as lock lost; got {other:?}")
+        }
+    }
+}
+
+/// A broker whose members, once `cut` is set, never pass a renewal on: they answer it as lock
+/// lost themselves, so the record's lock runs out on the broker as if the renewal had failed.
+#[derive(Clone)]
+struct CutRenewals {
+    inner: Arc<dyn Broker>,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+}
+
+struct CutRenewalsMember {
+    inner: Box<dyn Member>,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait]
+impl Broker for CutRenewals {
+    async fn join(&self, group: &str, topics: &[String]) -> Result<Box<dyn Member>, Error> {
+        Ok(Box::new(CutRenewalsMember {
+            inner: self.inner.join(group, topics).await?,
+            cut: self.cut.clone(),
+        }))
+    }
+
+    async fn produce(
+        &self,
+        topic: &str,
+        records: Vec<OutgoingRecord>,
+    ) -> Result<Vec<Produced>, Error> {
+        self.inner.produce(topic, records).await
+    }
+
+    async fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), Error> {
+        self.inner.create_topic(topic, partitions).await
+    }
+
+    async fn lag(&self, group: &str) -> Result<Vec<TopicLag>, Error> {
+        self.inner.lag(group).await
+    }
+
+    async fn group_limits(&self, group: &str) -> Result<GroupLimits, Error> {
+        self.inner.group_limits(group).await
+    }
+
+    async fn configure_group(&self, group: &str, config: &GroupConfig) -> Result<(), Error> {
+        self.inner.configure_group(group, config).await
+    }
+
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+}
+
+#[async_trait]
+impl Member for CutRenewalsMember {
+    async fn acquire(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, Error> {
+        self.inner.acquire(max, wait).await
+    }
+
+    async fn settle(&self, acks: &[(RecordId, AckKind)]) -> Result<Vec<SettleResult>, Error> {
+        if !self.cut.load(Ordering::SeqCst) {
+            return self.inner.settle(acks).await;
+        }
+        let passed: Vec<_> = acks
+            .iter()
+            .filter(|(_, k)| *k != AckKind::Renew)
+            .cloned()
+            .collect();
+        let mut answers = self.inner.settle(&passed).await?.into_iter();
+        let mut out = Vec::with_capacity(acks.len());
+        for (_, kind) in acks {
+            if *kind == AckKind::Renew {
+                out.push(Err(lock_lost_error().await));
+            } else {
+                out.push(answers.next().unwrap_or(Ok(())));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn leave(&self) -> Result<(), Error> {
+        self.inner.leave().await
+    }
+
+    fn member_id(&self) -> &str {
+        self.inner.member_id()
+    }
+}
+
+/// A lock lost at the record's last delivery (delivery count limit 2, its 2nd attempt running
+/// past the lock because its renewal is refused) means the broker archives it when the lock
+/// runs out, with no dead letter: that is an `Archived` event (and
+/// `shareworker_records_archived_total`, and an error line), never silence.
+pub async fn lock_lost_at_last_delivery_is_counted(h: &Harness) {
+    let topic = h.name("lost-last");
+    let group = h.name("lost-last-g");
+    h.group(&group, GroupConfig::default().delivery_count_limit(2))
+        .await;
+    let produced = h.enqueue(&topic, &[1u32]).await.remove(0);
+    let broker = CutRenewals {
+        inner: h.broker.clone(),
+        cut: Arc::default(),
+    };
+    let cut = broker.cut.clone();
+    let attempts = Attempts::default();
+    let a = attempts.clone();
+    let lock = h.lock;
+    let handler = move |job: Job<u32>| {
+        let a = a.clone();
+        async move {
+            a.record(&job);
+            if job.attempt() == 1 {
+                return Err(JobError::retry("fails once"));
+            }
+            // Past the lock, so a renewal is due (and refused).
+            sleep(lock + lock / 5).await;
+            Ok(())
+        }
+    };
+    let def = JobDefinition::new("lost_last", &topic, handler)
+        .group(&group)
+        .backoff(Duration::from_millis(100), Duration::from_secs(1), 2.0, 0.0);
+    let running = start_on(Arc::new(broker), Config::default(), vec![def]).await;
+    wait_for(Duration::from_secs(120), "the 2nd attempt to start", || {
+        attempts.len() >= 2
+    })
+    .await;
+    cut.store(true, Ordering::SeqCst);
+    let events = running.events.clone();
+    wait_for(
+        lock * 3 + h.slack,
+        "the refused renewal to be reported",
+        || {
+            events.lock().iter().any(|(_, e)| {
+                matches!(
+                    e.outcome,
+                    Outcome::SettleFailed {
+                        kind: AckKind::Renew
+                    }
+                )
+            })
+        },
+    )
+    .await;
+    running
+        .wait_idle(h, &[watch(&group, &topic)], Duration::from_secs(600))
+        .await;
+    let f = running.stop().await;
+    let archived: Vec<&JobEvent> = f
+        .of(&topic, &produced)
+        .into_iter()
+        .filter(|e| matches!(&e.outcome, Outcome::Archived { reason } if reason.contains("lock was lost")))
+        .collect();
+    assert_eq!(
+        archived.len(),
+        1,
+        "a lock lost at the last delivery should be reported once as archived by the broker; events {:#?}",
+        f.of(&topic, &produced)
+    );
+    assert_eq!(archived[0].attempt, 2, "archived at its 2nd delivery");
+    assert_eq!(
+        attempts.len(),
+        2,
+        "archived at its limit, the record should not run again"
+    );
+    h.assert_nothing_redelivered(&group, &topic, "after the archive")
+        .await;
+}
