@@ -129,3 +129,8 @@ async fn a_dead_letter_write_cut_off_at_shutdown_is_counted() {
 async fn a_lock_lost_at_the_last_delivery_is_counted_as_archived() {
     scenarios::lock_lost_at_last_delivery_is_counted(&harness("lost-last")).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_delivery_limit_is_read_again_on_a_lost_lock() {
+    scenarios::delivery_limit_reread_on_lost_lock(&harness("reread")).await;
+}

@@ -2193,17 +2193,31 @@ async fn lock_lost_error() -> Error {
     }
 }
 
-/// A broker whose members, once `cut` is set, never pass a renewal on: they answer it as lock
-/// lost themselves, so the record's lock runs out on the broker as if the renewal had failed.
+/// A broker whose members never pass on a renewal of the record in `cut`: they answer it as
+/// lock lost themselves, so its lock runs out on the broker as if the renewal had failed.
 #[derive(Clone)]
 struct CutRenewals {
     inner: Arc<dyn Broker>,
-    cut: Arc<std::sync::atomic::AtomicBool>,
+    cut: Arc<Mutex<Option<RecordId>>>,
+}
+
+impl CutRenewals {
+    fn new(inner: Arc<dyn Broker>) -> Self {
+        Self {
+            inner,
+            cut: Arc::default(),
+        }
+    }
+
+    fn cut(&self, topic: &str, p: &Produced) {
+        *self.cut.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(RecordId::new(topic, p.partition, p.offset));
+    }
 }
 
 struct CutRenewalsMember {
     inner: Box<dyn Member>,
-    cut: Arc<std::sync::atomic::AtomicBool>,
+    cut: Arc<Mutex<Option<RecordId>>>,
 }
 
 #[async_trait]
@@ -2251,18 +2265,18 @@ impl Member for CutRenewalsMember {
     }
 
     async fn settle(&self, acks: &[(RecordId, AckKind)]) -> Result<Vec<SettleResult>, Error> {
-        if !self.cut.load(Ordering::SeqCst) {
-            return self.inner.settle(acks).await;
-        }
+        let cut = self.cut.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let is_cut =
+            |id: &RecordId, kind: AckKind| kind == AckKind::Renew && cut.as_ref() == Some(id);
         let passed: Vec<_> = acks
             .iter()
-            .filter(|(_, k)| *k != AckKind::Renew)
+            .filter(|(id, k)| !is_cut(id, *k))
             .cloned()
             .collect();
         let mut answers = self.inner.settle(&passed).await?.into_iter();
         let mut out = Vec::with_capacity(acks.len());
-        for (_, kind) in acks {
-            if *kind == AckKind::Renew {
+        for (id, kind) in acks {
+            if is_cut(id, *kind) {
                 out.push(Err(lock_lost_error().await));
             } else {
                 out.push(answers.next().unwrap_or(Ok(())));
@@ -2290,11 +2304,7 @@ pub async fn lock_lost_at_last_delivery_is_counted(h: &Harness) {
     h.group(&group, GroupConfig::default().delivery_count_limit(2))
         .await;
     let produced = h.enqueue(&topic, &[1u32]).await.remove(0);
-    let broker = CutRenewals {
-        inner: h.broker.clone(),
-        cut: Arc::default(),
-    };
-    let cut = broker.cut.clone();
+    let broker = CutRenewals::new(h.broker.clone());
     let attempts = Attempts::default();
     let a = attempts.clone();
     let lock = h.lock;
@@ -2313,12 +2323,12 @@ pub async fn lock_lost_at_last_delivery_is_counted(h: &Harness) {
     let def = JobDefinition::new("lost_last", &topic, handler)
         .group(&group)
         .backoff(Duration::from_millis(100), Duration::from_secs(1), 2.0, 0.0);
-    let running = start_on(Arc::new(broker), Config::default(), vec![def]).await;
+    let running = start_on(Arc::new(broker.clone()), Config::default(), vec![def]).await;
     wait_for(Duration::from_secs(120), "the 2nd attempt to start", || {
         attempts.len() >= 2
     })
     .await;
-    cut.store(true, Ordering::SeqCst);
+    broker.cut(&topic, &produced);
     let events = running.events.clone();
     wait_for(
         lock * 3 + h.slack,
@@ -2358,4 +2368,97 @@ pub async fn lock_lost_at_last_delivery_is_counted(h: &Harness) {
     );
     h.assert_nothing_redelivered(&group, &topic, "after the archive")
         .await;
+}
+
+/// The delivery count limit is read again when the broker says a record is gone, not only at
+/// the refresh: with `autoscale.refresh` at an hour, the limit lowered to 2 becomes known when
+/// another record's lock is lost, and a job failing at its 2nd attempt is dead-lettered instead
+/// of released (which the broker would archive).
+pub async fn delivery_limit_reread_on_lost_lock(h: &Harness) {
+    let topic = h.name("reread");
+    let group = h.name("reread-g");
+    h.group(&group, GroupConfig::default()).await;
+    let produced = h.enqueue(&topic, &[1u32, 2]).await;
+    let (failing, long) = (produced[0], produced[1]);
+    let broker = CutRenewals::new(h.broker.clone());
+    let attempts = Attempts::default();
+    let gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (a, g) = (attempts.clone(), gate.clone());
+    let lock = h.lock;
+    let handler = move |job: Job<u32>| {
+        let (a, g) = (a.clone(), g.clone());
+        async move {
+            a.record(&job);
+            if *job.payload() == 2 {
+                if job.attempt() == 1 {
+                    // Past the lock, so a renewal is due (and refused).
+                    sleep(lock + lock / 5).await;
+                }
+                return Ok(());
+            }
+            if job.attempt() >= 2 {
+                while !g.load(Ordering::SeqCst) {
+                    sleep(Duration::from_millis(10)).await;
+                }
+            }
+            Err::<(), _>(JobError::retry("always fails"))
+        }
+    };
+    let def = JobDefinition::new("reread", &topic, handler)
+        .group(&group)
+        .concurrency(4)
+        .backoff(Duration::from_millis(100), Duration::from_secs(1), 2.0, 0.0);
+    let mut config = Config::default();
+    config.autoscale.refresh = Duration::from_secs(3600);
+    let running = start_on(Arc::new(broker.clone()), config, vec![def]).await;
+    wait_for(
+        Duration::from_secs(120),
+        "record 1's 2nd attempt and record 2's 1st to run",
+        || attempts.of(&failing).len() >= 2 && !attempts.of(&long).is_empty(),
+    )
+    .await;
+    h.broker
+        .configure_group(&group, &GroupConfig::default().delivery_count_limit(2))
+        .await
+        .unwrap_or_else(|e| panic!("lowering the delivery count limit of `{group}` failed: {e}"));
+    broker.cut(&topic, &long);
+    let events = running.events.clone();
+    wait_for(lock * 3 + h.slack, "record 2's refused renewal", || {
+        events.lock().iter().any(|(_, e)| {
+            e.id.offset == long.offset
+                && e.id.partition == long.partition
+                && matches!(
+                    e.outcome,
+                    Outcome::SettleFailed {
+                        kind: AckKind::Renew
+                    }
+                )
+        })
+    })
+    .await;
+    // The re-read runs in the background.
+    sleep(h.slack).await;
+    gate.store(true, Ordering::SeqCst);
+    running
+        .wait_idle(h, &[watch(&group, &topic)], Duration::from_secs(600))
+        .await;
+    let f = running.stop().await;
+    assert_eq!(
+        attempts.of(&failing).len(),
+        2,
+        "record 1 should run twice under the limit lowered to 2"
+    );
+    assert_eq!(
+        f.final_outcome(&topic, &failing),
+        Some(&Outcome::DeadLettered),
+        "record 1 failed at its 2nd attempt after the limit dropped to 2 (learnt from record 2's lost lock): it should end dead-lettered; events {:#?}",
+        f.of(&topic, &failing)
+    );
+    let letters = h.read_topic(&format!("{topic}.dlq"), "reread-reader").await;
+    assert_eq!(
+        letters.len(),
+        1,
+        "one dead letter expected; got {letters:#?}"
+    );
+    find_dead_letter(&letters, &failing);
 }
