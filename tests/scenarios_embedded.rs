@@ -134,3 +134,8 @@ async fn a_lock_lost_at_the_last_delivery_is_counted_as_archived() {
 async fn the_delivery_limit_is_read_again_on_a_lost_lock() {
     scenarios::delivery_limit_reread_on_lost_lock(&harness("reread")).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_maximum_lease_on_the_last_attempt_dead_letters() {
+    scenarios::max_lease_on_the_last_attempt_dead_letters(&harness("lease-last")).await;
+}

@@ -58,4 +58,5 @@ on_kafka! {
     a_dead_letter_write_cut_off_at_shutdown_is_counted => dead_letter_cut_off_at_shutdown,
     a_lock_lost_at_the_last_delivery_is_counted_as_archived => lock_lost_at_last_delivery_is_counted,
     the_delivery_limit_is_read_again_on_a_lost_lock => delivery_limit_reread_on_lost_lock,
+    the_maximum_lease_on_the_last_attempt_dead_letters => max_lease_on_the_last_attempt_dead_letters,
 }

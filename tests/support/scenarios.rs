@@ -2462,3 +2462,61 @@ pub async fn delivery_limit_reread_on_lost_lock(h: &Harness) {
     );
     find_dead_letter(&letters, &failing);
 }
+
+/// A handler cut off by the maximum lease on its last attempt (`max_attempts(1)`) is
+/// dead-lettered, not released: released, it would be delivered past its last attempt, or at
+/// the delivery count limit archived by the broker with no dead letter.
+pub async fn max_lease_on_the_last_attempt_dead_letters(h: &Harness) {
+    let topic = h.name("lease-last");
+    let group = h.name("lease-last-g");
+    h.group(&group, GroupConfig::default()).await;
+    let produced = h.enqueue(&topic, &[1u32]).await.remove(0);
+    let attempts = Attempts::default();
+    let a = attempts.clone();
+    let handler = move |job: Job<u32>| {
+        let a = a.clone();
+        async move {
+            a.record(&job);
+            std::future::pending::<()>().await;
+            Ok::<(), JobError>(())
+        }
+    };
+    let def = JobDefinition::new("lease_last", &topic, handler)
+        .group(&group)
+        .max_attempts(1);
+    let max_lease = Duration::from_secs(20);
+    let mut config = Config::default();
+    config.max_lease = max_lease;
+    let limit = max_lease + h.lock * 4 + Duration::from_secs(60);
+    let f = run_until_idle(h, config, vec![def], &[watch(&group, &topic)], limit).await;
+    let outcomes: Vec<&Outcome> = f
+        .of(&topic, &produced)
+        .iter()
+        .map(|e| &e.outcome)
+        .filter(|o| **o != Outcome::LockRenewed)
+        .collect();
+    assert!(
+        matches!(outcomes.first(), Some(Outcome::LeaseExpired))
+            && matches!(outcomes.last(), Some(Outcome::DeadLettered)),
+        "the last attempt cut off by max_lease should be dead-lettered; got {outcomes:?}"
+    );
+    assert_eq!(attempts.len(), 1, "it should run once");
+    let letters = h
+        .read_topic(&format!("{topic}.dlq"), "lease-last-reader")
+        .await;
+    assert_eq!(
+        letters.len(),
+        1,
+        "one dead letter expected; got {letters:#?}"
+    );
+    assert!(
+        header(&letters[0], dlq::ERROR).contains("maximum lease"),
+        "the dead letter's error should say the maximum lease ended it; got `{}`",
+        header(&letters[0], dlq::ERROR)
+    );
+    assert_eq!(
+        f.summary.lease_expired, 1,
+        "summary should count one expired lease: {:?}",
+        f.summary
+    );
+}

@@ -78,7 +78,8 @@ pub enum Outcome {
     },
     /// The record's lock was renewed (its handler runs long, or it waits out a backoff).
     LockRenewed,
-    /// The handler ran past the maximum lease; it was cancelled and the record released.
+    /// The handler ran past the maximum lease; it was cancelled and the record released, or,
+    /// on its last attempt, sent to its dead letter ([`Outcome::DeadLettering`] follows).
     LeaseExpired,
     /// An acknowledgement was refused (typically the lock had expired).
     SettleFailed {

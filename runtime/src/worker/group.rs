@@ -957,6 +957,14 @@ impl Dispatcher {
                 hr.metrics.lease_expired.inc();
                 let max_lease = crate::duration::format(self.r.max_lease);
                 let took = now.duration_since(e.lease_from);
+                self.r.events.emit(JobEvent {
+                    handler: hr.name.clone(),
+                    group: self.r.group.clone(),
+                    id: e.id.clone(),
+                    attempt: e.attempt,
+                    outcome: Outcome::LeaseExpired,
+                    took: Some(took),
+                });
                 self.give_up(
                     seq,
                     format!("ran past the maximum lease ({max_lease})"),
