@@ -7,7 +7,7 @@
 //!   `shareworker_missing_acl` gauge, and the worker stays ready (the share lag still reads).
 //! - A user without Write on its dead-letter topic holds the records that failed for good and
 //!   retries their dead letters (nothing released, nothing archived), with an error log naming
-//!   the ACL and `shareworker_dead_letter_write_errors_total` rising; once an operator grants
+//!   the ACL and `shareworker_dead_letter_failures_total` rising; once an operator grants
 //!   the ACL the dead letters are written, all of them.
 //! - A user with no rights at all, and one that may read its group but not its topic, fail at
 //!   start with an error that names the Read ACLs, at once (no retry loop).
@@ -463,7 +463,7 @@ async fn without_write_on_the_dead_letter_topic_records_are_held_and_retried() {
         |text| {
             metric(
                 text,
-                "shareworker_dead_letter_write_errors_total",
+                "shareworker_dead_letter_failures_total",
                 &["handler=\"acl\""],
             ) >= 6.0
         },

@@ -109,3 +109,33 @@ async fn held_records_are_bounded() {
 async fn prefetched_records_keep_their_locks_while_they_wait() {
     scenarios::prefetched_records_keep_their_locks(&harness("prefetch")).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_lowered_delivery_limit_dead_letters_the_job_in_flight() {
+    scenarios::delivery_limit_lowered_in_flight(&harness("lowered")).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_dead_letter_write_holds_the_record() {
+    scenarios::dead_letter_write_failures_hold_the_record(&harness("dl-hold")).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_letter_write_cut_off_at_shutdown_is_counted() {
+    scenarios::dead_letter_cut_off_at_shutdown(&harness("dl-cut")).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lock_lost_at_the_last_delivery_is_counted_as_archived() {
+    scenarios::lock_lost_at_last_delivery_is_counted(&harness("lost-last")).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_delivery_limit_is_read_again_on_a_lost_lock() {
+    scenarios::delivery_limit_reread_on_lost_lock(&harness("reread")).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_maximum_lease_on_the_last_attempt_dead_letters() {
+    scenarios::max_lease_on_the_last_attempt_dead_letters(&harness("lease-last")).await;
+}

@@ -53,4 +53,10 @@ on_kafka! {
     the_maximum_lease_ends_a_runaway_handler => max_lease_ends_runaway_handlers,
     the_maximum_lease_starts_with_the_handler => max_lease_starts_with_the_handler,
     held_records_are_bounded => held_records_are_bounded,
+    a_lowered_delivery_limit_dead_letters_the_job_in_flight => delivery_limit_lowered_in_flight,
+    a_failing_dead_letter_write_holds_the_record => dead_letter_write_failures_hold_the_record,
+    a_dead_letter_write_cut_off_at_shutdown_is_counted => dead_letter_cut_off_at_shutdown,
+    a_lock_lost_at_the_last_delivery_is_counted_as_archived => lock_lost_at_last_delivery_is_counted,
+    the_delivery_limit_is_read_again_on_a_lost_lock => delivery_limit_reread_on_lost_lock,
+    the_maximum_lease_on_the_last_attempt_dead_letters => max_lease_on_the_last_attempt_dead_letters,
 }

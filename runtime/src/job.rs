@@ -156,7 +156,9 @@ impl<T> Job<T> {
     }
 
     /// The most attempts this job gets: the smaller of the handler's `max_attempts` and the
-    /// group's delivery count limit.
+    /// group's delivery count limit, as they stood when this attempt started. The worker reads
+    /// the limit again while it runs: lowered to this attempt or below before the handler
+    /// fails, the failure dead-letters the record even though this said more.
     pub fn max_attempts(&self) -> u16 {
         self.meta.max_attempts
     }

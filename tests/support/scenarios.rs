@@ -1826,3 +1826,697 @@ pub async fn held_records_are_bounded(h: &Harness) {
     );
     assert_eq!(attempts.len(), 12, "6 records x 2 attempts");
 }
+
+// ---------------------------------------------------------------------------------------------
+// 11. Limits that change on the broker, dead-letter writes that fail
+// ---------------------------------------------------------------------------------------------
+
+/// `share.delivery.count.limit` lowered from 5 to 3 while the worker runs: a job failing at its
+/// 3rd attempt is dead-lettered, not released (which the broker would archive at the new limit,
+/// with no dead letter anywhere). Two records show both ways: one whose 3rd attempt is running
+/// when the limit drops, one that waits out its backoff after failing its 3rd attempt.
+pub async fn delivery_limit_lowered_in_flight(h: &Harness) {
+    let topic = h.name("lowered");
+    let group = h.name("lowered-g");
+    h.group(&group, GroupConfig::default()).await;
+    let produced = h.enqueue(&topic, &[1u32, 2]).await;
+    let attempts = Attempts::default();
+    let gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (a, g) = (attempts.clone(), gate.clone());
+    // Long enough to outlast the limit change and three refreshes below.
+    let hold = Duration::from_secs(20) + h.slack * 4;
+    let handler = move |job: Job<u32>| {
+        let (a, g) = (a.clone(), g.clone());
+        async move {
+            a.record(&job);
+            if job.attempt() >= 3 {
+                if *job.payload() == 1 {
+                    // Its 3rd attempt runs while the limit drops.
+                    while !g.load(Ordering::SeqCst) {
+                        sleep(Duration::from_millis(10)).await;
+                    }
+                } else {
+                    // Its 3rd attempt fails before the limit drops; it waits out a long delay.
+                    return Err(JobError::retry_after(hold, "still failing"));
+                }
+            }
+            Err::<(), _>(JobError::retry("always fails"))
+        }
+    };
+    let def = JobDefinition::new("lowered", &topic, handler)
+        .group(&group)
+        .backoff(Duration::from_millis(100), Duration::from_secs(1), 2.0, 0.0);
+    let refresh = Duration::from_secs(1);
+    let mut config = Config::default();
+    config.autoscale.refresh = refresh;
+    let running = start(h, config, vec![def]).await;
+    let (first, second) = (produced[0], produced[1]);
+    wait_for(
+        Duration::from_secs(120),
+        "both records to reach their 3rd attempt",
+        || attempts.of(&first).len() >= 3 && attempts.of(&second).len() >= 3,
+    )
+    .await;
+    // The second record's failure is taken in (it is held) before the limit drops.
+    sleep(h.slack).await;
+    h.broker
+        .configure_group(&group, &GroupConfig::default().delivery_count_limit(3))
+        .await
+        .unwrap_or_else(|e| panic!("lowering the delivery count limit of `{group}` failed: {e}"));
+    // The worker reads the limit again at every refresh.
+    sleep(refresh * 3 + h.slack).await;
+    gate.store(true, Ordering::SeqCst);
+    running
+        .wait_idle(h, &[watch(&group, &topic)], Duration::from_secs(600))
+        .await;
+    let f = running.stop().await;
+    for p in [&first, &second] {
+        let runs = attempts.of(p);
+        assert_eq!(
+            runs.iter().map(|r| r.attempt).collect::<Vec<_>>(),
+            vec![1, 2, 3],
+            "record {p:?} should run 3 times (the limit dropped to 3); {runs:?}"
+        );
+        assert_eq!(
+            f.final_outcome(&topic, p),
+            Some(&Outcome::DeadLettered),
+            "record {p:?} failed at its 3rd attempt under a delivery count limit lowered to 3: it should end dead-lettered, not released for the broker to archive; events {:#?}",
+            f.of(&topic, p)
+        );
+    }
+    let letters = h
+        .read_topic(&format!("{topic}.dlq"), "lowered-reader")
+        .await;
+    assert_eq!(
+        letters.len(),
+        2,
+        "two dead letters expected, one per record; got {letters:#?}"
+    );
+    for p in [&first, &second] {
+        assert_eq!(
+            header(find_dead_letter(&letters, p), dlq::ATTEMPTS),
+            "3",
+            "dead-lettered at its 3rd attempt"
+        );
+    }
+    h.assert_nothing_redelivered(&group, &topic, "after both dead letters")
+        .await;
+}
+
+/// A broker whose writes to one topic fail, `left` times, with an error that no retry cures on
+/// its own (a partition the topic does not have: `is_invalid_input` on every broker, nothing
+/// written); everything else passes through.
+#[derive(Clone)]
+struct FailingWrites {
+    inner: Arc<dyn Broker>,
+    topic: String,
+    left: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+}
+
+impl FailingWrites {
+    fn new(inner: Arc<dyn Broker>, topic: &str, failures: usize) -> Self {
+        Self {
+            inner,
+            topic: topic.to_owned(),
+            left: Arc::new(AtomicUsize::new(failures)),
+            failed: Arc::default(),
+        }
+    }
+
+    fn failed(&self) -> usize {
+        self.failed.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl Broker for FailingWrites {
+    async fn join(&self, group: &str, topics: &[String]) -> Result<Box<dyn Member>, Error> {
+        self.inner.join(group, topics).await
+    }
+
+    async fn produce(
+        &self,
+        topic: &str,
+        mut records: Vec<OutgoingRecord>,
+    ) -> Result<Vec<Produced>, Error> {
+        let fail = topic == self.topic
+            && self
+                .left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        if fail {
+            for r in &mut records {
+                r.partition = Some(9999);
+            }
+            let result = self.inner.produce(topic, records).await;
+            assert!(
+                matches!(&result, Err(e) if e.is_invalid_input()),
+                "writing to partition 9999 of `{topic}` should fail with an invalid-input error; got {result:?}"
+            );
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            return result;
+        }
+        self.inner.produce(topic, records).await
+    }
+
+    async fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), Error> {
+        self.inner.create_topic(topic, partitions).await
+    }
+
+    async fn lag(&self, group: &str) -> Result<Vec<TopicLag>, Error> {
+        self.inner.lag(group).await
+    }
+
+    async fn group_limits(&self, group: &str) -> Result<GroupLimits, Error> {
+        self.inner.group_limits(group).await
+    }
+
+    async fn configure_group(&self, group: &str, config: &GroupConfig) -> Result<(), Error> {
+        self.inner.configure_group(group, config).await
+    }
+
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+}
+
+/// A dead-letter write that fails with an error no retry cures by itself (here a partition the
+/// topic lacks; in life a missing Write ACL, a record too large) holds the record, lock
+/// renewed, and tries again with backoff: the handler runs once, each failed try is an event,
+/// and the one dead letter lands once the write succeeds. Released instead, the record would
+/// run again, and at its delivery limit be archived with no dead letter.
+pub async fn dead_letter_write_failures_hold_the_record(h: &Harness) {
+    let topic = h.name("dl-hold");
+    let group = h.name("dl-hold-g");
+    let dlq_topic = format!("{topic}.dlq");
+    h.group(&group, GroupConfig::default()).await;
+    h.broker
+        .create_topic(&dlq_topic, 1)
+        .await
+        .unwrap_or_else(|e| panic!("creating `{dlq_topic}` failed: {e}"));
+    let produced = h.enqueue(&topic, &[1u32]).await.remove(0);
+    let broker = FailingWrites::new(h.broker.clone(), &dlq_topic, 3);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let handler = move |_job: Job<u32>| {
+        let c = c.clone();
+        async move {
+            c.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(JobError::permanent("bad address"))
+        }
+    };
+    let def = JobDefinition::new("dl_hold", &topic, handler).group(&group);
+    let running = start_on(Arc::new(broker.clone()), Config::default(), vec![def]).await;
+    running
+        .wait_idle(h, &[watch(&group, &topic)], Duration::from_secs(600))
+        .await;
+    let f = running.stop().await;
+    assert_eq!(
+        broker.failed(),
+        3,
+        "the first three dead-letter writes should have failed"
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the record should stay held while its dead letter is retried, not be released and run again; events {:#?}",
+        f.of(&topic, &produced)
+    );
+    let outcomes: Vec<&Outcome> = f.of(&topic, &produced).iter().map(|e| &e.outcome).collect();
+    let tries = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::DeadLetterFailed { error } if error.contains("9999")))
+        .count();
+    assert_eq!(
+        tries, 3,
+        "each failed dead-letter write should be an event carrying its error; {outcomes:#?}"
+    );
+    assert_eq!(
+        outcomes.last(),
+        Some(&&Outcome::DeadLettered),
+        "the record should end dead-lettered; {outcomes:#?}"
+    );
+    let letters = h.read_topic(&dlq_topic, "dl-hold-reader").await;
+    assert_eq!(
+        letters.len(),
+        1,
+        "exactly one dead letter expected; got {letters:#?}"
+    );
+    find_dead_letter(&letters, &produced);
+    h.assert_nothing_redelivered(&group, &topic, "after the dead letter")
+        .await;
+}
+
+/// A dead-letter write still failing when the shutdown grace period ends is cut off, and says
+/// so: a `DeadLetterAbandoned` event (metric `shareworker_dead_letters_abandoned_total`, an error
+/// log line) and the record released. Below the delivery count limit it is delivered again
+/// (attempt 2); at the limit (2 here) the broker archives it, which is an `Archived` event too
+/// (`shareworker_records_archived_total`).
+pub async fn dead_letter_cut_off_at_shutdown(h: &Harness) {
+    let topic = h.name("dl-cut");
+    let group = h.name("dl-cut-g");
+    let dlq_topic = format!("{topic}.dlq");
+    h.group(&group, GroupConfig::default().delivery_count_limit(2))
+        .await;
+    h.broker
+        .create_topic(&dlq_topic, 1)
+        .await
+        .unwrap_or_else(|e| panic!("creating `{dlq_topic}` failed: {e}"));
+    // Record 1 fails for good at attempt 1; record 2 fails until its last attempt (2).
+    let produced = h.enqueue(&topic, &[1u32, 2]).await;
+    let (first, last) = (produced[0], produced[1]);
+    let broker = FailingWrites::new(h.broker.clone(), &dlq_topic, usize::MAX);
+    let handler = move |job: Job<u32>| async move {
+        if *job.payload() == 1 {
+            Err::<(), _>(JobError::permanent("bad address"))
+        } else {
+            Err(JobError::retry("still failing"))
+        }
+    };
+    let def = JobDefinition::new("dl_cut", &topic, handler)
+        .group(&group)
+        .backoff(Duration::from_millis(100), Duration::from_secs(1), 2.0, 0.0);
+    let mut config = Config::default();
+    config.shutdown_grace = Duration::from_secs(2);
+    let running = start_on(Arc::new(broker.clone()), config, vec![def]).await;
+    let events = running.events.clone();
+    let failing = |p: Produced, attempt: u16| {
+        let events = events.clone();
+        move || {
+            events.lock().iter().any(|(_, e)| {
+                e.id.partition == p.partition
+                    && e.id.offset == p.offset
+                    && e.attempt == attempt
+                    && matches!(e.outcome, Outcome::DeadLetterFailed { .. })
+            })
+        }
+    };
+    wait_for(
+        Duration::from_secs(120),
+        "both dead-letter writes to fail",
+        || failing(first, 1)() && failing(last, 2)(),
+    )
+    .await;
+    let f = running.stop().await;
+    let ends = |p: &Produced| -> Vec<Outcome> {
+        f.of(&topic, p)
+            .iter()
+            .map(|e| e.outcome.clone())
+            .filter(|o| matches!(o, Outcome::DeadLetterAbandoned | Outcome::Archived { .. }))
+            .collect()
+    };
+    assert_eq!(
+        ends(&first),
+        vec![Outcome::DeadLetterAbandoned],
+        "record 1's dead letter was cut off at attempt 1: abandoned and released, not archived; events {:#?}",
+        f.of(&topic, &first)
+    );
+    let last_ends = ends(&last);
+    assert!(
+        matches!(last_ends.as_slice(), [Outcome::DeadLetterAbandoned, Outcome::Archived { reason }] if reason.contains("last delivery")),
+        "record 2's dead letter was cut off at its last delivery: abandoned, then archived by the broker; got {last_ends:?}; events {:#?}",
+        f.of(&topic, &last)
+    );
+    // A new member gets record 1 again (its 2nd delivery), never record 2.
+    let member = h
+        .broker
+        .join(&group, std::slice::from_ref(&topic))
+        .await
+        .unwrap_or_else(|e| panic!("joining `{group}` again failed: {e}"));
+    let mut got = Vec::new();
+    loop {
+        let batch = member
+            .acquire(100, h.quiet)
+            .await
+            .unwrap_or_else(|e| panic!("acquiring from `{group}` again failed: {e}"));
+        if batch.is_empty() {
+            break;
+        }
+        let acks: Vec<_> = batch
+            .iter()
+            .map(|d| (d.id.clone(), AckKind::Accept))
+            .collect();
+        let _ = member.settle(&acks).await;
+        got.extend(batch.into_iter().map(|d| (d.id, d.delivery_count)));
+    }
+    let _ = member.leave().await;
+    assert_eq!(
+        got,
+        vec![(
+            RecordId::new(topic.as_str(), first.partition, first.offset),
+            2
+        )],
+        "after the cut-off, record 1 should come back (delivery 2) and record 2 be archived"
+    );
+}
+
+/// A real lock-lost error (`Error::is_lock_lost`), from settling a record an embedded broker's
+/// member never acquired: what any broker answers for a lock it no longer has.
+async fn lock_lost_error() -> Error {
+    let broker = shareworker::EmbeddedBroker::builder()
+        .build()
+        .expect("valid embedded broker settings");
+    let member = broker
+        .join("lock-lost", &["lock-lost".to_owned()])
+        .await
+        .expect("joining an embedded group");
+    let mut answers = member
+        .settle(&[(RecordId::new("lock-lost", 0, 0), AckKind::Renew)])
+        .await
+        .expect("the embedded broker answers a settle");
+    match answers.pop() {
+        Some(Err(e)) if e.is_lock_lost() => e,
+        other => {
+            panic!("renewing a record never acquired should be refused as lock lost; got {other:?}")
+        }
+    }
+}
+
+/// A broker whose members never pass on a renewal of the record in `cut`: they answer it as
+/// lock lost themselves, so its lock runs out on the broker as if the renewal had failed.
+#[derive(Clone)]
+struct CutRenewals {
+    inner: Arc<dyn Broker>,
+    cut: Arc<Mutex<Option<RecordId>>>,
+}
+
+impl CutRenewals {
+    fn new(inner: Arc<dyn Broker>) -> Self {
+        Self {
+            inner,
+            cut: Arc::default(),
+        }
+    }
+
+    fn cut(&self, topic: &str, p: &Produced) {
+        *self.cut.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(RecordId::new(topic, p.partition, p.offset));
+    }
+}
+
+struct CutRenewalsMember {
+    inner: Box<dyn Member>,
+    cut: Arc<Mutex<Option<RecordId>>>,
+}
+
+#[async_trait]
+impl Broker for CutRenewals {
+    async fn join(&self, group: &str, topics: &[String]) -> Result<Box<dyn Member>, Error> {
+        Ok(Box::new(CutRenewalsMember {
+            inner: self.inner.join(group, topics).await?,
+            cut: self.cut.clone(),
+        }))
+    }
+
+    async fn produce(
+        &self,
+        topic: &str,
+        records: Vec<OutgoingRecord>,
+    ) -> Result<Vec<Produced>, Error> {
+        self.inner.produce(topic, records).await
+    }
+
+    async fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), Error> {
+        self.inner.create_topic(topic, partitions).await
+    }
+
+    async fn lag(&self, group: &str) -> Result<Vec<TopicLag>, Error> {
+        self.inner.lag(group).await
+    }
+
+    async fn group_limits(&self, group: &str) -> Result<GroupLimits, Error> {
+        self.inner.group_limits(group).await
+    }
+
+    async fn configure_group(&self, group: &str, config: &GroupConfig) -> Result<(), Error> {
+        self.inner.configure_group(group, config).await
+    }
+
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+}
+
+#[async_trait]
+impl Member for CutRenewalsMember {
+    async fn acquire(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, Error> {
+        self.inner.acquire(max, wait).await
+    }
+
+    async fn settle(&self, acks: &[(RecordId, AckKind)]) -> Result<Vec<SettleResult>, Error> {
+        let cut = self.cut.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let is_cut =
+            |id: &RecordId, kind: AckKind| kind == AckKind::Renew && cut.as_ref() == Some(id);
+        let passed: Vec<_> = acks
+            .iter()
+            .filter(|(id, k)| !is_cut(id, *k))
+            .cloned()
+            .collect();
+        let mut answers = self.inner.settle(&passed).await?.into_iter();
+        let mut out = Vec::with_capacity(acks.len());
+        for (id, kind) in acks {
+            if is_cut(id, *kind) {
+                out.push(Err(lock_lost_error().await));
+            } else {
+                out.push(answers.next().unwrap_or(Ok(())));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn leave(&self) -> Result<(), Error> {
+        self.inner.leave().await
+    }
+
+    fn member_id(&self) -> &str {
+        self.inner.member_id()
+    }
+}
+
+/// A lock lost at the record's last delivery (delivery count limit 2, its 2nd attempt running
+/// past the lock because its renewal is refused) means the broker archives it when the lock
+/// runs out, with no dead letter: that is an `Archived` event (and
+/// `shareworker_records_archived_total`, and an error line), never silence.
+pub async fn lock_lost_at_last_delivery_is_counted(h: &Harness) {
+    let topic = h.name("lost-last");
+    let group = h.name("lost-last-g");
+    h.group(&group, GroupConfig::default().delivery_count_limit(2))
+        .await;
+    let produced = h.enqueue(&topic, &[1u32]).await.remove(0);
+    let broker = CutRenewals::new(h.broker.clone());
+    let attempts = Attempts::default();
+    let a = attempts.clone();
+    let lock = h.lock;
+    let handler = move |job: Job<u32>| {
+        let a = a.clone();
+        async move {
+            a.record(&job);
+            if job.attempt() == 1 {
+                return Err(JobError::retry("fails once"));
+            }
+            // Past the lock, so a renewal is due (and refused).
+            sleep(lock + lock / 5).await;
+            Ok(())
+        }
+    };
+    let def = JobDefinition::new("lost_last", &topic, handler)
+        .group(&group)
+        .backoff(Duration::from_millis(100), Duration::from_secs(1), 2.0, 0.0);
+    let running = start_on(Arc::new(broker.clone()), Config::default(), vec![def]).await;
+    wait_for(Duration::from_secs(120), "the 2nd attempt to start", || {
+        attempts.len() >= 2
+    })
+    .await;
+    broker.cut(&topic, &produced);
+    let events = running.events.clone();
+    wait_for(
+        lock * 3 + h.slack,
+        "the refused renewal to be reported",
+        || {
+            events.lock().iter().any(|(_, e)| {
+                matches!(
+                    e.outcome,
+                    Outcome::SettleFailed {
+                        kind: AckKind::Renew
+                    }
+                )
+            })
+        },
+    )
+    .await;
+    running
+        .wait_idle(h, &[watch(&group, &topic)], Duration::from_secs(600))
+        .await;
+    let f = running.stop().await;
+    let archived: Vec<&JobEvent> = f
+        .of(&topic, &produced)
+        .into_iter()
+        .filter(|e| matches!(&e.outcome, Outcome::Archived { reason } if reason.contains("lock was lost")))
+        .collect();
+    assert_eq!(
+        archived.len(),
+        1,
+        "a lock lost at the last delivery should be reported once as archived by the broker; events {:#?}",
+        f.of(&topic, &produced)
+    );
+    assert_eq!(archived[0].attempt, 2, "archived at its 2nd delivery");
+    assert_eq!(
+        attempts.len(),
+        2,
+        "archived at its limit, the record should not run again"
+    );
+    h.assert_nothing_redelivered(&group, &topic, "after the archive")
+        .await;
+}
+
+/// The delivery count limit is read again when the broker says a record is gone, not only at
+/// the refresh: with `autoscale.refresh` at an hour, the limit lowered to 2 becomes known when
+/// another record's lock is lost, and a job failing at its 2nd attempt is dead-lettered instead
+/// of released (which the broker would archive).
+pub async fn delivery_limit_reread_on_lost_lock(h: &Harness) {
+    let topic = h.name("reread");
+    let group = h.name("reread-g");
+    h.group(&group, GroupConfig::default()).await;
+    let produced = h.enqueue(&topic, &[1u32, 2]).await;
+    let (failing, long) = (produced[0], produced[1]);
+    let broker = CutRenewals::new(h.broker.clone());
+    let attempts = Attempts::default();
+    let gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (a, g) = (attempts.clone(), gate.clone());
+    let lock = h.lock;
+    let handler = move |job: Job<u32>| {
+        let (a, g) = (a.clone(), g.clone());
+        async move {
+            a.record(&job);
+            if *job.payload() == 2 {
+                if job.attempt() == 1 {
+                    // Past the lock, so a renewal is due (and refused).
+                    sleep(lock + lock / 5).await;
+                }
+                return Ok(());
+            }
+            if job.attempt() >= 2 {
+                while !g.load(Ordering::SeqCst) {
+                    sleep(Duration::from_millis(10)).await;
+                }
+            }
+            Err::<(), _>(JobError::retry("always fails"))
+        }
+    };
+    let def = JobDefinition::new("reread", &topic, handler)
+        .group(&group)
+        .concurrency(4)
+        .backoff(Duration::from_millis(100), Duration::from_secs(1), 2.0, 0.0);
+    let mut config = Config::default();
+    config.autoscale.refresh = Duration::from_secs(3600);
+    let running = start_on(Arc::new(broker.clone()), config, vec![def]).await;
+    wait_for(
+        Duration::from_secs(120),
+        "record 1's 2nd attempt and record 2's 1st to run",
+        || attempts.of(&failing).len() >= 2 && !attempts.of(&long).is_empty(),
+    )
+    .await;
+    h.broker
+        .configure_group(&group, &GroupConfig::default().delivery_count_limit(2))
+        .await
+        .unwrap_or_else(|e| panic!("lowering the delivery count limit of `{group}` failed: {e}"));
+    broker.cut(&topic, &long);
+    let events = running.events.clone();
+    wait_for(lock * 3 + h.slack, "record 2's refused renewal", || {
+        events.lock().iter().any(|(_, e)| {
+            e.id.offset == long.offset
+                && e.id.partition == long.partition
+                && matches!(
+                    e.outcome,
+                    Outcome::SettleFailed {
+                        kind: AckKind::Renew
+                    }
+                )
+        })
+    })
+    .await;
+    // The re-read runs in the background.
+    sleep(h.slack).await;
+    gate.store(true, Ordering::SeqCst);
+    running
+        .wait_idle(h, &[watch(&group, &topic)], Duration::from_secs(600))
+        .await;
+    let f = running.stop().await;
+    assert_eq!(
+        attempts.of(&failing).len(),
+        2,
+        "record 1 should run twice under the limit lowered to 2"
+    );
+    assert_eq!(
+        f.final_outcome(&topic, &failing),
+        Some(&Outcome::DeadLettered),
+        "record 1 failed at its 2nd attempt after the limit dropped to 2 (learnt from record 2's lost lock): it should end dead-lettered; events {:#?}",
+        f.of(&topic, &failing)
+    );
+    let letters = h.read_topic(&format!("{topic}.dlq"), "reread-reader").await;
+    assert_eq!(
+        letters.len(),
+        1,
+        "one dead letter expected; got {letters:#?}"
+    );
+    find_dead_letter(&letters, &failing);
+}
+
+/// A handler cut off by the maximum lease on its last attempt (`max_attempts(1)`) is
+/// dead-lettered, not released: released, it would be delivered past its last attempt, or at
+/// the delivery count limit archived by the broker with no dead letter.
+pub async fn max_lease_on_the_last_attempt_dead_letters(h: &Harness) {
+    let topic = h.name("lease-last");
+    let group = h.name("lease-last-g");
+    h.group(&group, GroupConfig::default()).await;
+    let produced = h.enqueue(&topic, &[1u32]).await.remove(0);
+    let attempts = Attempts::default();
+    let a = attempts.clone();
+    let handler = move |job: Job<u32>| {
+        let a = a.clone();
+        async move {
+            a.record(&job);
+            std::future::pending::<()>().await;
+            Ok::<(), JobError>(())
+        }
+    };
+    let def = JobDefinition::new("lease_last", &topic, handler)
+        .group(&group)
+        .max_attempts(1);
+    let max_lease = Duration::from_secs(20);
+    let mut config = Config::default();
+    config.max_lease = max_lease;
+    let limit = max_lease + h.lock * 4 + Duration::from_secs(60);
+    let f = run_until_idle(h, config, vec![def], &[watch(&group, &topic)], limit).await;
+    let outcomes: Vec<&Outcome> = f
+        .of(&topic, &produced)
+        .iter()
+        .map(|e| &e.outcome)
+        .filter(|o| **o != Outcome::LockRenewed)
+        .collect();
+    assert!(
+        matches!(outcomes.first(), Some(Outcome::LeaseExpired))
+            && matches!(outcomes.last(), Some(Outcome::DeadLettered)),
+        "the last attempt cut off by max_lease should be dead-lettered; got {outcomes:?}"
+    );
+    assert_eq!(attempts.len(), 1, "it should run once");
+    let letters = h
+        .read_topic(&format!("{topic}.dlq"), "lease-last-reader")
+        .await;
+    assert_eq!(
+        letters.len(),
+        1,
+        "one dead letter expected; got {letters:#?}"
+    );
+    assert!(
+        header(&letters[0], dlq::ERROR).contains("maximum lease"),
+        "the dead letter's error should say the maximum lease ended it; got `{}`",
+        header(&letters[0], dlq::ERROR)
+    );
+    assert_eq!(
+        f.summary.lease_expired, 1,
+        "summary should count one expired lease: {:?}",
+        f.summary
+    );
+}

@@ -155,6 +155,7 @@ impl Exporter {
             .iter()
             .map(|g| GroupView {
                 group: g.group.clone(),
+                limit: None,
                 handlers: g
                     .topics
                     .iter()

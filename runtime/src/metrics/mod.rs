@@ -41,7 +41,9 @@ pub(crate) struct Metrics {
     redeliveries: IntCounterVec,
     lease_expired: IntCounterVec,
     dead_letter_failures: IntCounterVec,
-    dead_letter_write_errors: IntCounterVec,
+    dead_letters_abandoned: IntCounterVec,
+    archived: IntCounterVec,
+    delivery_limit: IntGaugeVec,
     missing_acl: IntGaugeVec,
     renewals: IntCounterVec,
     renewal_failures: IntCounterVec,
@@ -78,7 +80,7 @@ impl Metrics {
             jobs: IntCounterVec::new(
                 opts(
                     "shareworker_jobs_total",
-                    "Deliveries finished, by outcome: accepted (the handler succeeded), released (it failed and the record went back for another attempt, after its backoff; also a lease that ran out or a dead letter that could not be written), dead_lettered (written to the dead-letter topic, then rejected), rejected (the last attempt failed with dead-lettering off).",
+                    "Deliveries finished, by outcome: accepted (the handler succeeded), released (it failed and the record went back for another attempt, after its backoff; also a lease that ran out before the last attempt, or a dead-letter write cut off by the end of the shutdown grace period), dead_lettered (written to the dead-letter topic, then rejected), rejected (the last attempt failed with dead-lettering off).",
                 ),
                 &["handler", "group", "outcome"],
             )
@@ -152,17 +154,33 @@ impl Metrics {
             dead_letter_failures: IntCounterVec::new(
                 opts(
                     "shareworker_dead_letter_failures_total",
-                    "Dead letters that could not be written; their records were released so they are not lost.",
+                    "Dead-letter writes that failed, counted per try: the record stays acquired (its lock renewed) and the write is tried again with backoff, up to 30 s apart, until it succeeds or the shutdown grace period ends.",
                 ),
                 hg,
             )
             .map_err(prom)?,
-            dead_letter_write_errors: IntCounterVec::new(
+            dead_letters_abandoned: IntCounterVec::new(
                 opts(
-                    "shareworker_dead_letter_write_errors_total",
-                    "Failed tries to write a dead letter (the broker refused or did not answer); the record stays locked and the write is tried again.",
+                    "shareworker_dead_letters_abandoned_total",
+                    "Dead-letter writes still unfinished when the shutdown grace period ended: the record was released. Below the delivery count limit it is delivered again (and may be dead-lettered twice if the cut-off write had landed); at the limit the broker archives it (also counted in shareworker_records_archived_total).",
                 ),
                 hg,
+            )
+            .map_err(prom)?,
+            archived: IntCounterVec::new(
+                opts(
+                    "shareworker_records_archived_total",
+                    "Records this replica saw the broker archive at the delivery count limit without a dead letter: released at their last delivery (shutdown, unknown topic) or their lock lost at their last delivery. Records whose lock expired on a replica that died are not seen by anyone.",
+                ),
+                hg,
+            )
+            .map_err(prom)?,
+            delivery_limit: IntGaugeVec::new(
+                opts(
+                    "shareworker_delivery_count_limit",
+                    "The group's delivery count limit (share.delivery.count.limit) as last read from the broker, at start and at every refresh.",
+                ),
+                g,
             )
             .map_err(prom)?,
             missing_acl: IntGaugeVec::new(
@@ -266,7 +284,9 @@ impl Metrics {
             Box::new(m.redeliveries.clone()),
             Box::new(m.lease_expired.clone()),
             Box::new(m.dead_letter_failures.clone()),
-            Box::new(m.dead_letter_write_errors.clone()),
+            Box::new(m.dead_letters_abandoned.clone()),
+            Box::new(m.archived.clone()),
+            Box::new(m.delivery_limit.clone()),
             Box::new(m.missing_acl.clone()),
             Box::new(m.renewals.clone()),
             Box::new(m.renewal_failures.clone()),
@@ -308,7 +328,8 @@ impl Metrics {
             redeliveries: self.redeliveries.with_label_values(&hg),
             lease_expired: self.lease_expired.with_label_values(&hg),
             dead_letter_failures: self.dead_letter_failures.with_label_values(&hg),
-            dead_letter_write_errors: self.dead_letter_write_errors.with_label_values(&hg),
+            dead_letters_abandoned: self.dead_letters_abandoned.with_label_values(&hg),
+            archived: self.archived.with_label_values(&hg),
             dead_letter_acl: None,
         }
     }
@@ -332,6 +353,11 @@ impl Metrics {
             fetch_duration: self.fetch_duration.with_label_values(&g),
             fetched: self.fetched.with_label_values(&g),
         }
+    }
+
+    /// The gauge of a group's delivery count limit.
+    pub(crate) fn delivery_limit(&self, group: &str) -> IntGauge {
+        self.delivery_limit.with_label_values(&[group])
     }
 
     /// The Prometheus text exposition of every metric.
@@ -358,7 +384,8 @@ pub(crate) struct HandlerMetrics {
     pub(crate) redeliveries: IntCounter,
     pub(crate) lease_expired: IntCounter,
     pub(crate) dead_letter_failures: IntCounter,
-    pub(crate) dead_letter_write_errors: IntCounter,
+    pub(crate) dead_letters_abandoned: IntCounter,
+    pub(crate) archived: IntCounter,
     /// `shareworker_missing_acl` of Write on the handler's dead-letter topic, when it has one.
     pub(crate) dead_letter_acl: Option<IntGauge>,
 }

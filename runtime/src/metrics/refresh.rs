@@ -1,5 +1,6 @@
-//! The refresh task: every `autoscale.refresh`, reads share lag (one request per group) and end
-//! offsets (one per refresh) from the broker, and recomputes the replica hint of each group.
+//! The refresh task: every `autoscale.refresh`, reads share lag and the group's delivery count
+//! limit (one request each per group) and end offsets (one per refresh) from the broker, and
+//! recomputes the replica hint of each group.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -34,6 +35,8 @@ pub(crate) enum Source {
 /// One group, as the refresh task sees it.
 pub(crate) struct GroupView {
     pub(crate) group: String,
+    /// The group's delivery count limit, re-read at every refresh (a running worker's groups).
+    pub(crate) limit: Option<crate::worker::DeliveryLimit>,
     pub(crate) handlers: Vec<HandlerView>,
 }
 
@@ -146,6 +149,11 @@ pub(crate) async fn run(
             }
         }
         for (i, g) in groups.iter().enumerate() {
+            // An operator may change the limit while the worker runs: the dispatcher decides
+            // retry or dead letter with the limit read here.
+            if let Some(limit) = &g.limit {
+                limit.reread(&*broker).await;
+            }
             let lag = match broker.lag(&g.group).await {
                 Ok(l) => {
                     if lag_denied[i] {

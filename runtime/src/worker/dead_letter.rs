@@ -48,7 +48,14 @@ impl DeadLetterJob {
     /// broker's acknowledgement. Every original header is kept, `shareworker.replayed` of a
     /// replayed record included: that is how a replay knows a dead letter came from a replay
     /// (see [`crate::admin`]).
-    pub(crate) async fn write(self, broker: &dyn Broker) -> Result<(), Error> {
+    ///
+    /// Never gives up: every failed try, whatever the error, is reported to `failed` (with the
+    /// number of tries so far and the pause before the next) and tried again after a pause that
+    /// doubles from 200 ms up to 30 s. Meanwhile the dispatcher keeps the record acquired and
+    /// renews its lock: releasing it instead would let the broker archive it at its delivery
+    /// count limit, with no dead letter. Only shutdown (at the end of its grace period) stops
+    /// this, by aborting the task.
+    pub(crate) async fn write(self, broker: &dyn Broker, failed: impl Fn(Error, u32, Duration)) {
         let original = &self.original;
         let mut record = OutgoingRecord {
             key: original.key.clone(),
@@ -78,9 +85,6 @@ impl DeadLetterJob {
             .push(headers::HANDLER, self.handler.to_string());
         record.headers.push(headers::ERROR, self.error.clone());
         record.headers.push(headers::TIME, millis.to_string());
-        // Keep trying: the dispatcher keeps the record's lock alive meanwhile, and releasing it
-        // instead could let the broker archive it at its delivery limit, with no dead letter.
-        // Only shutdown (after its grace period) stops this, by aborting the task.
         let mut pause = Duration::from_millis(200);
         let mut tries = 0u32;
         let acl = self.metrics.dead_letter_acl.as_ref();
@@ -90,25 +94,18 @@ impl DeadLetterJob {
                     if let Some(g) = acl {
                         g.set(0);
                     }
-                    return Ok(());
+                    return;
                 }
-                Err(e) if e.is_invalid_input() => return Err(e),
                 Err(e) => {
                     tries += 1;
-                    self.metrics.dead_letter_write_errors.inc();
-                    if e.is_not_authorized() {
+                    if e.is_not_authorized()
+                        && let Some(g) = acl
+                    {
                         // Not a blip: it lasts until an operator grants the ACL. The record
-                        // stays locked here meanwhile, so nothing is lost.
-                        if let Some(g) = acl {
-                            g.set(1);
-                        }
-                        tracing::error!(dead_letter = %self.topic, record = %self.id, tries, error = %e,
-                            missing_acl = %format!("Write on Topic:{}", self.topic),
-                            "cannot write the dead letter: the worker's principal needs the Write ACL on the dead-letter topic; the record stays locked and the write is tried again in {pause:?}");
-                    } else {
-                        tracing::warn!(dead_letter = %self.topic, record = %self.id, tries, error = %e,
-                            "writing the dead letter failed; trying again in {pause:?}");
+                        // stays locked meanwhile, so nothing is lost.
+                        g.set(1);
                     }
+                    failed(e, tries, pause);
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(MAX_PAUSE);
                 }

@@ -43,10 +43,25 @@ pub enum Outcome {
     },
     /// The dead letter was written and the original rejected.
     DeadLettered,
-    /// The dead letter could not be written; the record was released so it is not lost.
+    /// One try to write the dead letter failed. The record stays acquired (its lock renewed)
+    /// and the write is tried again after a pause (200 ms, doubling up to 30 s), until it
+    /// succeeds ([`Outcome::DeadLettered`]) or the shutdown grace period ends
+    /// ([`Outcome::DeadLetterAbandoned`]).
     DeadLetterFailed {
         /// Why the write failed.
         error: String,
+    },
+    /// The shutdown grace period ended while the dead letter was still being written: the
+    /// write was cut off and the record released. Below the delivery count limit it is
+    /// delivered again (and may be dead-lettered twice, if the cut-off write had in fact
+    /// landed); at the limit the broker archives it ([`Outcome::Archived`] follows).
+    DeadLetterAbandoned,
+    /// The broker archived the record at its delivery count limit with no dead letter: this
+    /// replica released it at its last delivery (at shutdown), or lost its lock at its last
+    /// delivery. Counted in `shareworker_records_archived_total`.
+    Archived {
+        /// How it came to that.
+        reason: String,
     },
     /// The last attempt failed and the group has the broker's dead-letter queue (Kafka 4.4,
     /// KIP-1191): the record was rejected, and the broker writes it to `topic`.
@@ -63,7 +78,8 @@ pub enum Outcome {
     },
     /// The record's lock was renewed (its handler runs long, or it waits out a backoff).
     LockRenewed,
-    /// The handler ran past the maximum lease; it was cancelled and the record released.
+    /// The handler ran past the maximum lease; it was cancelled and the record released, or,
+    /// on its last attempt, sent to its dead letter ([`Outcome::DeadLettering`] follows).
     LeaseExpired,
     /// An acknowledgement was refused (typically the lock had expired).
     SettleFailed {

@@ -23,6 +23,7 @@ use tracing::{Instrument, debug, error, info_span, warn};
 
 use super::dead_letter;
 use super::events::{EventSink, JobEvent, Outcome};
+use super::limits::{self, DeliveryLimit};
 use crate::Error;
 use crate::broker::{AckKind, Broker, Delivery, Member, RecordId};
 use crate::config::{DeadLetter, HandlerConfig};
@@ -69,7 +70,6 @@ pub(crate) struct HandlerRt {
     pub(crate) topic: Arc<str>,
     pub(crate) service: HandlerService,
     pub(crate) config: HandlerConfig,
-    pub(crate) max_attempts: u16,
     pub(crate) metrics: HandlerMetrics,
     /// The group's broker-side dead-letter topic (KIP-1191), which replaces the handler's own.
     pub(crate) broker_dead_letter: Option<Arc<str>>,
@@ -88,6 +88,8 @@ pub(crate) struct GroupRunner {
     pub(crate) events: EventSink,
     pub(crate) metrics: GroupMetrics,
     pub(crate) status: WorkerStatus,
+    /// The group's delivery count limit, re-read at every refresh and on a lost lock.
+    pub(crate) limit: DeliveryLimit,
 }
 
 enum State {
@@ -113,41 +115,23 @@ struct Entry {
     state: State,
     /// The job's record, kept for its dead letter once it runs.
     meta: Option<Arc<JobMeta>>,
+    /// The last error of a held record, for its dead letter should the delivery count limit
+    /// drop to its attempt while it waits out its backoff.
+    error: Option<String>,
     /// A renewal failed: the broker gave the record to someone else, so it is never settled
     /// or renewed from here again.
     lost: bool,
 }
 
-impl Entry {
-    fn clone_for_ack(&self) -> AckTarget {
-        AckTarget {
-            id: self.id.clone(),
-            lost: self.lost,
-        }
-    }
-}
-
-/// What an acknowledgement needs of an entry.
-struct AckTarget {
-    id: RecordId,
-    lost: bool,
-}
-
-impl From<Entry> for AckTarget {
-    fn from(e: Entry) -> Self {
-        Self {
-            id: e.id,
-            lost: e.lost,
-        }
-    }
-}
+/// An acknowledgement waiting to be sent, with the delivery count of the record's delivery
+/// (to tell, should the broker refuse it, whether the record was at its last delivery).
+type Ack = (RecordId, AckKind, u16);
 
 /// Queues the final acknowledgement of a record, unless its lock was lost (then the broker has
 /// given it to another delivery, which this acknowledgement must not settle).
-fn push_ack(acks: &mut Vec<(RecordId, AckKind)>, e: impl Into<AckTarget>, kind: AckKind) {
-    let e = e.into();
+fn push_ack(acks: &mut Vec<Ack>, e: Entry, kind: AckKind) {
     if !e.lost {
-        acks.push((e.id, kind));
+        acks.push((e.id, kind, e.attempt));
     }
 }
 
@@ -160,11 +144,18 @@ pub(crate) enum Completion {
     },
     DeadLettered {
         seq: u64,
-        result: Result<(), Error>,
+    },
+    /// One try of a dead-letter write failed; the write goes on after `pause`.
+    DeadLetterTryFailed {
+        seq: u64,
+        error: Error,
+        tries: u32,
+        pause: Duration,
     },
     SettleFailed {
         id: RecordId,
         kind: AckKind,
+        attempt: u16,
         error: Error,
     },
 }
@@ -181,10 +172,10 @@ struct Dispatcher {
     held_count: Vec<u32>,
     held: BinaryHeap<Reverse<(Instant, u64)>>,
     next_seq: u64,
-    acks: Vec<(RecordId, AckKind)>,
+    acks: Vec<Ack>,
     /// When the waiting acknowledgements must go at the latest.
     acks_due: Option<Instant>,
-    settle_tx: mpsc::UnboundedSender<Vec<(RecordId, AckKind)>>,
+    settle_tx: mpsc::UnboundedSender<Vec<Ack>>,
     done_tx: mpsc::UnboundedSender<Completion>,
     fetch: Option<FetchFuture>,
     /// How many records the pending acquire asked for.
@@ -339,17 +330,29 @@ impl Dispatcher {
         self.fetch = None;
         self.permit_wait = None;
         // Records that have not started, or wait out a backoff, go back now.
-        for q in &mut self.queues {
-            for (seq, _) in q.drain(..) {
-                if let Some(e) = self.entries.remove(&seq) {
-                    push_ack(&mut self.acks, e, AckKind::Release);
-                }
+        let queued: Vec<u64> = self
+            .queues
+            .iter_mut()
+            .flat_map(|q| q.drain(..).map(|(seq, _)| seq))
+            .collect();
+        for seq in queued {
+            if let Some(e) = self.entries.remove(&seq) {
+                self.release(e, "shutdown before it started");
             }
         }
         while let Some(Reverse((_, seq))) = self.held.pop() {
-            if let Some(e) = self.entries.remove(&seq) {
-                self.held_count[e.handler] -= 1;
-                push_ack(&mut self.acks, e, AckKind::Release);
+            let Some(e) = self.entries.get(&seq) else {
+                continue;
+            };
+            let h = e.handler;
+            self.held_count[h] -= 1;
+            // Released at (or past) its last attempt, the broker would archive it: it gets its
+            // dead letter within the grace period instead.
+            if e.attempt >= self.max_attempts(h) {
+                let err = e.error.clone().unwrap_or_default();
+                self.give_up(seq, err, "last attempt failed", None);
+            } else if let Some(e) = self.entries.remove(&seq) {
+                self.release(e, "shutdown while it waited out its backoff");
             }
         }
     }
@@ -357,14 +360,62 @@ impl Dispatcher {
     /// The grace period is over: stop what still runs and release it.
     fn abandon_all(&mut self) {
         let group = self.r.group.clone();
-        for (_, e) in self.entries.drain() {
+        let entries: Vec<Entry> = self.entries.drain().map(|(_, e)| e).collect();
+        for e in entries {
             match &e.state {
-                State::Running(h) | State::DeadLettering(h) => h.abort(),
-                State::Queued | State::Held => {}
+                State::Running(h) => {
+                    h.abort();
+                    warn!(group = %group, record = %e.id, attempt = e.attempt,
+                        "still running when the shutdown grace period ended; cancelled and released");
+                }
+                State::DeadLettering(h) => {
+                    h.abort();
+                    let hr = &self.r.handlers[e.handler];
+                    error!(handler = %hr.name, group = %group, record = %e.id, attempt = e.attempt,
+                        "the dead-letter write was still unfinished when the shutdown grace period ended; cut off and released: the record is delivered again (and may be dead-lettered twice, if the write had landed), or archived by the broker at its delivery count limit");
+                    self.event(
+                        e.handler,
+                        &e.id,
+                        e.attempt,
+                        Outcome::DeadLetterAbandoned,
+                        None,
+                    );
+                }
+                State::Queued | State::Held => {
+                    warn!(group = %group, record = %e.id, "still held when the shutdown grace period ended; released");
+                }
             }
-            warn!(group = %group, record = %e.id, "still running when the shutdown grace period ended; cancelled and released");
-            push_ack(&mut self.acks, e, AckKind::Release);
+            self.release(e, "the shutdown grace period ended");
         }
+    }
+
+    /// How many attempts handler `h` gets under the group's current delivery count limit.
+    fn max_attempts(&self, h: usize) -> u16 {
+        limits::max_attempts(self.r.handlers[h].config.max_attempts, self.r.limit.get())
+    }
+
+    /// Releases a record. At (or past) the delivery count limit the broker archives it instead
+    /// of delivering it again: that is counted and logged, never silent.
+    fn release(&mut self, e: Entry, why: &str) {
+        if !e.lost && e.attempt >= self.r.limit.get() {
+            self.archived(
+                e.handler,
+                &e.id,
+                e.attempt,
+                format!("released at its last delivery: {why}"),
+            );
+        }
+        push_ack(&mut self.acks, e, AckKind::Release);
+    }
+
+    /// The broker archives (or archived) a record at its delivery count limit, with no dead
+    /// letter: a metric, an error log line and an event.
+    fn archived(&self, h: usize, id: &RecordId, attempt: u16, reason: String) {
+        let hr = &self.r.handlers[h];
+        error!(handler = %hr.name, group = %self.r.group, record = %id, attempt,
+            delivery_count_limit = self.r.limit.get(), reason = %reason,
+            "the broker archives this record at its delivery count limit, without a dead letter; its original stays in the topic until retention deletes it");
+        self.event(h, id, attempt, Outcome::Archived { reason }, None);
     }
 
     fn on_fetched(&mut self, res: Result<Vec<Delivery>, Error>) {
@@ -392,11 +443,19 @@ impl Dispatcher {
         for d in records {
             let Some(&h) = self.by_topic.get(&d.id.topic) else {
                 warn!(group = %self.r.group, record = %d.id, "acquired a record of a topic no handler reads; releasing it");
-                self.acks.push((d.id, AckKind::Release));
+                self.acks.push((d.id, AckKind::Release, d.delivery_count));
                 continue;
             };
             if self.shutting_down.is_some() {
-                self.acks.push((d.id, AckKind::Release));
+                if d.delivery_count >= self.r.limit.get() {
+                    self.archived(
+                        h,
+                        &d.id,
+                        d.delivery_count,
+                        "released at its last delivery: acquired during shutdown".into(),
+                    );
+                }
+                self.acks.push((d.id, AckKind::Release, d.delivery_count));
                 continue;
             }
             if d.delivery_count > 1 {
@@ -417,6 +476,7 @@ impl Dispatcher {
                     lock: d.lock_duration,
                     state: State::Queued,
                     meta: None,
+                    error: None,
                     lost: false,
                 },
             );
@@ -504,6 +564,7 @@ impl Dispatcher {
         let Some((seq, delivery)) = self.queues[h].pop_front() else {
             return;
         };
+        let max_attempts = self.max_attempts(h);
         let Some(entry) = self.entries.get_mut(&seq) else {
             return;
         };
@@ -518,7 +579,7 @@ impl Dispatcher {
         );
         let job = Job::from_delivery(
             delivery,
-            hr.max_attempts,
+            max_attempts,
             hr.name.clone(),
             self.r.group.clone(),
             self.r.shutdown.clone(),
@@ -558,36 +619,67 @@ impl Dispatcher {
     fn on_completion(&mut self, c: Completion) {
         match c {
             Completion::Finished { seq, result, took } => self.on_finished(seq, result, took),
-            Completion::DeadLettered { seq, result } => self.on_dead_lettered(seq, result),
-            Completion::SettleFailed { id, kind, error } => {
-                let mut attempt = 0;
-                if kind == AckKind::Renew {
-                    self.r.metrics.renewal_failures.inc();
-                } else if error.is_lock_lost() {
-                    self.r.metrics.locks_lost.inc();
-                }
-                if kind == AckKind::Renew {
-                    // The lock is gone: stop renewing, and never settle this delivery.
-                    if let Some(e) = self.entries.values_mut().find(|e| e.id == id && !e.lost) {
-                        e.lost = true;
-                        attempt = e.attempt;
-                    }
-                    warn!(group = %self.r.group, record = %id, error = %error,
-                        "renewing the lock failed: the record will be delivered again; its running handler goes on, but its result will not be acknowledged");
-                } else {
-                    warn!(group = %self.r.group, record = %id, ack = %kind, error = %error,
-                        "settling failed; the record will be delivered again when its lock expires");
-                }
-                self.r.events.emit(JobEvent {
-                    handler: self.handler_for(&id),
-                    group: self.r.group.clone(),
-                    id,
-                    attempt,
-                    outcome: Outcome::SettleFailed { kind },
-                    took: None,
-                });
-            }
+            Completion::DeadLettered { seq } => self.on_dead_lettered(seq),
+            Completion::DeadLetterTryFailed {
+                seq,
+                error,
+                tries,
+                pause,
+            } => self.on_dead_letter_try_failed(seq, &error, tries, pause),
+            Completion::SettleFailed {
+                id,
+                kind,
+                attempt,
+                error,
+            } => self.on_settle_failed(id, kind, attempt, &error),
         }
+    }
+
+    fn on_settle_failed(&mut self, id: RecordId, kind: AckKind, mut attempt: u16, error: &Error) {
+        if kind == AckKind::Renew {
+            self.r.metrics.renewal_failures.inc();
+        } else if error.is_lock_lost() {
+            self.r.metrics.locks_lost.inc();
+        }
+        // The record is gone from this member: the limit may have changed under us.
+        if kind == AckKind::Renew || error.is_lock_lost() {
+            self.r.limit.reread_soon(self.r.broker.clone());
+        }
+        let limit = self.r.limit.get();
+        if kind == AckKind::Renew {
+            // The lock is gone: stop renewing, and never settle this delivery.
+            let mut archived = None;
+            if let Some(e) = self.entries.values_mut().find(|e| e.id == id && !e.lost) {
+                e.lost = true;
+                attempt = e.attempt;
+                // A dead letter being written still lands; anything else at its last
+                // delivery is archived by the broker when its lock expires.
+                if e.attempt >= limit && !matches!(e.state, State::DeadLettering(_)) {
+                    archived = Some(e.handler);
+                }
+            }
+            warn!(group = %self.r.group, record = %id, error = %error,
+                "renewing the lock failed: the record will be delivered again; its running handler goes on, but its result will not be acknowledged");
+            if let Some(h) = archived {
+                self.archived(
+                    h,
+                    &id,
+                    attempt,
+                    format!("its lock was lost at its last delivery: {error}"),
+                );
+            }
+        } else {
+            warn!(group = %self.r.group, record = %id, ack = %kind, error = %error,
+                "settling failed; the record will be delivered again when its lock expires");
+        }
+        self.r.events.emit(JobEvent {
+            handler: self.handler_for(&id),
+            group: self.r.group.clone(),
+            id,
+            attempt,
+            outcome: Outcome::SettleFailed { kind },
+            took: None,
+        });
     }
 
     fn handler_for(&self, id: &RecordId) -> Arc<str> {
@@ -638,8 +730,10 @@ impl Dispatcher {
             }
             Err(err) => err,
         };
+        // The limit as the broker has it now (re-read at every refresh): a record failing at
+        // or past it is dead-lettered, since released it would be archived.
+        let max_attempts = self.max_attempts(h);
         let hr = &self.r.handlers[h];
-        let max_attempts = hr.max_attempts;
         let verdict = err.verdict();
         if let Verdict::Retry(delay) = verdict
             && attempt < max_attempts
@@ -665,14 +759,12 @@ impl Dispatcher {
             if can_hold {
                 if let Some(e) = self.entries.get_mut(&seq) {
                     e.state = State::Held;
-                    e.meta = None;
+                    e.error = Some(err.to_string());
                 }
                 self.held_count[h] += 1;
                 self.held.push(Reverse((Instant::now() + delay, seq)));
-            } else {
-                if let Some(e) = self.entries.remove(&seq) {
-                    push_ack(&mut self.acks, e, AckKind::Release);
-                }
+            } else if let Some(e) = self.entries.remove(&seq) {
+                self.release(e, "failed, to be retried");
             }
             return;
         }
@@ -681,6 +773,17 @@ impl Dispatcher {
         } else {
             "last attempt failed"
         };
+        self.give_up(seq, err.to_string(), why, Some(took));
+    }
+
+    /// The record's last attempt failed (or its failure is permanent): its dead letter, written
+    /// by the broker or by us, or its rejection when dead-lettering is off.
+    fn give_up(&mut self, seq: u64, err: String, why: &str, took: Option<Duration>) {
+        let Some(entry) = self.entries.get(&seq) else {
+            return;
+        };
+        let (h, attempt, id) = (entry.handler, entry.attempt, entry.id.clone());
+        let hr = &self.r.handlers[h];
         if let Some(topic) = hr.broker_dead_letter.clone() {
             error!(handler = %hr.name, record = %id, attempt, broker_dead_letter = %topic,
                 error = %err, "job failed ({why}); rejecting it: the broker writes it to its dead-letter topic");
@@ -690,9 +793,9 @@ impl Dispatcher {
                 attempt,
                 Outcome::DeadLetteredByBroker {
                     topic: topic.to_string(),
-                    error: err.to_string(),
+                    error: err,
                 },
-                Some(took),
+                took,
             );
             if let Some(e) = self.entries.remove(&seq) {
                 push_ack(&mut self.acks, e, AckKind::Reject);
@@ -710,7 +813,7 @@ impl Dispatcher {
                     .map(|m| m.delivery.clone());
                 let Some(original) = original else {
                     if let Some(e) = self.entries.remove(&seq) {
-                        push_ack(&mut self.acks, e, AckKind::Release);
+                        self.release(e, "its record was not kept for a dead letter");
                     }
                     return;
                 };
@@ -720,7 +823,7 @@ impl Dispatcher {
                     handler: hr.name.clone(),
                     id: id.clone(),
                     attempt,
-                    error: err.to_string(),
+                    error: err.clone(),
                     at: SystemTime::now(),
                     original,
                     metrics: hr.metrics.clone(),
@@ -728,34 +831,27 @@ impl Dispatcher {
                 let broker = self.r.broker.clone();
                 let done = self.done_tx.clone();
                 let task = tokio::spawn(async move {
-                    let result = job.write(&*broker).await;
-                    let _ = done.send(Completion::DeadLettered { seq, result });
+                    let tell = done.clone();
+                    job.write(&*broker, move |error, tries, pause| {
+                        let _ = tell.send(Completion::DeadLetterTryFailed {
+                            seq,
+                            error,
+                            tries,
+                            pause,
+                        });
+                    })
+                    .await;
+                    let _ = done.send(Completion::DeadLettered { seq });
                 });
                 if let Some(e) = self.entries.get_mut(&seq) {
                     e.state = State::DeadLettering(task.abort_handle());
                 }
-                self.event(
-                    h,
-                    &id,
-                    attempt,
-                    Outcome::DeadLettering {
-                        error: err.to_string(),
-                    },
-                    Some(took),
-                );
+                self.event(h, &id, attempt, Outcome::DeadLettering { error: err }, took);
             }
             DeadLetter::Off => {
                 error!(handler = %hr.name, record = %id, attempt, error = %err,
                     "job failed ({why}); rejecting it (no dead-letter topic)");
-                self.event(
-                    h,
-                    &id,
-                    attempt,
-                    Outcome::Rejected {
-                        error: err.to_string(),
-                    },
-                    Some(took),
-                );
+                self.event(h, &id, attempt, Outcome::Rejected { error: err }, took);
                 if let Some(e) = self.entries.remove(&seq) {
                     push_ack(&mut self.acks, e, AckKind::Reject);
                 }
@@ -763,34 +859,48 @@ impl Dispatcher {
         }
     }
 
-    fn on_dead_lettered(&mut self, seq: u64, result: Result<(), Error>) {
+    fn on_dead_lettered(&mut self, seq: u64) {
         let Some(e) = self.entries.remove(&seq) else {
             return;
         };
-        let hr = &self.r.handlers[e.handler];
-        let outcome = match result {
-            Ok(()) => {
-                push_ack(&mut self.acks, e.clone_for_ack(), AckKind::Reject);
-                Outcome::DeadLettered
-            }
-            Err(err) => {
-                error!(handler = %hr.name, record = %e.id, error = %err,
-                    "could not write the dead letter; releasing the record so it is not lost");
-                push_ack(&mut self.acks, e.clone_for_ack(), AckKind::Release);
-                Outcome::DeadLetterFailed {
-                    error: err.to_string(),
-                }
-            }
+        let (h, id, attempt) = (e.handler, e.id.clone(), e.attempt);
+        push_ack(&mut self.acks, e, AckKind::Reject);
+        self.event(h, &id, attempt, Outcome::DeadLettered, None);
+    }
+
+    /// A dead-letter write failed once: the record stays acquired (renewed with the others)
+    /// and the write goes on; an operator sees a metric, an error line and an event.
+    fn on_dead_letter_try_failed(&mut self, seq: u64, error: &Error, tries: u32, pause: Duration) {
+        let Some(e) = self.entries.get(&seq) else {
+            return;
         };
-        count(&hr.metrics, e.attempt, &outcome, None);
-        self.r.events.emit(JobEvent {
-            handler: hr.name.clone(),
-            group: self.r.group.clone(),
-            id: e.id,
-            attempt: e.attempt,
-            outcome,
-            took: None,
-        });
+        let (h, id, attempt) = (e.handler, e.id.clone(), e.attempt);
+        let hr = &self.r.handlers[h];
+        let topic = match &hr.config.dead_letter {
+            DeadLetter::Topic(t) => t.as_str(),
+            DeadLetter::Off => "",
+        };
+        if error.is_not_authorized() {
+            // Not a blip: it lasts until an operator grants the ACL.
+            error!(handler = %hr.name, group = %self.r.group, record = %id, attempt, dead_letter = %topic,
+                tries, error = %error, missing_acl = %format!("Write on Topic:{topic}"),
+                "cannot write the dead letter: the worker's principal needs the Write ACL on the dead-letter topic; the record stays held (its lock renewed) and the write is tried again in {}",
+                crate::duration::Short(pause));
+        } else {
+            error!(handler = %hr.name, group = %self.r.group, record = %id, attempt, dead_letter = %topic,
+                tries, error = %error,
+                "writing the dead letter failed; the record stays held (its lock renewed) and the write is tried again in {}",
+                crate::duration::Short(pause));
+        }
+        self.event(
+            h,
+            &id,
+            attempt,
+            Outcome::DeadLetterFailed {
+                error: error.to_string(),
+            },
+            None,
+        );
     }
 
     fn on_timer(&mut self) {
@@ -800,9 +910,23 @@ impl Dispatcher {
                 break;
             }
             self.held.pop();
-            if let Some(e) = self.entries.remove(&seq) {
-                self.held_count[e.handler] -= 1;
-                push_ack(&mut self.acks, e, AckKind::Release);
+            let Some(e) = self.entries.get(&seq) else {
+                continue;
+            };
+            let h = e.handler;
+            self.held_count[h] -= 1;
+            // The delivery count limit dropped to its attempt while it waited: released, the
+            // broker would archive it.
+            if e.attempt >= self.max_attempts(h) {
+                let err = e.error.clone().unwrap_or_default();
+                self.give_up(
+                    seq,
+                    err,
+                    "last attempt failed: the group's delivery count limit was lowered",
+                    None,
+                );
+            } else if let Some(e) = self.entries.remove(&seq) {
+                self.release(e, "after its backoff");
             }
         }
         if self.next_renew.is_some_and(|t| t <= now) {
@@ -831,7 +955,7 @@ impl Dispatcher {
                 continue;
             }
             debug!(group = %self.r.group, record = %e.id, "renewing lock");
-            self.acks.push((e.id.clone(), AckKind::Renew));
+            self.acks.push((e.id.clone(), AckKind::Renew, e.attempt));
             e.lock_started = now;
             renewed.push((e.handler, e.id.clone(), e.attempt));
             let due = now + e.lock / 2;
@@ -842,11 +966,37 @@ impl Dispatcher {
             self.event(h, &id, attempt, Outcome::LockRenewed, None);
         }
         for seq in expired_leases {
+            let Some(e) = self.entries.get(&seq) else {
+                continue;
+            };
+            if let State::Running(h) = &e.state {
+                h.abort();
+            }
+            let h = e.handler;
+            self.running[h] -= 1;
+            if e.attempt >= self.max_attempts(h) {
+                // Its last attempt: released, the broker would archive it.
+                let hr = &self.r.handlers[h];
+                hr.metrics.lease_expired.inc();
+                let max_lease = crate::duration::Short(self.r.max_lease).to_string();
+                let took = now.duration_since(e.lease_from);
+                self.r.events.emit(JobEvent {
+                    handler: hr.name.clone(),
+                    group: self.r.group.clone(),
+                    id: e.id.clone(),
+                    attempt: e.attempt,
+                    outcome: Outcome::LeaseExpired,
+                    took: Some(took),
+                });
+                self.give_up(
+                    seq,
+                    format!("ran past the maximum lease ({max_lease})"),
+                    "last attempt cancelled",
+                    Some(took),
+                );
+                continue;
+            }
             if let Some(e) = self.entries.remove(&seq) {
-                if let State::Running(h) = &e.state {
-                    h.abort();
-                }
-                self.running[e.handler] -= 1;
                 let hr = &self.r.handlers[e.handler];
                 error!(handler = %hr.name, record = %e.id, max_lease = %crate::duration::Short(self.r.max_lease),
                     "handler ran past the maximum lease; cancelled it and released the record");
@@ -860,7 +1010,7 @@ impl Dispatcher {
                     outcome: Outcome::LeaseExpired,
                     took,
                 });
-                push_ack(&mut self.acks, e, AckKind::Release);
+                self.release(e, "ran past the maximum lease");
             }
         }
         self.next_renew = next;
@@ -919,7 +1069,15 @@ fn count(m: &HandlerMetrics, attempt: u16, outcome: &Outcome, took: Option<Durat
         }
         Outcome::DeadLetterFailed { .. } => {
             m.dead_letter_failures.inc();
+            false
+        }
+        Outcome::DeadLetterAbandoned => {
+            m.dead_letters_abandoned.inc();
             m.released.inc();
+            false
+        }
+        Outcome::Archived { .. } => {
+            m.archived.inc();
             false
         }
         Outcome::Rejected { .. } => {
@@ -952,7 +1110,7 @@ fn flatten(
 
 async fn settle_loop(
     member: Arc<dyn Member>,
-    mut rx: mpsc::UnboundedReceiver<Vec<(RecordId, AckKind)>>,
+    mut rx: mpsc::UnboundedReceiver<Vec<Ack>>,
     done: mpsc::UnboundedSender<Completion>,
     group: Arc<str>,
 ) {
@@ -962,21 +1120,31 @@ async fn settle_loop(
         while let Ok(mut more) = rx.try_recv() {
             batch.append(&mut more);
         }
-        match member.settle(&batch).await {
+        let wire: Vec<(RecordId, AckKind)> = batch
+            .iter()
+            .map(|(id, kind, _)| (id.clone(), *kind))
+            .collect();
+        match member.settle(&wire).await {
             Ok(results) => {
-                for ((id, kind), r) in batch.drain(..).zip(results) {
+                for ((id, kind, attempt), r) in batch.drain(..).zip(results) {
                     if let Err(error) = r {
-                        let _ = done.send(Completion::SettleFailed { id, kind, error });
+                        let _ = done.send(Completion::SettleFailed {
+                            id,
+                            kind,
+                            attempt,
+                            error,
+                        });
                     }
                 }
             }
             Err(e) => {
                 error!(group = %group, error = %e, records = batch.len(),
                     "settle request failed; these records come back when their locks expire");
-                for (id, kind) in batch.drain(..) {
+                for (id, kind, attempt) in batch.drain(..) {
                     let _ = done.send(Completion::SettleFailed {
                         id,
                         kind,
+                        attempt,
                         error: Error::broker(e.to_string()),
                     });
                 }

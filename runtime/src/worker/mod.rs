@@ -4,6 +4,7 @@ mod app;
 mod dead_letter;
 mod events;
 mod group;
+mod limits;
 mod logging;
 
 pub use app::App;
@@ -34,6 +35,7 @@ use crate::metrics::{self, Metrics};
 use crate::state::States;
 use events::EventSink;
 use group::{GroupRunner, HandlerRt};
+pub(crate) use limits::DeliveryLimit;
 
 type Signal = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -496,11 +498,11 @@ impl WorkerBuilder {
                 metrics: metrics.handler(&name, &cfg.group, cfg.concurrency),
                 name,
                 service,
-                max_attempts: 0,
                 broker_dead_letter: None,
                 config: cfg,
             });
         }
+        let mut delivery_limits = BTreeMap::new();
         for (group, handlers) in &mut groups {
             let (limits, broker_dlq) = match group_settings(&*broker, group).await {
                 Ok(read) => read,
@@ -520,6 +522,14 @@ impl WorkerBuilder {
                 }
                 Err(e) => return Err(e),
             };
+            delivery_limits.insert(
+                group.clone(),
+                DeliveryLimit::new(
+                    group,
+                    limits.delivery_count_limit,
+                    metrics.delivery_limit(group),
+                ),
+            );
             if let Some(t) = &broker_dlq {
                 info!(group = %group, dead_letter = %t,
                     "the group has the broker's dead-letter queue: after the last attempt the runtime rejects and the broker writes the dead letter");
@@ -538,16 +548,14 @@ impl WorkerBuilder {
                 }
             }
             for h in handlers.iter_mut() {
+                // The limit is read again at every refresh; the attempts follow it.
                 let limit = limits.delivery_count_limit;
-                h.max_attempts = match h.config.max_attempts {
-                    Some(n) if n > limit => {
-                        warn!(handler = %h.name, group = %group, max_attempts = n, delivery_count_limit = limit,
-                            "max_attempts is above the group's delivery count limit; the broker would archive the record first, so {limit} attempts it is");
-                        limit
-                    }
-                    Some(n) => n,
-                    None => limit,
-                };
+                if let Some(n) = h.config.max_attempts
+                    && n > limit
+                {
+                    warn!(handler = %h.name, group = %group, max_attempts = n, delivery_count_limit = limit,
+                        "max_attempts is above the group's delivery count limit; the broker would archive the record first, so {limit} attempts it is");
+                }
                 h.broker_dead_letter = broker_dlq.as_deref().map(Arc::from);
                 if let (Some(b), DeadLetter::Topic(own)) = (&broker_dlq, &h.config.dead_letter) {
                     info!(handler = %h.name, dead_letter = %own, broker_dead_letter = %b,
@@ -622,6 +630,7 @@ impl WorkerBuilder {
         Ok(Worker {
             broker,
             groups,
+            delivery_limits,
             global: Arc::new(Semaphore::new(config.concurrency as usize)),
             shutdown: CancellationToken::new(),
             signal: self.signal,
@@ -669,6 +678,8 @@ const NO_HANDLERS: &str = "no handlers: annotate an async fn with #[shareworker:
 pub struct Worker {
     broker: Arc<dyn Broker>,
     groups: BTreeMap<String, Vec<HandlerRt>>,
+    /// Each group's delivery count limit, shared by its dispatcher and the refresh task.
+    delivery_limits: BTreeMap<String, DeliveryLimit>,
     global: Arc<Semaphore>,
     shutdown: CancellationToken,
     signal: Option<Signal>,
@@ -793,6 +804,7 @@ impl Worker {
             .iter()
             .map(|(group, handlers)| metrics::refresh::GroupView {
                 group: group.clone(),
+                limit: self.delivery_limits.get(group).cloned(),
                 handlers: handlers
                     .iter()
                     .map(|h| metrics::refresh::HandlerView {
@@ -850,7 +862,19 @@ impl Worker {
                 }
             };
             info!(group = %group, topics = %crate::logs::Json(&topics), member = member.member_id(), broker = self.broker.kind(), "joined share group");
+            let limit = self
+                .delivery_limits
+                .get(&group)
+                .cloned()
+                .unwrap_or_else(|| {
+                    DeliveryLimit::new(
+                        &group,
+                        crate::broker::GroupLimits::default().delivery_count_limit,
+                        self.metrics.delivery_limit(&group),
+                    )
+                });
             runners.push(GroupRunner {
+                limit,
                 metrics: self.metrics.group(&group),
                 status: self.status.clone(),
                 group: Arc::from(group.as_str()),
