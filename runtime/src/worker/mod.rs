@@ -468,8 +468,13 @@ async fn broker_from_config(config: &Config) -> Result<Arc<dyn Broker>, Error> {
             .start_from(config.embedded.start_from.into())
             .lock_duration(config.embedded.lock_duration)
             .delivery_count_limit(config.embedded.delivery_count_limit)
+            .max_message_bytes(config.embedded.max_message_bytes)
             .build()
             .map_err(|e| Error::config(format!("`embedded`: {e}")))?;
+        warn!(
+            max_message_bytes = config.embedded.max_message_bytes,
+            "broker = \"embedded\": an in-process broker that keeps its records in memory only; a restart or crash of this process loses every job not yet done, and other processes cannot enqueue to it. Use kafka://host:port for anything that must survive"
+        );
         return Ok(Arc::new(b));
     }
     Ok(Arc::new(crate::KafkaBroker::from_config(config).await?))
