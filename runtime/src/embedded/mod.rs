@@ -76,6 +76,7 @@ pub struct EmbeddedBrokerBuilder {
     default_partitions: i32,
     auto_create_topics: bool,
     max_message_bytes: usize,
+    keep_settled: bool,
 }
 
 struct Inner {
@@ -85,6 +86,7 @@ struct Inner {
     default_partitions: i32,
     auto_create_topics: bool,
     max_message_bytes: usize,
+    keep_settled: bool,
     defaults: GroupSettings,
 }
 
@@ -279,6 +281,7 @@ impl Default for EmbeddedBrokerBuilder {
             default_partitions: 1,
             auto_create_topics: true,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            keep_settled: false,
         }
     }
 }
@@ -328,6 +331,14 @@ impl EmbeddedBrokerBuilder {
         self
     }
 
+    /// Whether records every group has settled stay in the log (default false: they are dropped,
+    /// so memory follows what is not done yet). [`TestWorker`](crate::testing::TestWorker) keeps
+    /// them, so that a test can read its topics after the run.
+    pub fn keep_settled_records(mut self, keep: bool) -> Self {
+        self.keep_settled = keep;
+        self
+    }
+
     /// Builds the broker.
     ///
     /// # Errors
@@ -353,6 +364,7 @@ impl EmbeddedBrokerBuilder {
                 default_partitions: self.default_partitions,
                 auto_create_topics: self.auto_create_topics,
                 max_message_bytes: self.max_message_bytes,
+                keep_settled: self.keep_settled,
                 defaults: self.defaults,
             }),
         })
@@ -510,7 +522,10 @@ impl State {
 
     /// Drops the records of a partition that every group reading it has settled: those below the
     /// smallest share start offset. A partition no group reads keeps everything.
-    fn trim(&mut self, topic: &Arc<str>, partition: i32) {
+    fn trim(&mut self, topic: &Arc<str>, partition: i32, inner: &Inner) {
+        if inner.keep_settled {
+            return;
+        }
         let key = (topic.clone(), partition);
         let Some(floor) = self
             .groups
@@ -1042,7 +1057,7 @@ impl EmbeddedMember {
             }
         }
         for (topic, p) in &advanced {
-            guard.trim(topic, *p);
+            guard.trim(topic, *p, &self.broker.inner);
         }
         Ok((out, next_expiry))
     }
@@ -1151,7 +1166,7 @@ impl Member for EmbeddedMember {
                 }
             }
             for (topic, p) in &touched {
-                guard.trim(topic, *p);
+                guard.trim(topic, *p, &self.broker.inner);
             }
         }
         if freed {
@@ -1178,7 +1193,7 @@ impl Member for EmbeddedMember {
                     sp.advance();
                 }
                 for (topic, p) in &keys {
-                    guard.trim(topic, *p);
+                    guard.trim(topic, *p, &self.broker.inner);
                 }
             }
         }
@@ -1283,6 +1298,22 @@ mod tests {
         let read = broker.read("jobs", 0, 0, 10).await.expect("read");
         assert_eq!(read.len(), 1);
         assert_eq!(read[0].id.offset, 100);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keep_settled_records_keeps_them() {
+        let broker = EmbeddedBroker::builder()
+            .start_from(StartFrom::Earliest)
+            .keep_settled_records(true)
+            .build()
+            .expect("valid settings");
+        let records: Vec<_> = (0..5)
+            .map(|i| OutgoingRecord::new(format!("{i}")))
+            .collect();
+        broker.produce("jobs", records).await.expect("produce");
+        let m = broker.join("g", &["jobs".to_string()]).await.expect("join");
+        accept_all(&*m, 5).await;
+        assert_eq!(log_start(&broker, "jobs").await, (0, 5, 5));
     }
 
     #[tokio::test(start_paused = true)]

@@ -449,6 +449,7 @@ impl WorkerBuilder {
             groups,
             global: Arc::new(Semaphore::new(config.concurrency as usize)),
             shutdown: CancellationToken::new(),
+            stop_now: CancellationToken::new(),
             signal: self.signal,
             handle_signals: self.handle_signals,
             events,
@@ -487,6 +488,8 @@ pub struct Worker {
     groups: BTreeMap<String, Vec<HandlerRt>>,
     global: Arc<Semaphore>,
     shutdown: CancellationToken,
+    /// Ends the grace period at once (the test worker's time limit).
+    stop_now: CancellationToken,
     signal: Option<Signal>,
     handle_signals: bool,
     events: EventSink,
@@ -523,6 +526,12 @@ impl Worker {
     /// A handle that stops this worker gracefully.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle(self.shutdown.clone())
+    }
+
+    /// Cancelled, it ends the shutdown grace period at once: what still runs is cancelled and
+    /// released.
+    pub(crate) fn stop_now_token(&self) -> CancellationToken {
+        self.stop_now.clone()
     }
 
     /// A handle that tells whether the worker is ready.
@@ -652,6 +661,7 @@ impl Worker {
                 global: self.global.clone(),
                 shutdown: token.clone(),
                 grace: self.config.shutdown_grace,
+                stop_now: self.stop_now.clone(),
                 max_lease: self.config.max_lease,
                 events: self.events.clone(),
             });
