@@ -92,6 +92,16 @@ pub struct EmbeddedConfig {
     pub lock_duration: Duration,
     /// Deliveries after which a record is archived (default 5, range 2 to 10, as Kafka).
     pub delivery_count_limit: u16,
+    /// The largest record accepted, in bytes of key, value and headers (default 1048576 = 1 MiB,
+    /// Kafka's `max.message.bytes`). Enqueueing a larger one fails with an error for which
+    /// [`Error::is_record_too_large`](crate::Error::is_record_too_large) is true, as it would
+    /// on Kafka.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+}
+
+fn default_max_message_bytes() -> usize {
+    crate::embedded::DEFAULT_MAX_MESSAGE_BYTES
 }
 
 /// The worker's HTTP endpoint (key `http`): Prometheus metrics at `/metrics`, liveness at
@@ -343,6 +353,7 @@ impl Default for Config {
                 start_from: StartFromConfig::Earliest,
                 lock_duration: Duration::from_secs(30),
                 delivery_count_limit: 5,
+                max_message_bytes: default_max_message_bytes(),
             },
             http: HttpConfig::default(),
             autoscale: crate::autoscale::AutoscaleConfig::default(),
@@ -776,6 +787,12 @@ pub(crate) fn validate(config: &Config) -> Result<(), Error> {
             format!("must be at least 1, got {}", config.embedded.partitions),
         );
     }
+    if config.embedded.max_message_bytes == 0 {
+        return bad(
+            "embedded.max_message_bytes".into(),
+            "must be at least 1 (bytes), got 0".into(),
+        );
+    }
     if !(config.broker == "embedded" || config.broker.starts_with("kafka://")) {
         return bad(
             "broker".into(),
@@ -1048,6 +1065,11 @@ mod tests {
                     "at least 1.0",
                 ),
                 ("broker = \"rabbitmq://x\"", "broker", "kafka://"),
+                (
+                    "[embedded]\nmax_message_bytes = 0",
+                    "embedded.max_message_bytes",
+                    "at least 1",
+                ),
                 ("shutdown_grace = 30", "shutdown_grace", "no unit"),
                 (
                     "[handlers.send_email]\ndead_letter = \"emails\"",

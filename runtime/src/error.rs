@@ -97,6 +97,12 @@ impl Error {
         }
     }
 
+    /// The same error, carrying the Kafka error code that a broker would answer for it.
+    pub(crate) fn with_kafka_code(mut self, code: i16) -> Self {
+        self.code = Some(code);
+        self
+    }
+
     pub(crate) fn with_source(mut self, source: impl Into<Source>) -> Self {
         self.source = Some(source.into());
         self
@@ -196,6 +202,27 @@ impl Error {
     /// The caller passed bad input (an empty topic name, a zero partition count, ...).
     pub fn is_invalid_input(&self) -> bool {
         self.kind == Kind::InvalidInput
+    }
+
+    /// The record is larger than the broker accepts: Kafka's `MESSAGE_TOO_LARGE` (10) or
+    /// `RECORD_LIST_TOO_LARGE` (18), the Java client's `RecordTooLargeException`, or a record
+    /// over the embedded broker's `embedded.max_message_bytes` (1 MiB by default).
+    ///
+    /// Retrying cannot help: send less (a reference to the data instead of the data), or raise
+    /// the limit (`max.message.bytes` on the topic, `embedded.max_message_bytes`).
+    ///
+    /// ```
+    /// use shareworker::{Broker, EmbeddedBroker, OutgoingRecord};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let broker = EmbeddedBroker::new();
+    /// let big = vec![b'x'; 2 * 1024 * 1024];
+    /// let err = broker.produce("jobs", vec![OutgoingRecord::new(big)]).await.unwrap_err();
+    /// assert!(err.is_record_too_large());
+    /// # }
+    /// ```
+    pub fn is_record_too_large(&self) -> bool {
+        matches!(self.code, Some(10 | 18))
     }
 
     /// The broker refused this client's credentials (a wrong SASL password, an unknown user, a

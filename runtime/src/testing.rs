@@ -67,10 +67,12 @@ impl std::fmt::Debug for TestWorker {
 }
 
 impl TestWorker {
-    /// A test worker on a new embedded broker with Kafka's defaults (30 s locks, 5 deliveries).
+    /// A test worker on a new embedded broker with Kafka's defaults (30 s locks, 5 deliveries)
+    /// that keeps settled records, so that the test can read its topics after the run.
     pub fn new() -> Self {
         let broker = EmbeddedBroker::builder()
             .start_from(StartFrom::Earliest)
+            .keep_settled_records(true)
             .build()
             .expect("the default settings are valid");
         Self::with_broker(broker)
@@ -138,7 +140,12 @@ impl TestWorker {
         self
     }
 
-    /// Gives up on [`run_until_idle`](Self::run_until_idle) after this long (default 24 h of tokio time).
+    /// Gives up on [`run_until_idle`](Self::run_until_idle) after this long (default 24 h of tokio
+    /// time).
+    ///
+    /// The limit is the whole call, shutdown included: when it is reached, the worker is stopped
+    /// without waiting out its `shutdown_grace` (handlers still running are cancelled and their
+    /// records released), and `run_until_idle` returns a timeout error right away.
     pub fn time_limit(mut self, limit: Duration) -> Self {
         self.limit = limit;
         self
@@ -206,6 +213,7 @@ impl TestWorker {
             .map(|h| h.group.clone())
             .collect();
         let shutdown = worker.shutdown_handle();
+        let stop_now = worker.stop_now_token();
         let status = worker.status();
         let run = tokio::spawn(worker.run());
         let deadline = tokio::time::Instant::now() + self.limit;
@@ -228,6 +236,10 @@ impl TestWorker {
             }
         }
         shutdown.shutdown();
+        if !idle {
+            // The time limit includes the shutdown: no grace period on top of it.
+            stop_now.cancel();
+        }
         let summary = run
             .await
             .map_err(|e| Error::closed(format!("the worker task failed: {e}")))??;
@@ -304,5 +316,79 @@ impl TestReport {
     /// When the topic does not exist.
     pub fn dead_letters(&self, topic: &str) -> Result<Vec<Delivery>, Error> {
         self.broker.read_topic(topic)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Job, JobError};
+    use tokio::time::Instant;
+
+    #[tokio::test(start_paused = true)]
+    async fn max_lease_ends_a_handler_on_time_not_at_the_next_renewal() {
+        // Locks of 30 s are renewed every 15 s; a lease of 3 s must not wait for that.
+        let handler = |job: Job<u32>| async move {
+            if job.attempt() == 1 {
+                std::future::pending::<()>().await;
+            }
+            Ok::<(), JobError>(())
+        };
+        let mut t = TestWorker::new()
+            .job(JobDefinition::new("stuck", "lease", handler))
+            .config(|c| c.max_lease = Duration::from_secs(3));
+        let p = t.enqueue("lease", &1).await.expect("enqueue");
+        let report = t.run_until_idle().await.expect("run");
+        let expired: Vec<_> = report
+            .events_of("lease", p.partition, p.offset)
+            .into_iter()
+            .filter(|e| e.outcome == Outcome::LeaseExpired)
+            .collect();
+        assert_eq!(expired.len(), 1, "{:?}", report.events());
+        let took = expired[0]
+            .took
+            .expect("a lease-expired event has a duration");
+        assert!(
+            took >= Duration::from_secs(3) && took < Duration::from_secs(4),
+            "max_lease 3s ended the handler after {took:?}"
+        );
+        assert_eq!(
+            report.final_outcome("lease", p.partition, p.offset),
+            Some(&Outcome::Accepted)
+        );
+        assert_eq!(report.summary().lease_expired, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn time_limit_includes_the_shutdown_grace() {
+        let stuck = |_: Job<u32>| async move {
+            std::future::pending::<()>().await;
+            Ok::<(), JobError>(())
+        };
+        let mut t = TestWorker::new()
+            .job(JobDefinition::new("stuck", "stuck", stuck))
+            .config(|c| c.shutdown_grace = Duration::from_secs(30))
+            .time_limit(Duration::from_secs(2));
+        t.enqueue("stuck", &1).await.expect("enqueue");
+        let began = Instant::now();
+        let err = t
+            .run_until_idle()
+            .await
+            .expect_err("a stuck handler is not done");
+        let took = began.elapsed();
+        assert!(err.is_timeout(), "{err}");
+        assert!(
+            took < Duration::from_secs(3),
+            "time_limit(2s) with a 30 s shutdown grace returned after {took:?}"
+        );
+        // The stuck handler was cancelled and its record released: the broker can hand it out.
+        let member = t
+            .broker()
+            .join("stuck", &["stuck".to_string()])
+            .await
+            .expect("join");
+        let again = member.acquire(1, Duration::ZERO).await.expect("acquire");
+        assert_eq!(again.len(), 1, "the record should be released, not locked");
+        assert_eq!(again[0].delivery_count, 2);
     }
 }

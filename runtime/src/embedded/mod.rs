@@ -4,6 +4,10 @@
 //! state of every record from there to the end of what it has handed out, as Kafka's share
 //! partitions do (KIP-932): Available, Acquired (with a lock deadline and an owner), Acknowledged or
 //! Archived, with a delivery count. Time is tokio's, so tests can pause it.
+//!
+//! The log of a partition keeps only what some group may still need: records below the share
+//! start offset of every group reading that partition are dropped, and the log start offset moves
+//! up (offsets never change). A partition no group reads yet keeps everything.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -26,10 +30,24 @@ use crate::broker::{
 /// The smallest and largest delivery count limit Kafka accepts (`group.share.delivery.count.limit`).
 const DELIVERY_LIMIT_RANGE: (u16, u16) = (2, 10);
 
+/// Kafka's default largest record batch (`max.message.bytes`, `message.max.bytes`): 1 MiB.
+pub(crate) const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// Kafka's error code `MESSAGE_TOO_LARGE` (the Java client's `RecordTooLargeException`).
+const MESSAGE_TOO_LARGE: i16 = 10;
+
 /// An in-process share-group broker with Kafka's semantics and defaults.
 ///
 /// Cloning gives another handle to the same broker. Nothing is persisted: the broker lives as long
-/// as one handle does.
+/// as one handle does, and a restart of the process loses every record and every group.
+///
+/// Memory stays bounded by what is not yet done: a record that every group reading its partition
+/// has settled (accepted, rejected or archived) is dropped, and the partition's log start offset
+/// ([`PartitionOffsets::earliest`]) moves past it. A group that starts reading a partition later,
+/// from `earliest`, starts at that log start offset, as on Kafka once retention has deleted old
+/// segments. Records on a topic no group reads (a dead-letter topic, or jobs enqueued before the
+/// first worker joins) are kept. A record larger than [`EmbeddedBrokerBuilder::max_message_bytes`]
+/// (1 MiB by default, as Kafka) is refused.
 ///
 /// ```
 /// use std::time::Duration;
@@ -57,6 +75,8 @@ pub struct EmbeddedBrokerBuilder {
     defaults: GroupSettings,
     default_partitions: i32,
     auto_create_topics: bool,
+    max_message_bytes: usize,
+    keep_settled: bool,
 }
 
 struct Inner {
@@ -65,6 +85,8 @@ struct Inner {
     next_member: AtomicU64,
     default_partitions: i32,
     auto_create_topics: bool,
+    max_message_bytes: usize,
+    keep_settled: bool,
     defaults: GroupSettings,
 }
 
@@ -82,8 +104,51 @@ struct State {
 
 struct Topic {
     name: Arc<str>,
-    partitions: Vec<Vec<StoredRecord>>,
+    partitions: Vec<Log>,
     next_partition: usize,
+}
+
+/// The records of one partition from its log start offset on.
+#[derive(Default)]
+struct Log {
+    /// The log start offset: the offset of `records[0]`.
+    base: i64,
+    records: VecDeque<StoredRecord>,
+}
+
+impl Log {
+    /// The offset the next record gets.
+    fn end(&self) -> i64 {
+        self.base + self.records.len() as i64
+    }
+
+    fn get(&self, offset: i64) -> Option<&StoredRecord> {
+        usize::try_from(offset - self.base)
+            .ok()
+            .and_then(|i| self.records.get(i))
+    }
+
+    fn push(&mut self, record: StoredRecord) -> i64 {
+        let offset = self.end();
+        self.records.push_back(record);
+        offset
+    }
+
+    /// Drops the records below `offset`; gives memory back once most of the buffer is empty.
+    fn trim_to(&mut self, offset: i64) {
+        let drop = usize::try_from(offset - self.base)
+            .unwrap_or(0)
+            .min(self.records.len());
+        if drop == 0 {
+            return;
+        }
+        self.records.drain(..drop);
+        self.base += drop as i64;
+        let cap = self.records.capacity();
+        if cap > 1024 && self.records.len() < cap / 4 {
+            self.records.shrink_to(self.records.len() * 2);
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -215,6 +280,8 @@ impl Default for EmbeddedBrokerBuilder {
             },
             default_partitions: 1,
             auto_create_topics: true,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            keep_settled: false,
         }
     }
 }
@@ -256,6 +323,22 @@ impl EmbeddedBrokerBuilder {
         self
     }
 
+    /// The largest record accepted, counting its key, value and header keys and values (default
+    /// 1 MiB, Kafka's `max.message.bytes`). A larger one fails the produce with an error for which
+    /// [`Error::is_record_too_large`] and [`Error::is_invalid_input`] are true.
+    pub fn max_message_bytes(mut self, bytes: usize) -> Self {
+        self.max_message_bytes = bytes;
+        self
+    }
+
+    /// Whether records every group has settled stay in the log (default false: they are dropped,
+    /// so memory follows what is not done yet). [`TestWorker`](crate::testing::TestWorker) keeps
+    /// them, so that a test can read its topics after the run.
+    pub fn keep_settled_records(mut self, keep: bool) -> Self {
+        self.keep_settled = keep;
+        self
+    }
+
     /// Builds the broker.
     ///
     /// # Errors
@@ -268,6 +351,11 @@ impl EmbeddedBrokerBuilder {
                 self.default_partitions
             )));
         }
+        if self.max_message_bytes == 0 {
+            return Err(Error::config(
+                "embedded broker: max_message_bytes must be at least 1",
+            ));
+        }
         Ok(EmbeddedBroker {
             inner: Arc::new(Inner {
                 state: Mutex::new(State::default()),
@@ -275,6 +363,8 @@ impl EmbeddedBrokerBuilder {
                 next_member: AtomicU64::new(1),
                 default_partitions: self.default_partitions,
                 auto_create_topics: self.auto_create_topics,
+                max_message_bytes: self.max_message_bytes,
+                keep_settled: self.keep_settled,
                 defaults: self.defaults,
             }),
         })
@@ -325,7 +415,8 @@ impl EmbeddedBroker {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Every record of `topic`, in partition then offset order, for tests and tools.
+    /// Every record of `topic` still in its log, in partition then offset order, for tests and
+    /// tools.
     ///
     /// # Errors
     /// When the topic does not exist.
@@ -337,11 +428,11 @@ impl EmbeddedBroker {
             .ok_or_else(|| Error::unknown_topic(topic))?;
         let mut out = Vec::new();
         for (p, log) in t.partitions.iter().enumerate() {
-            for (offset, r) in log.iter().enumerate() {
+            for (i, r) in log.records.iter().enumerate() {
                 out.push(to_delivery(
                     &t.name,
                     p as i32,
-                    offset as i64,
+                    log.base + i as i64,
                     r,
                     0,
                     Duration::ZERO,
@@ -411,7 +502,7 @@ impl State {
             Some(t) => {
                 // Like Kafka, partitions can be added but never removed.
                 while (t.partitions.len() as i32) < partitions {
-                    t.partitions.push(Vec::new());
+                    t.partitions.push(Log::default());
                 }
             }
             None => {
@@ -420,13 +511,37 @@ impl State {
                     name.clone(),
                     Topic {
                         name,
-                        partitions: (0..partitions).map(|_| Vec::new()).collect(),
+                        partitions: (0..partitions).map(|_| Log::default()).collect(),
                         next_partition: 0,
                     },
                 );
             }
         }
         Ok(())
+    }
+
+    /// Drops the records of a partition that every group reading it has settled: those below the
+    /// smallest share start offset. A partition no group reads keeps everything.
+    fn trim(&mut self, topic: &Arc<str>, partition: i32, inner: &Inner) {
+        if inner.keep_settled {
+            return;
+        }
+        let key = (topic.clone(), partition);
+        let Some(floor) = self
+            .groups
+            .values()
+            .filter_map(|g| g.partitions.get(&key).map(|sp| sp.start))
+            .min()
+        else {
+            return;
+        };
+        if let Some(log) = self.topics.get_mut(topic).and_then(|t| {
+            usize::try_from(partition)
+                .ok()
+                .and_then(|p| t.partitions.get_mut(p))
+        }) {
+            log.trim_to(floor);
+        }
     }
 
     fn group(&mut self, group: &str, defaults: GroupSettings) -> &mut Group {
@@ -457,6 +572,23 @@ fn validate_topic_name(name: &str) -> Result<(), Error> {
     }
 }
 
+/// A record's size as the limit counts it: key, value, header keys and header values.
+fn record_size(r: &OutgoingRecord) -> usize {
+    let headers: usize = r
+        .headers
+        .iter()
+        .map(|h| h.key.len() + h.value.as_ref().map_or(0, |v| v.len()))
+        .sum();
+    r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len()) + headers
+}
+
+fn record_too_large(topic: &str, size: usize, max: usize) -> Error {
+    Error::invalid_input(format!(
+        "topic `{topic}`: a record of {size} bytes is larger than the embedded broker's max_message_bytes ({max} bytes; Kafka's default max.message.bytes is 1 MiB); set `embedded.max_message_bytes` to allow it, or send a reference to the data instead"
+    ))
+    .with_kafka_code(MESSAGE_TOO_LARGE)
+}
+
 fn partition_for_key(key: &[u8], partitions: usize) -> usize {
     let mut h = std::hash::DefaultHasher::new();
     key.hash(&mut h);
@@ -482,22 +614,22 @@ impl Broker for EmbeddedBroker {
             names.push(t.name.clone());
         }
         let id = self.inner.next_member.fetch_add(1, Ordering::Relaxed);
-        let starts: Vec<(Arc<str>, i32, i64)> = names
+        let starts: Vec<(Arc<str>, i32, i64, i64)> = names
             .iter()
             .flat_map(|n| {
                 let t = &state.topics[n];
                 t.partitions
                     .iter()
                     .enumerate()
-                    .map(|(p, log)| (n.clone(), p as i32, log.len() as i64))
+                    .map(|(p, log)| (n.clone(), p as i32, log.base, log.end()))
                     .collect::<Vec<_>>()
             })
             .collect();
         let g = state.group(group, defaults);
-        for (topic, p, log_end) in starts {
+        for (topic, p, log_start, log_end) in starts {
             let start = match g.settings.start_from {
                 StartFrom::Latest => log_end,
-                StartFrom::Earliest => 0,
+                StartFrom::Earliest => log_start,
             };
             g.partitions
                 .entry((topic, p))
@@ -526,6 +658,10 @@ impl Broker for EmbeddedBroker {
             let t = state.topic_or_create(topic, &self.inner)?;
             let n = t.partitions.len();
             for r in &records {
+                let size = record_size(r);
+                if size > self.inner.max_message_bytes {
+                    return Err(record_too_large(topic, size, self.inner.max_message_bytes));
+                }
                 if let Some(p) = r.partition
                     && (p < 0 || p as usize >= n)
                 {
@@ -543,16 +679,15 @@ impl Broker for EmbeddedBroker {
                         t.next_partition
                     }
                 };
-                let log = &mut t.partitions[p];
-                produced.push(Produced {
-                    partition: p as i32,
-                    offset: log.len() as i64,
-                });
-                log.push(StoredRecord {
+                let offset = t.partitions[p].push(StoredRecord {
                     key: r.key,
                     value: r.value,
                     headers: r.headers,
                     timestamp: now,
+                });
+                produced.push(Produced {
+                    partition: p as i32,
+                    offset,
                 });
             }
         }
@@ -578,7 +713,7 @@ impl Broker for EmbeddedBroker {
             let log_end = topics
                 .get(topic)
                 .and_then(|t| t.partitions.get(*p as usize))
-                .map_or(0, |l| l.len() as i64);
+                .map_or(0, Log::end);
             let lag = sp.lag(log_end);
             let entry = by_topic.entry(topic.clone()).or_insert_with(|| TopicLag {
                 topic: topic.to_string(),
@@ -602,7 +737,11 @@ impl Broker for EmbeddedBroker {
             .iter()
             .filter_map(|t| {
                 let topic = state.topics.get(t.as_str())?;
-                let sum = topic.partitions.iter().map(|p| p.len() as u64).sum();
+                let sum = topic
+                    .partitions
+                    .iter()
+                    .map(|p| u64::try_from(p.end()).unwrap_or(0))
+                    .sum();
                 Some((t.clone(), sum))
             })
             .collect())
@@ -694,7 +833,7 @@ impl Broker for EmbeddedBroker {
                 let log_end = topics
                     .get(topic)
                     .and_then(|t| t.partitions.get(*p as usize))
-                    .map_or(0, |l| l.len() as i64);
+                    .map_or(0, Log::end);
                 let mut state = SharePartitionState::new(
                     topic.to_string(),
                     *p,
@@ -745,7 +884,7 @@ impl Broker for EmbeddedBroker {
         Ok(t.partitions
             .iter()
             .enumerate()
-            .map(|(p, log)| PartitionOffsets::new(p as i32, 0, log.len() as i64))
+            .map(|(p, log)| PartitionOffsets::new(p as i32, log.base, log.end()))
             .collect())
     }
 
@@ -770,14 +909,19 @@ impl Broker for EmbeddedBroker {
                     t.partitions.len()
                 ))
             })?;
-        let from = usize::try_from(offset.max(0))
+        // Below the log start offset, reading starts at it (the records there were dropped).
+        let from = usize::try_from(offset.max(log.base) - log.base)
             .unwrap_or(usize::MAX)
-            .min(log.len());
-        let to = from.saturating_add(max).min(log.len());
-        Ok(log[from..to]
-            .iter()
+            .min(log.records.len());
+        let to = from.saturating_add(max).min(log.records.len());
+        Ok(log
+            .records
+            .range(from..to)
             .enumerate()
-            .map(|(i, r)| to_delivery(&t.name, partition, (from + i) as i64, r, 0, Duration::ZERO))
+            .map(|(i, r)| {
+                let offset = log.base + (from + i) as i64;
+                to_delivery(&t.name, partition, offset, r, 0, Duration::ZERO)
+            })
             .collect())
     }
 }
@@ -813,6 +957,7 @@ impl EmbeddedMember {
         let now = Instant::now();
         let mut out = Vec::new();
         let mut next_expiry: Option<Instant> = None;
+        let mut advanced: Vec<(Arc<str>, i32)> = Vec::new();
         let mut guard = self.broker.lock();
         let State { topics, groups } = &mut *guard;
         let g = self.my_group(groups)?;
@@ -842,11 +987,13 @@ impl EmbeddedMember {
                 .entry((t.name.clone(), p as i32))
                 .or_insert_with(|| {
                     SharePartition::new(match start_from {
-                        StartFrom::Latest => log.len() as i64,
-                        StartFrom::Earliest => 0,
+                        StartFrom::Latest => log.end(),
+                        StartFrom::Earliest => log.base,
                     })
                 });
-            sp.expire(now, limits.delivery_count_limit);
+            if sp.expire(now, limits.delivery_count_limit) {
+                advanced.push((t.name.clone(), p as i32));
+            }
             let deadline = now + limits.lock_duration;
             let mut budget =
                 (max - out.len()).min(limits.max_record_locks.saturating_sub(sp.acquired) as usize);
@@ -856,7 +1003,10 @@ impl EmbeddedMember {
                     if budget == 0 || sp.available == 0 {
                         break;
                     }
-                    if let RecState::Available { count } = sp.states[i] {
+                    let offset = sp.start + i as i64;
+                    if let RecState::Available { count } = sp.states[i]
+                        && let Some(record) = log.get(offset)
+                    {
                         let count = count.saturating_add(1);
                         sp.states[i] = RecState::Acquired {
                             count,
@@ -866,12 +1016,11 @@ impl EmbeddedMember {
                         sp.available -= 1;
                         sp.acquired += 1;
                         budget -= 1;
-                        let offset = sp.start + i as i64;
                         out.push(to_delivery(
                             &t.name,
                             p as i32,
                             offset,
-                            &log[offset as usize],
+                            record,
                             count,
                             limits.lock_duration,
                         ));
@@ -879,8 +1028,11 @@ impl EmbeddedMember {
                 }
             }
             // Then records never delivered, from the end of the window.
-            while budget > 0 && sp.end() < log.len() as i64 {
+            while budget > 0 && sp.end() < log.end() {
                 let offset = sp.end();
+                let Some(record) = log.get(offset) else {
+                    break;
+                };
                 sp.states.push_back(RecState::Acquired {
                     count: 1,
                     member: self.id,
@@ -892,7 +1044,7 @@ impl EmbeddedMember {
                     &t.name,
                     p as i32,
                     offset,
-                    &log[offset as usize],
+                    record,
                     1,
                     limits.lock_duration,
                 ));
@@ -903,6 +1055,9 @@ impl EmbeddedMember {
             if let Some(t) = sp.next_expiry {
                 next_expiry = Some(next_expiry.map_or(t, |n: Instant| n.min(t)));
             }
+        }
+        for (topic, p) in &advanced {
+            guard.trim(topic, *p, &self.broker.inner);
         }
         Ok((out, next_expiry))
     }
@@ -944,12 +1099,20 @@ impl Member for EmbeddedMember {
             let g = self.my_group(&mut guard.groups)?;
             let limits = g.settings.limits;
             let mut key: Option<(Arc<str>, i32)> = None;
+            // The partitions whose share start offset may have moved, to trim their logs.
+            let mut touched: Vec<(Arc<str>, i32)> = Vec::new();
             for (id, kind) in acks.iter().map(|(i, k)| (i, *k)) {
                 if key
                     .as_ref()
                     .is_none_or(|(t, p)| *p != id.partition || **t != *id.topic)
                 {
                     key = Some((id.topic.clone(), id.partition));
+                    if !touched
+                        .iter()
+                        .any(|(t, p)| *p == id.partition && **t == *id.topic)
+                    {
+                        touched.push((id.topic.clone(), id.partition));
+                    }
                 }
                 let Some(sp) = key.as_ref().and_then(|k| g.partitions.get_mut(k)) else {
                     results.push(Err(Error::lock_lost(format!(
@@ -1002,6 +1165,9 @@ impl Member for EmbeddedMember {
                     )))),
                 }
             }
+            for (topic, p) in &touched {
+                guard.trim(topic, *p, &self.broker.inner);
+            }
         }
         if freed {
             self.broker.inner.notify.notify_waiters();
@@ -1015,6 +1181,7 @@ impl Member for EmbeddedMember {
             if let Some(g) = guard.groups.get_mut(&self.group) {
                 g.members.remove(&self.id);
                 let limit = g.settings.limits.delivery_count_limit;
+                let keys: Vec<(Arc<str>, i32)> = g.partitions.keys().cloned().collect();
                 for sp in g.partitions.values_mut() {
                     for i in 0..sp.states.len() {
                         if let RecState::Acquired { count, member, .. } = sp.states[i]
@@ -1024,6 +1191,9 @@ impl Member for EmbeddedMember {
                         }
                     }
                     sp.advance();
+                }
+                for (topic, p) in &keys {
+                    guard.trim(topic, *p, &self.broker.inner);
                 }
             }
         }
@@ -1046,6 +1216,173 @@ mod tests {
         assert!(validate_topic_name("").is_err());
         assert!(validate_topic_name("has space").is_err());
         assert!(validate_topic_name("..").is_err());
+    }
+
+    async fn accept_all(member: &dyn Member, n: usize) -> Vec<RecordId> {
+        let records = member
+            .acquire(n, Duration::ZERO)
+            .await
+            .expect("acquire on the embedded broker");
+        assert_eq!(records.len(), n);
+        let acks: Vec<_> = records
+            .iter()
+            .map(|r| (r.id.clone(), AckKind::Accept))
+            .collect();
+        for r in member.settle(&acks).await.expect("settle") {
+            r.expect("each accept succeeds");
+        }
+        records.into_iter().map(|r| r.id).collect()
+    }
+
+    async fn log_start(broker: &EmbeddedBroker, topic: &str) -> (i64, i64, usize) {
+        let o = broker.offsets(topic).await.expect("offsets");
+        let kept = broker.read_topic(topic).expect("read_topic").len();
+        (o[0].earliest, o[0].latest, kept)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn records_every_group_has_settled_are_dropped_and_offsets_stay() {
+        let broker = EmbeddedBroker::builder()
+            .start_from(StartFrom::Earliest)
+            .build()
+            .expect("valid settings");
+        let topics = ["jobs".to_string()];
+        let records: Vec<_> = (0..100)
+            .map(|i| OutgoingRecord::new(format!("job {i}")))
+            .collect();
+        broker.produce("jobs", records).await.expect("produce");
+        // Before any group reads the partition, everything is kept.
+        assert_eq!(log_start(&broker, "jobs").await, (0, 100, 100));
+
+        let a = broker.join("a", &topics).await.expect("join a");
+        let b = broker.join("b", &topics).await.expect("join b");
+        accept_all(&*a, 60).await;
+        // Group b has settled nothing: its share start offset 0 holds every record.
+        assert_eq!(log_start(&broker, "jobs").await, (0, 100, 100));
+
+        accept_all(&*b, 30).await;
+        assert_eq!(log_start(&broker, "jobs").await, (30, 100, 70));
+
+        // A record released back stays, and is delivered again from the trimmed log.
+        let r = b.acquire(1, Duration::ZERO).await.expect("acquire");
+        assert_eq!(r[0].id.offset, 30);
+        b.settle(&[(r[0].id.clone(), AckKind::Release)])
+            .await
+            .expect("release");
+        let again = b.acquire(1, Duration::ZERO).await.expect("acquire again");
+        assert_eq!((again[0].id.offset, again[0].delivery_count), (30, 2));
+        assert_eq!(again[0].value.as_deref(), Some(&b"job 30"[..]));
+        b.settle(&[(again[0].id.clone(), AckKind::Accept)])
+            .await
+            .expect("accept");
+
+        accept_all(&*b, 69).await;
+        assert_eq!(log_start(&broker, "jobs").await, (60, 100, 40));
+        accept_all(&*a, 40).await;
+        // Both groups are done: nothing is kept, and the next record gets the next offset.
+        assert_eq!(log_start(&broker, "jobs").await, (100, 100, 0));
+        let produced = broker
+            .produce("jobs", vec![OutgoingRecord::new("late")])
+            .await
+            .expect("produce");
+        assert_eq!(produced[0].offset, 100);
+        let late = a.acquire(1, Duration::ZERO).await.expect("acquire");
+        assert_eq!(late[0].id.offset, 100);
+
+        // A group that starts later from `earliest` starts at the log start offset.
+        let c = broker.join("c", &topics).await.expect("join c");
+        let first = c.acquire(10, Duration::ZERO).await.expect("acquire c");
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].id.offset, 100);
+        // Reading below the log start offset starts at it.
+        let read = broker.read("jobs", 0, 0, 10).await.expect("read");
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].id.offset, 100);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keep_settled_records_keeps_them() {
+        let broker = EmbeddedBroker::builder()
+            .start_from(StartFrom::Earliest)
+            .keep_settled_records(true)
+            .build()
+            .expect("valid settings");
+        let records: Vec<_> = (0..5)
+            .map(|i| OutgoingRecord::new(format!("{i}")))
+            .collect();
+        broker.produce("jobs", records).await.expect("produce");
+        let m = broker.join("g", &["jobs".to_string()]).await.expect("join");
+        accept_all(&*m, 5).await;
+        assert_eq!(log_start(&broker, "jobs").await, (0, 5, 5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn records_archived_at_the_delivery_limit_are_dropped_too() {
+        let broker = EmbeddedBroker::builder()
+            .start_from(StartFrom::Earliest)
+            .delivery_count_limit(2)
+            .lock_duration(Duration::from_secs(1))
+            .build()
+            .expect("valid settings");
+        broker
+            .produce("jobs", vec![OutgoingRecord::new("x")])
+            .await
+            .expect("produce");
+        let m = broker.join("g", &["jobs".to_string()]).await.expect("join");
+        for _ in 0..2 {
+            let r = m.acquire(1, Duration::ZERO).await.expect("acquire");
+            assert_eq!(r.len(), 1);
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        // The second lock expired at the limit: archived, and dropped on the next acquire.
+        assert!(
+            m.acquire(1, Duration::ZERO)
+                .await
+                .expect("acquire")
+                .is_empty()
+        );
+        assert_eq!(log_start(&broker, "jobs").await, (1, 1, 0));
+    }
+
+    #[tokio::test]
+    async fn a_record_over_max_message_bytes_is_refused_and_nothing_is_written() {
+        let broker = EmbeddedBroker::new();
+        let limit = DEFAULT_MAX_MESSAGE_BYTES;
+        broker
+            .produce("big", vec![OutgoingRecord::new(vec![b'x'; limit])])
+            .await
+            .expect("exactly the limit is accepted");
+        let mut over = OutgoingRecord::new(vec![b'x'; limit - 2]);
+        over.headers.push("h", "xy");
+        let err = broker
+            .produce("big", vec![OutgoingRecord::new("small"), over])
+            .await
+            .expect_err("a record over 1 MiB is refused");
+        assert!(err.is_record_too_large(), "{err}");
+        assert!(err.is_invalid_input(), "{err}");
+        assert_eq!(err.kafka_code(), Some(10));
+        assert!(
+            err.to_string().contains("embedded.max_message_bytes"),
+            "{err}"
+        );
+        // The batch is refused whole.
+        assert_eq!(broker.read_topic("big").expect("topic").len(), 1);
+
+        let small = EmbeddedBroker::builder()
+            .max_message_bytes(10)
+            .build()
+            .expect("valid settings");
+        let err = small
+            .produce("t", vec![OutgoingRecord::new("eleven byte")])
+            .await
+            .expect_err("over 10 bytes");
+        assert!(err.is_record_too_large(), "{err}");
+        assert!(
+            EmbeddedBroker::builder()
+                .max_message_bytes(0)
+                .build()
+                .is_err()
+        );
     }
 
     #[test]

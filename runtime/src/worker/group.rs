@@ -84,6 +84,8 @@ pub(crate) struct GroupRunner {
     pub(crate) global: Arc<Semaphore>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) grace: Duration,
+    /// Ends the grace period at once.
+    pub(crate) stop_now: CancellationToken,
     pub(crate) max_lease: Duration,
     pub(crate) events: EventSink,
     pub(crate) metrics: GroupMetrics,
@@ -151,6 +153,10 @@ pub(crate) enum Completion {
         error: Error,
         tries: u32,
         pause: Duration,
+    },
+    /// The handler ran for `max_lease`: its task dropped it (which cancels it).
+    LeaseExpired {
+        seq: u64,
     },
     SettleFailed {
         id: RecordId,
@@ -241,6 +247,7 @@ impl GroupRunner {
 impl Dispatcher {
     async fn main_loop(&mut self, done_rx: &mut mpsc::UnboundedReceiver<Completion>) {
         let shutdown = self.r.shutdown.clone();
+        let stop_now = self.r.stop_now.clone();
         let sleep = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(sleep);
         let mut armed: Option<Instant> = None;
@@ -281,6 +288,12 @@ impl Dispatcher {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled(), if self.shutting_down.is_none() => self.begin_shutdown(),
+                _ = stop_now.cancelled() => {
+                    if self.shutting_down.is_none() {
+                        self.begin_shutdown();
+                    }
+                    self.shutting_down = Some(Instant::now());
+                }
                 Some(c) = done_rx.recv() => {
                     self.on_completion(c);
                     // Take whatever else is ready before deciding what to acquire.
@@ -588,26 +601,36 @@ impl Dispatcher {
         entry.lease_from = Instant::now();
         let service = hr.service.clone();
         let timeout = hr.config.timeout;
+        let max_lease = self.r.max_lease;
         let done = self.done_tx.clone();
         let task = tokio::spawn(
             async move {
                 let started = Instant::now();
                 let call = AssertUnwindSafe(service.oneshot(job)).catch_unwind();
-                let result = match timeout {
-                    Some(t) => match tokio::time::timeout(t, call).await {
-                        Ok(r) => flatten(r),
-                        Err(_) => Err(JobError::retry(format!(
-                            "timed out after {}",
-                            crate::duration::Short(t)
-                        ))),
-                    },
-                    None => flatten(call.await),
+                let run = async move {
+                    match timeout {
+                        Some(t) => match tokio::time::timeout(t, call).await {
+                            Ok(r) => flatten(r),
+                            Err(_) => Err(JobError::retry(format!(
+                                "timed out after {}",
+                                crate::duration::Short(t)
+                            ))),
+                        },
+                        None => flatten(call.await),
+                    }
                 };
+                // The maximum lease has its own timer, so it ends the handler on time rather
+                // than at the next lock renewal (the renewal still checks, for a handler that
+                // blocks its thread and never yields to this timer).
+                let outcome = tokio::time::timeout(max_lease, run).await;
                 drop(permit);
-                let _ = done.send(Completion::Finished {
-                    seq,
-                    result,
-                    took: started.elapsed(),
+                let _ = done.send(match outcome {
+                    Ok(result) => Completion::Finished {
+                        seq,
+                        result,
+                        took: started.elapsed(),
+                    },
+                    Err(_) => Completion::LeaseExpired { seq },
                 });
             }
             .instrument(span),
@@ -620,6 +643,7 @@ impl Dispatcher {
         match c {
             Completion::Finished { seq, result, took } => self.on_finished(seq, result, took),
             Completion::DeadLettered { seq } => self.on_dead_lettered(seq),
+            Completion::LeaseExpired { seq } => self.lease_expired(seq, Instant::now()),
             Completion::DeadLetterTryFailed {
                 seq,
                 error,
@@ -966,54 +990,69 @@ impl Dispatcher {
             self.event(h, &id, attempt, Outcome::LockRenewed, None);
         }
         for seq in expired_leases {
-            let Some(e) = self.entries.get(&seq) else {
-                continue;
-            };
-            if let State::Running(h) = &e.state {
-                h.abort();
-            }
-            let h = e.handler;
-            self.running[h] -= 1;
-            if e.attempt >= self.max_attempts(h) {
-                // Its last attempt: released, the broker would archive it.
-                let hr = &self.r.handlers[h];
-                hr.metrics.lease_expired.inc();
-                let max_lease = crate::duration::Short(self.r.max_lease).to_string();
-                let took = now.duration_since(e.lease_from);
-                self.r.events.emit(JobEvent {
-                    handler: hr.name.clone(),
-                    group: self.r.group.clone(),
-                    id: e.id.clone(),
-                    attempt: e.attempt,
-                    outcome: Outcome::LeaseExpired,
-                    took: Some(took),
-                });
-                self.give_up(
-                    seq,
-                    format!("ran past the maximum lease ({max_lease})"),
-                    "last attempt cancelled",
-                    Some(took),
-                );
-                continue;
-            }
-            if let Some(e) = self.entries.remove(&seq) {
-                let hr = &self.r.handlers[e.handler];
-                error!(handler = %hr.name, record = %e.id, max_lease = %crate::duration::Short(self.r.max_lease),
-                    "handler ran past the maximum lease; cancelled it and released the record");
-                let took = Some(now.duration_since(e.lease_from));
-                count(&hr.metrics, e.attempt, &Outcome::LeaseExpired, took);
-                self.r.events.emit(JobEvent {
-                    handler: hr.name.clone(),
-                    group: self.r.group.clone(),
-                    id: e.id.clone(),
-                    attempt: e.attempt,
-                    outcome: Outcome::LeaseExpired,
-                    took,
-                });
-                self.release(e, "ran past the maximum lease");
-            }
+            self.lease_expired(seq, now);
         }
         self.next_renew = next;
+    }
+
+    /// A running handler reached the maximum lease: cancel it and release its record.
+    /// A handler ran for `max_lease`: cancelled, and its record released, or dead-lettered on
+    /// its last attempt.
+    fn lease_expired(&mut self, seq: u64, now: Instant) {
+        // Gone already: finished, or abandoned at the end of the grace period.
+        if !self
+            .entries
+            .get(&seq)
+            .is_some_and(|e| matches!(e.state, State::Running(_)))
+        {
+            return;
+        }
+        let Some(e) = self.entries.get(&seq) else {
+            return;
+        };
+        if let State::Running(h) = &e.state {
+            h.abort();
+        }
+        let h = e.handler;
+        self.running[h] -= 1;
+        if e.attempt >= self.max_attempts(h) {
+            // Its last attempt: released, the broker would archive it.
+            let hr = &self.r.handlers[h];
+            hr.metrics.lease_expired.inc();
+            let max_lease = crate::duration::Short(self.r.max_lease).to_string();
+            let took = now.duration_since(e.lease_from);
+            self.r.events.emit(JobEvent {
+                handler: hr.name.clone(),
+                group: self.r.group.clone(),
+                id: e.id.clone(),
+                attempt: e.attempt,
+                outcome: Outcome::LeaseExpired,
+                took: Some(took),
+            });
+            self.give_up(
+                seq,
+                format!("ran past the maximum lease ({max_lease})"),
+                "last attempt cancelled",
+                Some(took),
+            );
+            return;
+        }
+        if let Some(e) = self.entries.remove(&seq) {
+            let hr = &self.r.handlers[e.handler];
+            error!(handler = %hr.name, record = %e.id, max_lease = %crate::duration::Short(self.r.max_lease),
+                "handler ran past the maximum lease; cancelled it and released the record");
+            let took = Some(now.duration_since(e.lease_from));
+            count(&hr.metrics, e.attempt, &Outcome::LeaseExpired, took);
+            self.r.events.emit(JobEvent {
+                handler: hr.name.clone(),
+                group: self.r.group.clone(),
+                id: e.id.clone(),
+                attempt: e.attempt,
+                outcome: Outcome::LeaseExpired,
+                took,
+            });
+            self.release(e, "ran past the maximum lease");
+        }
     }
 
     /// Sends the waiting acknowledgements when enough wait, the oldest waited long enough, or

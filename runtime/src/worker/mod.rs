@@ -633,6 +633,7 @@ impl WorkerBuilder {
             delivery_limits,
             global: Arc::new(Semaphore::new(config.concurrency as usize)),
             shutdown: CancellationToken::new(),
+            stop_now: CancellationToken::new(),
             signal: self.signal,
             handle_signals: self.handle_signals,
             events,
@@ -662,8 +663,13 @@ async fn broker_from_config(config: &Config) -> Result<Arc<dyn Broker>, Error> {
             .start_from(config.embedded.start_from.into())
             .lock_duration(config.embedded.lock_duration)
             .delivery_count_limit(config.embedded.delivery_count_limit)
+            .max_message_bytes(config.embedded.max_message_bytes)
             .build()
             .map_err(|e| Error::config(format!("`embedded`: {e}")))?;
+        warn!(
+            max_message_bytes = config.embedded.max_message_bytes,
+            "broker = \"embedded\": an in-process broker that keeps its records in memory only; a restart or crash of this process loses every job not yet done, and other processes cannot enqueue to it. Use kafka://host:port for anything that must survive"
+        );
         return Ok(Arc::new(b));
     }
     Ok(Arc::new(crate::KafkaBroker::from_config(config).await?))
@@ -682,6 +688,8 @@ pub struct Worker {
     delivery_limits: BTreeMap<String, DeliveryLimit>,
     global: Arc<Semaphore>,
     shutdown: CancellationToken,
+    /// Ends the grace period at once (the test worker's time limit).
+    stop_now: CancellationToken,
     signal: Option<Signal>,
     handle_signals: bool,
     events: EventSink,
@@ -720,6 +728,12 @@ impl Worker {
     /// A handle that stops this worker gracefully.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle(self.shutdown.clone())
+    }
+
+    /// Cancelled, it ends the shutdown grace period at once: what still runs is cancelled and
+    /// released.
+    pub(crate) fn stop_now_token(&self) -> CancellationToken {
+        self.stop_now.clone()
     }
 
     /// A handle that tells whether the worker is ready.
@@ -884,6 +898,7 @@ impl Worker {
                 global: self.global.clone(),
                 shutdown: token.clone(),
                 grace: self.config.shutdown_grace,
+                stop_now: self.stop_now.clone(),
                 max_lease: self.config.max_lease,
                 events: self.events.clone(),
             });
