@@ -126,6 +126,8 @@ impl TestWorker {
     pub async fn start(admin: bool) -> Self {
         let broker = EmbeddedBroker::builder()
             .start_from(StartFrom::Earliest)
+            // The tests read the topics back after the worker settled them.
+            .keep_settled_records(true)
             .build()
             .expect("broker");
         let mut config = Config::default();

@@ -373,6 +373,27 @@ async fn dead_letters_route(
     }
 }
 
+/// The request of a dead-letter action (replay, discard), if this request may make it: a dry
+/// run changes nothing, so it is a read; otherwise it is a change named `what`.
+async fn dead_letter_request<R: serde::de::DeserializeOwned>(
+    ctx: &AdminContext,
+    request: (Method, Uri, HeaderMap, Body),
+    example: &str,
+    what: &str,
+    dry_run: impl Fn(&R) -> bool,
+) -> Result<R, AdminResponse> {
+    let (method, uri, headers, body) = request;
+    let body = read_body(ctx, body).await?;
+    let req: R = decode_body(&body, example)?;
+    let allowed = if dry_run(&req) {
+        ctx.access.check_read(&headers)
+    } else {
+        ctx.access.check_write(&headers, what)
+    };
+    allowed.map_err(|r| AdminResponse::refused(&r, &method, uri.path()))?;
+    Ok(req)
+}
+
 async fn discard_route(
     State(ctx): Ctx,
     method: Method,
@@ -380,26 +401,16 @@ async fn discard_route(
     headers: HeaderMap,
     body: Body,
 ) -> AdminResponse {
-    let body = match read_body(&ctx, body).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let req: DiscardRequest = match decode_body(
-        &body,
-        "{\"topic\": \"emails.dlq\", \"filter\": {...}, \"options\": {\"dry_run\": true, \"reason\": \"...\"}}",
-    ) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let allowed = if req.options.dry_run {
-        ctx.access.check_read(&headers)
-    } else {
-        ctx.access.check_write(&headers, "discard")
-    };
-    if let Err(r) = allowed {
-        return AdminResponse::refused(&r, &method, uri.path());
+    let example = "{\"topic\": \"emails.dlq\", \"filter\": {...}, \"options\": {\"dry_run\": true, \"reason\": \"...\"}}";
+    let request = (method, uri, headers, body);
+    match dead_letter_request(&ctx, request, example, "discard", |r: &DiscardRequest| {
+        r.options.dry_run
+    })
+    .await
+    {
+        Ok(req) => discard(&ctx, &req).await,
+        Err(r) => r,
     }
-    discard(&ctx, &req).await
 }
 
 async fn replay_route(
@@ -409,27 +420,17 @@ async fn replay_route(
     headers: HeaderMap,
     body: Body,
 ) -> AdminResponse {
-    let body = match read_body(&ctx, body).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let req: ReplayRequest = match decode_body(
-        &body,
-        "{\"topic\": \"emails.dlq\", \"filter\": {...}, \"options\": {\"dry_run\": true}}",
-    ) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    // A dry run changes nothing: a read.
-    let allowed = if req.options.dry_run {
-        ctx.access.check_read(&headers)
-    } else {
-        ctx.access.check_write(&headers, "replay")
-    };
-    if let Err(r) = allowed {
-        return AdminResponse::refused(&r, &method, uri.path());
+    let example =
+        "{\"topic\": \"emails.dlq\", \"filter\": {...}, \"options\": {\"dry_run\": true}}";
+    let request = (method, uri, headers, body);
+    match dead_letter_request(&ctx, request, example, "replay", |r: &ReplayRequest| {
+        r.options.dry_run
+    })
+    .await
+    {
+        Ok(req) => replay(&ctx, &req).await,
+        Err(r) => r,
     }
-    replay(&ctx, &req).await
 }
 
 /// The group of `/admin/groups/{group}/config`, decoded; `a%2Fb` is refused.

@@ -6,7 +6,7 @@ use tower::{Layer, Service};
 
 use super::{WorkerBuilder, broker_from_config};
 use crate::broker::Broker;
-use crate::config::{self, Config, Declared};
+use crate::config::{self, Config};
 use crate::definition::InnerService;
 use crate::job::{BoxError, Job};
 use crate::{Bytes, Error, Queue, RunSummary, Worker};
@@ -80,18 +80,7 @@ impl App {
     /// # Errors
     /// When the configuration is invalid or the broker cannot be reached.
     pub async fn new(mut builder: WorkerBuilder) -> Result<Self, Error> {
-        builder.check_handlers()?;
-        let declared: Vec<Declared<'_>> = builder
-            .definitions
-            .iter()
-            .map(|d| Declared {
-                name: &d.name,
-                topic: &d.topic,
-                overrides: &d.overrides,
-            })
-            .collect();
-        let config = config::load(&builder.base, &declared, &builder.sources)?;
-        drop(declared);
+        let config = builder.load_config()?;
         let broker = match &builder.broker {
             Some(b) => b.clone(),
             None => broker_from_config(&config).await?,

@@ -347,6 +347,22 @@ impl WorkerBuilder {
         }
     }
 
+    /// The configuration of every handler of the builder (selected or not), after checking
+    /// that there are handlers, with different names.
+    fn load_config(&self) -> Result<Config, Error> {
+        self.check_handlers()?;
+        let declared: Vec<Declared<'_>> = self
+            .definitions
+            .iter()
+            .map(|d| Declared {
+                name: &d.name,
+                topic: &d.topic,
+                overrides: &d.overrides,
+            })
+            .collect();
+        config::load(&self.base, &declared, &self.sources)
+    }
+
     /// There are handlers, with different names.
     fn check_handlers(&self) -> Result<(), Error> {
         if self.definitions.is_empty() {
@@ -451,18 +467,7 @@ impl WorkerBuilder {
     /// With the key's name and what is allowed when a configuration value is bad; when there
     /// are no handlers, two handlers of one group read one topic, or the broker fails.
     pub async fn build(mut self) -> Result<Worker, Error> {
-        self.check_handlers()?;
-        let declared: Vec<Declared<'_>> = self
-            .definitions
-            .iter()
-            .map(|d| Declared {
-                name: &d.name,
-                topic: &d.topic,
-                overrides: &d.overrides,
-            })
-            .collect();
-        let config = config::load(&self.base, &declared, &self.sources)?;
-        drop(declared);
+        let config = self.load_config()?;
         let file = self.sources.file()?;
         let which = match &self.broker {
             Some(b) => format!("{} (given in the code)", b.kind()),
