@@ -592,7 +592,9 @@ async fn worker_process_from_env(pki: &Pki) {
         .env("HANDLE_MS", "0")
         .env("CONCURRENCY", "1")
         .env("RUST_LOG", "debug")
-        .env("SHAREWORKER_CONFIG", "/nonexistent/shareworker.toml")
+        // No configuration file (one named explicitly must exist): the environment only.
+        .env_remove("SHAREWORKER_CONFIG")
+        .current_dir(std::env::temp_dir())
         .env("SHAREWORKER_BROKER", url(SASL_SSL))
         .env("SHAREWORKER_KAFKA__SECURITY_PROTOCOL", "SASL_SSL")
         .env("SHAREWORKER_KAFKA__SASL_MECHANISM", "SCRAM-SHA-512")
