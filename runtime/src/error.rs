@@ -51,6 +51,10 @@ impl Error {
     }
 
     /// A Kafka error code answered by a broker; lock-related codes map to `is_lock_lost`.
+    ///
+    /// Only builds the error: the Kafka client counts the code, per client, where it reads the
+    /// broker's answer (`kafka::stats::ErrorCounts`), so an error kept and returned again is
+    /// not counted again.
     pub(crate) fn kafka(api: &str, code: i16, message: Option<&str>) -> Self {
         use kafka_protocol::error::ParseResponseErrorCode;
         let name = code
@@ -76,7 +80,6 @@ impl Error {
                 " (the broker's authorizer refused: this principal lacks an ACL; see the README's ACL table)",
             );
         }
-        crate::kafka::stats::record(api, &crate::kafka::stats::code_label(code));
         let mut e = Self::new(kind, text);
         e.code = Some(code);
         e

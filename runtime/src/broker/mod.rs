@@ -372,7 +372,9 @@ pub trait Broker: Send + Sync + 'static {
     }
 
     /// Errors the broker answered with (or network failures talking to it) so far, by API
-    /// and code, for `shareworker_broker_errors_total`. The default reports none.
+    /// and code, for `shareworker_broker_errors_total`: this client's own, each counted once,
+    /// when the broker answered (two clients in one process count apart). The default reports
+    /// none.
     fn error_counts(&self) -> Vec<ErrorCount> {
         Vec::new()
     }

@@ -34,6 +34,7 @@ use tokio::time::Instant;
 use super::cluster::Cluster;
 use super::conn::Versions;
 use super::producer::backoff;
+use super::stats::ErrorCounts;
 use super::wire::describe_share_group_offsets::{
     DescribeShareGroupOffsetsRequest, DescribeShareGroupOffsetsRequestGroup,
     DescribeShareGroupOffsetsResponseTopic,
@@ -202,12 +203,19 @@ impl Admin {
             code::TOPIC_ALREADY_EXISTS => self.grow_topic(topic, partitions).await?,
             c if refused_input(c) => {
                 return Err(invalid_input(
+                    self.cluster.errors(),
                     &format!("creating topic `{topic}`"),
                     c,
                     message,
                 ));
             }
-            c => return Err(Error::kafka(&format!("CreateTopics `{topic}`"), c, message)),
+            c => {
+                return Err(self.cluster.errors().error(
+                    &format!("CreateTopics `{topic}`"),
+                    c,
+                    message,
+                ));
+            }
         }
         self.wait_for_leaders(topic, partitions).await
     }
@@ -250,7 +258,7 @@ impl Admin {
             0 => Ok(()),
             // Someone else grew it meanwhile; wait_for_leaders checks the count.
             code::INVALID_PARTITIONS => Ok(()),
-            c => Err(Error::kafka(
+            c => Err(self.cluster.errors().error(
                 &format!("CreatePartitions `{topic}` to {partitions}"),
                 c,
                 message,
@@ -301,7 +309,7 @@ impl Admin {
         let api = format!("DescribeShareGroupOffsets for group `{group}`");
         let topics = self.share_offsets(group).await?;
         let resolved = self.uninitialised_lag(group, &topics).await?;
-        sum_lag(&api, topics, &resolved)
+        sum_lag(self.cluster.errors(), &api, topics, &resolved)
     }
 
     /// The share-partition start offsets and lag of `group` (DescribeShareGroupOffsets v1), as
@@ -346,8 +354,10 @@ impl Admin {
                             match answer.error_code {
                                 0 => return Ok(answer.topics),
                                 code::GROUP_ID_NOT_FOUND => return Ok(Vec::new()),
-                                c if coordinator_moved(Some(c)) => Error::kafka(&api, c, message),
-                                c => return Err(Error::kafka(&api, c, message)),
+                                c if coordinator_moved(Some(c)) => {
+                                    self.cluster.errors().error(&api, c, message)
+                                }
+                                c => return Err(self.cluster.errors().error(&api, c, message)),
                             }
                         }
                         Err(e) if e.is_timeout() => return Err(e),
@@ -406,8 +416,10 @@ impl Admin {
                                 );
                                 return Err(Error::unknown_group(group).with_message(why));
                             }
-                            c if coordinator_moved(Some(c)) => Error::kafka(&api, c, message),
-                            c => return Err(Error::kafka(&api, c, message)),
+                            c if coordinator_moved(Some(c)) => {
+                                self.cluster.errors().error(&api, c, message)
+                            }
+                            c => return Err(self.cluster.errors().error(&api, c, message)),
                         }
                     }
                     Err(e) if e.is_timeout() => return Err(e),
@@ -457,7 +469,7 @@ impl Admin {
             let name = t.topic_name.as_str().to_owned();
             for p in t.partitions {
                 if p.error_code != 0 {
-                    return Err(Error::kafka(
+                    return Err(self.cluster.errors().error(
                         &format!(
                             "DescribeShareGroupOffsets for group `{group}`, topic `{name}` partition {}",
                             p.partition_index
@@ -504,7 +516,7 @@ impl Admin {
             let conn = self.cluster.node(id).await?;
             let (resp, _) = conn.call(&req, LIST_GROUPS).await?;
             if resp.error_code != 0 {
-                return Err(Error::kafka(
+                return Err(self.cluster.errors().error(
                     &format!("ListGroups on broker {id}"),
                     resp.error_code,
                     None,
@@ -780,7 +792,7 @@ impl Admin {
             .map(|(k, v)| format!("{}={v}", k.as_ref()))
             .collect::<Vec<_>>()
             .join(", ");
-        let cause = Error::kafka(
+        let cause = self.cluster.errors().error(
             &format!("cannot set {what} on {what_resource} `{name}`"),
             result.error_code,
             result.error_message.as_ref().map(|m| m.as_str()),
@@ -917,8 +929,10 @@ impl Admin {
                 .ok_or_else(|| Error::broker(format!("{api}: broker {leader} did not answer")))?;
             match answer.error_code {
                 0 => answers.push((p, Ok(answer.offset))),
-                c if leader_moved(c) => answers.push((p, Err(Error::kafka(&api, c, None)))),
-                c => return Err(Error::kafka(&api, c, None)),
+                c if leader_moved(c) => {
+                    answers.push((p, Err(self.cluster.errors().error(&api, c, None))))
+                }
+                c => return Err(self.cluster.errors().error(&api, c, None)),
             }
         }
         Ok((timestamp, answers))
@@ -938,12 +952,13 @@ fn refused_input(code: i16) -> bool {
 }
 
 /// An `is_invalid_input` error with the broker's error name and message.
-fn invalid_input(what: &str, code: i16, message: Option<&str>) -> Error {
-    Error::invalid_input(Error::kafka(what, code, message).to_string())
+fn invalid_input(errors: &ErrorCounts, what: &str, code: i16, message: Option<&str>) -> Error {
+    Error::invalid_input(errors.error(what, code, message).to_string())
 }
 
 /// Sums per-partition lag into per-topic lag, sorted; lag -1 (not initialised) counts as 0.
 fn sum_lag(
+    errors: &ErrorCounts,
     api: &str,
     topics: Vec<DescribeShareGroupOffsetsResponseTopic>,
     uninitialised: &HashMap<(String, i32), u64>,
@@ -954,7 +969,7 @@ fn sum_lag(
         let partitions = out.entry(name.clone()).or_default();
         for p in t.partitions {
             if p.error_code != 0 {
-                return Err(Error::kafka(
+                return Err(errors.error(
                     &format!("{api}, topic `{name}` partition {}", p.partition_index),
                     p.error_code,
                     p.error_message.as_ref().map(|m| m.as_str()),
@@ -1013,7 +1028,7 @@ async fn describe_configs(
                     | code::GROUP_AUTHORIZATION_FAILED
                     | code::CLUSTER_AUTHORIZATION_FAILED
             ) {
-                return Err(Error::kafka(
+                return Err(conn.errors().error(
                     &format!(
                         "DescribeConfigs of {} `{name}`",
                         resource_kind(resource_type)
@@ -1264,7 +1279,7 @@ mod tests {
             lag_topic("a", vec![lag_partition(0, -1, 0)]),
         ];
         assert_eq!(
-            sum_lag("api", topics, &HashMap::new()).ok(),
+            sum_lag(&ErrorCounts::default(), "api", topics, &HashMap::new()).ok(),
             Some(vec![
                 TopicLag {
                     topic: "a".into(),
@@ -1279,6 +1294,7 @@ mod tests {
             ])
         );
         let err = sum_lag(
+            &ErrorCounts::default(),
             "api",
             vec![lag_topic("c", vec![lag_partition(4, 0, 3)])],
             &HashMap::new(),

@@ -200,7 +200,7 @@ impl Broker for KafkaBroker {
     }
 
     fn error_counts(&self) -> Vec<ErrorCount> {
-        super::stats::snapshot()
+        self.cluster.errors().snapshot()
     }
 
     async fn configure_group(&self, group: &str, config: &GroupConfig) -> Result<(), Error> {

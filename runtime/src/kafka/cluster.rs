@@ -16,6 +16,7 @@ use tokio_rustls::TlsConnector;
 use super::config::{KafkaConfig, SecurityProtocol};
 use super::conn::{Connection, Versions};
 use super::sasl::Credentials;
+use super::stats::ErrorCounts;
 use crate::Error;
 
 /// Metadata versions this client speaks (v10 added topic ids; v12 lookups by id).
@@ -179,6 +180,8 @@ pub(crate) struct Cluster {
     state: Mutex<State>,
     /// One connection per broker id and lane; `-1` is the bootstrap broker.
     conns: AsyncMutex<HashMap<(i32, Lane), Connection>>,
+    /// The broker errors this client has seen (see [`ErrorCounts`]).
+    errors: Arc<ErrorCounts>,
 }
 
 impl Cluster {
@@ -188,6 +191,7 @@ impl Cluster {
             config,
             state: Mutex::new(State::default()),
             conns: AsyncMutex::new(HashMap::new()),
+            errors: Arc::new(ErrorCounts::default()),
         });
         cluster.refresh(&[]).await?;
         Ok(cluster)
@@ -195,6 +199,16 @@ impl Cluster {
 
     pub(crate) fn config(&self) -> &ClientConfig {
         &self.config
+    }
+
+    /// A new connection of this client to `addr`, of its own (not shared with other callers).
+    pub(crate) async fn open(&self, addr: &str) -> Result<Connection, Error> {
+        Connection::connect(addr, &self.config, self.errors.clone()).await
+    }
+
+    /// The broker errors this client has seen: count an answer's error code here.
+    pub(crate) fn errors(&self) -> &ErrorCounts {
+        &self.errors
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -226,7 +240,7 @@ impl Cluster {
         }
         let mut last = None;
         for addr in &self.config.bootstrap {
-            match Connection::connect(addr, &self.config).await {
+            match self.open(addr).await {
                 Ok(c) => {
                     self.conns.lock().await.insert((-1, lane), c.clone());
                     return Ok(c);
@@ -271,7 +285,7 @@ impl Cluster {
             return Ok(c.clone());
         }
         let addr = self.address(id)?;
-        let c = Connection::connect(&addr, &self.config).await?;
+        let c = self.open(&addr).await?;
         let mut conns = self.conns.lock().await;
         match conns.get(&(id, lane)) {
             // Another caller connected meanwhile: use theirs, drop this one.
@@ -328,7 +342,7 @@ impl Cluster {
                     }
                     continue;
                 }
-                return Err(Error::kafka(
+                return Err(self.errors.error(
                     &format!("Metadata for topic `{name}`"),
                     t.error_code,
                     None,
@@ -397,7 +411,7 @@ impl Cluster {
             ))
         })?;
         if c.error_code != 0 {
-            return Err(Error::kafka(
+            return Err(self.errors.error(
                 &format!("FindCoordinator for group `{group}`"),
                 c.error_code,
                 c.error_message.as_ref().map(|m| m.as_str()),

@@ -31,6 +31,7 @@ use tokio::time::Instant;
 
 use super::cluster::ClientConfig;
 use super::sasl::{Credentials, Exchange};
+use super::stats::ErrorCounts;
 use super::wire::layout::Checked;
 use crate::Error;
 
@@ -133,6 +134,8 @@ struct Shared {
     cause: Mutex<Option<Error>>,
     next_correlation: AtomicI32,
     versions: Mutex<HashMap<i16, Versions>>,
+    /// The broker errors of the client this connection belongs to.
+    errors: Arc<ErrorCounts>,
 }
 
 impl Shared {
@@ -278,7 +281,11 @@ impl fmt::Debug for Connection {
 impl Connection {
     /// Connects to `addr` (TLS when the configuration says so), starts the driver tasks,
     /// negotiates API versions and authenticates (SASL) when configured.
-    pub(crate) async fn connect(addr: &str, config: &ClientConfig) -> Result<Self, Error> {
+    pub(crate) async fn connect(
+        addr: &str,
+        config: &ClientConfig,
+        errors: Arc<ErrorCounts>,
+    ) -> Result<Self, Error> {
         let timeout = config.request_timeout;
         let security = &config.security;
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
@@ -295,6 +302,7 @@ impl Connection {
             cause: Mutex::new(None),
             next_correlation: AtomicI32::new(1),
             versions: Mutex::new(HashMap::new()),
+            errors,
         });
         let (tx, rx) = mpsc::unbounded_channel::<Out>();
         let client_id: Arc<str> = Arc::from(config.client_id.as_str());
@@ -356,6 +364,12 @@ impl Connection {
     /// The broker's address.
     pub(crate) fn addr(&self) -> &str {
         &self.shared.addr
+    }
+
+    /// The broker errors of the client this connection belongs to: count an answer's error
+    /// code here.
+    pub(crate) fn errors(&self) -> &ErrorCounts {
+        &self.shared.errors
     }
 
     /// Whether the socket is gone; the owner should reconnect.
@@ -432,7 +446,7 @@ impl Connection {
             } else {
                 "network"
             };
-            super::stats::record(&api_name(C::KEY), code);
+            self.shared.errors.record(&api_name(C::KEY), code);
         }
         result
     }
@@ -594,7 +608,7 @@ impl Writer {
                     "the Kafka broker at {addr} does not expect SASL on that listener (ILLEGAL_SASL_STATE): match `kafka.security_protocol` to the listener"
                 )));
             }
-            code => return Err(Error::kafka("SaslHandshake", code, None)),
+            code => return Err(self.shared.errors.error("SaslHandshake", code, None)),
         }
         let mut exchange = Exchange::new(&creds);
         let mut message = exchange.first()?;
@@ -612,8 +626,10 @@ impl Writer {
                     .as_ref()
                     .map(|m| format!(": {}", m.as_str()))
                     .unwrap_or_default();
+                self.shared
+                    .errors
+                    .answered("SaslAuthenticate", resp.error_code);
                 if resp.error_code == 58 {
-                    super::stats::record("SaslAuthenticate", &super::stats::code_label(58));
                     return Err(Error::auth(format!(
                         "SASL {mechanism} authentication of user `{}` at {addr} failed{said}. Check `kafka.sasl_username` and `kafka.sasl_password` (SHAREWORKER_KAFKA__SASL_PASSWORD), and that the user exists for {mechanism}",
                         creds.username

@@ -546,7 +546,10 @@ impl Producer {
                     );
                 }
                 let msg = p.error_message.as_ref().map(|m| m.as_str());
-                out.push((b, Outcome::Retry(Error::kafka(&api, p.error_code, msg))));
+                out.push((
+                    b,
+                    Outcome::Retry(conn.errors().error(&api, p.error_code, msg)),
+                ));
             } else {
                 let mut msg = p
                     .error_message
@@ -560,7 +563,7 @@ impl Producer {
                         .map_or("", |m| m.as_str());
                     msg.push_str(&format!(" (record {}: {detail})", e.batch_index));
                 }
-                return Err(Error::kafka(&api, p.error_code, Some(msg.trim())));
+                return Err(conn.errors().error(&api, p.error_code, Some(msg.trim())));
             }
         }
         Ok(out)

@@ -80,7 +80,7 @@ pub(crate) async fn read(
                 ]);
             let (resp, _) = conn.call(&req, FETCH).await?;
             if resp.error_code != 0 {
-                return Err(Error::kafka(&api, resp.error_code, None));
+                return Err(conn.errors().error(&api, resp.error_code, None));
             }
             let data = resp
                 .responses
@@ -155,8 +155,8 @@ pub(crate) async fn read(
                 | code::NOT_LEADER_OR_FOLLOWER
                 | code::FENCED_LEADER_EPOCH
                 | code::UNKNOWN_LEADER_EPOCH
-                | code::UNKNOWN_TOPIC_ID) => Error::kafka(&api, c, None),
-                c => return Err(Error::kafka(&api, c, None)),
+                | code::UNKNOWN_TOPIC_ID) => conn.errors().error(&api, c, None),
+                c => return Err(conn.errors().error(&api, c, None)),
             }
         };
         if attempt >= MAX_ATTEMPTS {

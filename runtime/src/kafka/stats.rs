@@ -1,21 +1,57 @@
 //! Counts of errors from Kafka brokers, by API and code, for `shareworker_broker_errors_total`.
 //!
-//! Counted where they happen (retried ones too), once per process: every [`KafkaBroker`]
-//! (crate::KafkaBroker) of the process reports the same counts.
+//! One [`ErrorCounts`] per client: a [`KafkaBroker`](crate::KafkaBroker) and everything it made
+//! (its cluster, connections, members, producer, admin calls) share it, and
+//! [`Broker::error_counts`](crate::Broker::error_counts) reports it. Two brokers in one process
+//! count apart.
+//!
+//! Errors are counted where a broker's answer is read (retried ones too), and nowhere else:
+//! building an [`Error`] has no side effect, so an error kept and handed out again (a member's
+//! fatal error, returned by every later acquire) counts once, when the broker said it.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use crate::Error;
 use crate::broker::ErrorCount;
 
-static COUNTS: Mutex<BTreeMap<(String, String), u64>> = Mutex::new(BTreeMap::new());
+/// The broker errors one client has seen, by API and code.
+#[derive(Debug, Default)]
+pub(crate) struct ErrorCounts {
+    counts: Mutex<BTreeMap<(String, String), u64>>,
+}
 
-/// Counts one error of `api` (a request name such as `ShareFetch`, or a longer description
-/// starting with it) with `code` (a Kafka error name, or `network`, `timeout`, `codec`).
-pub(crate) fn record(api: &str, code: &str) {
-    let api = api_label(api);
-    let mut counts = COUNTS.lock().unwrap_or_else(|p| p.into_inner());
-    *counts.entry((api.to_owned(), code.to_owned())).or_insert(0) += 1;
+impl ErrorCounts {
+    /// Counts one error of `api` (a request name such as `ShareFetch`, or a longer description
+    /// starting with it) with `code` (a Kafka error name, or `network`, `timeout`, `codec`).
+    pub(crate) fn record(&self, api: &str, code: &str) {
+        let api = api_label(api);
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        *counts.entry((api.to_owned(), code.to_owned())).or_insert(0) += 1;
+    }
+
+    /// Counts the Kafka error `code` a broker answered to `api`; 0 (no error) is not counted.
+    pub(crate) fn answered(&self, api: &str, code: i16) {
+        if code != 0 {
+            self.record(api, &code_label(code));
+        }
+    }
+
+    /// Counts the Kafka error `code` a broker answered to `api`, and returns it as an [`Error`]
+    /// ([`Error::kafka`]): for the places that read an answer and fail with it.
+    pub(crate) fn error(&self, api: &str, code: i16, message: Option<&str>) -> Error {
+        self.answered(api, code);
+        Error::kafka(api, code, message)
+    }
+
+    /// Everything counted so far.
+    pub(crate) fn snapshot(&self) -> Vec<ErrorCount> {
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts
+            .iter()
+            .map(|((api, code), n)| ErrorCount::new(api.clone(), code.clone(), *n))
+            .collect()
+    }
 }
 
 /// The Kafka name of an error code, such as `NOT_LEADER_OR_FOLLOWER`.
@@ -47,40 +83,5 @@ fn api_label(api: &str) -> &str {
     if end == 0 { "other" } else { &api[..end] }
 }
 
-/// Everything counted so far.
-pub(crate) fn snapshot() -> Vec<ErrorCount> {
-    let counts = COUNTS.lock().unwrap_or_else(|p| p.into_inner());
-    counts
-        .iter()
-        .map(|((api, code), n)| ErrorCount::new(api.clone(), code.clone(), *n))
-        .collect()
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn labels_are_bounded_names() {
-        assert_eq!(
-            api_label("DescribeShareGroupOffsets for group `g`"),
-            "DescribeShareGroupOffsets"
-        );
-        assert_eq!(api_label("ShareFetch"), "ShareFetch");
-        assert_eq!(api_label("`odd`"), "other");
-        assert_eq!(code_label(6), "NOT_LEADER_OR_FOLLOWER");
-        assert_eq!(code_label(121), "INVALID_RECORD_STATE");
-        assert_eq!(code_label(-999), "ERROR_-999");
-    }
-
-    #[test]
-    fn counts_accumulate() {
-        record("TestApiForCounts with details", "TIMEOUT_TEST");
-        record("TestApiForCounts", "TIMEOUT_TEST");
-        let n = snapshot()
-            .into_iter()
-            .find(|e| e.api == "TestApiForCounts" && e.code == "TIMEOUT_TEST")
-            .map(|e| e.count);
-        assert_eq!(n, Some(2));
-    }
-}
+mod tests;

@@ -410,7 +410,7 @@ struct BrokerErrors {
 
 impl BrokerErrors {
     const NAME: &'static str = "shareworker_broker_errors_total";
-    const HELP: &'static str = "Errors from the broker, by API and Kafka error code (or network, timeout, codec), counted where they happened, retried ones included. Counted per process.";
+    const HELP: &'static str = "Errors from the broker, by API and Kafka error code (or network, timeout, codec), counted where the broker answered, retried ones included. Counted per broker client.";
 
     fn new(broker: Arc<dyn Broker>) -> Result<Self, Error> {
         let desc = Desc::new(

@@ -97,6 +97,7 @@ async fn heartbeat(
         .with_rack_id(None)
         .with_subscribed_topic_names(topics);
     let (resp, _) = conn.call(&req, HEARTBEAT).await?;
+    conn.errors().answered(API, resp.error_code);
     Ok(resp)
 }
 

@@ -548,7 +548,7 @@ impl Actor {
             tokio::time::sleep_until(at).await;
         }
         let addr = self.shared.cluster.address(self.node())?;
-        let conn = Connection::connect(&addr, self.shared.cluster.config()).await?;
+        let conn = self.shared.cluster.open(&addr).await?;
         // A new connection has no session.
         if self.epoch != 0 {
             self.reset("a new connection");
@@ -667,7 +667,10 @@ impl Actor {
                 Outcome::Failed(e) => Some((None, e.to_string())),
                 Outcome::Answered(codes) => match codes.get(&tp) {
                     Some((0, _)) => None,
-                    Some((c, m)) => Some((Some(*c), m.clone().unwrap_or_default())),
+                    Some((c, m)) => {
+                        self.shared.cluster.errors().answered(api, *c);
+                        Some((Some(*c), m.clone().unwrap_or_default()))
+                    }
                     None => Some((None, format!("{api}: the broker did not answer for it"))),
                 },
             };
@@ -829,7 +832,7 @@ impl Actor {
             }
         };
         if resp.error_code != 0 {
-            let e = Error::kafka(
+            let e = conn.errors().error(
                 "ShareFetch",
                 resp.error_code,
                 resp.error_message.as_ref().map(|m| m.as_str()),
@@ -1001,7 +1004,11 @@ impl Actor {
 
     fn partition_error(&mut self, tp: Tp, p: &ShareFetchPartitionData) {
         let message = p.error_message.as_ref().map(|m| m.as_str());
-        let e = Error::kafka("ShareFetch", p.error_code, message);
+        let e = self
+            .shared
+            .cluster
+            .errors()
+            .error("ShareFetch", p.error_code, message);
         if leader_moved(p.error_code) {
             let leader = (p.current_leader.leader_id >= 0)
                 .then_some((p.current_leader.leader_id, p.current_leader.leader_epoch));
@@ -1108,7 +1115,7 @@ impl Actor {
             "ShareAcknowledge"
         };
         if resp.error_code != 0 {
-            let e = Error::kafka(
+            let e = self.shared.cluster.errors().error(
                 api,
                 resp.error_code,
                 resp.error_message.as_ref().map(|m| m.as_str()),
