@@ -1154,7 +1154,7 @@ pub(crate) async fn test_cluster() -> Option<Arc<Cluster>> {
     } else {
         format!("kafka://{bootstrap}")
     };
-    let mut config = super::cluster::ClientConfig::from_url(&url)
+    let mut config = super::client::ClientConfig::from_url(&url)
         .unwrap_or_else(|e| panic!("KAFKA_BOOTSTRAP `{url}`: {e}"));
     config.client_id = "shareworker-test".to_owned();
     match Cluster::connect(config).await {

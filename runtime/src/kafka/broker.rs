@@ -5,7 +5,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::admin::Admin;
-use super::cluster::{ClientConfig, Cluster};
+use super::client::ClientConfig;
+use super::cluster::Cluster;
 use super::config::KafkaConfig;
 use super::producer::{Compression, Producer};
 use crate::Error;

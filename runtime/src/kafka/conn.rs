@@ -7,7 +7,8 @@
 //! socket fails every pending request. Either way the connection is marked closed and the owner
 //! reconnects.
 //!
-//! The socket is plain TCP or TLS (rustls). With SASL, the writer task authenticates right after
+//! The socket is plain TCP or TLS (rustls), set up before the connection is made: a connection
+//! takes a ready [`Transport`] ([`Connection::handshake`]). With SASL, the writer task authenticates right after
 //! ApiVersions (SaslHandshake v1, SaslAuthenticate), and again on the same connection before the
 //! session lifetime the broker gave runs out (KIP-368): it holds back other requests meanwhile,
 //! as the broker wants no other request between the handshake and the last authenticate.
@@ -25,13 +26,13 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::cluster::ClientConfig;
+use super::client::ClientConfig;
 use super::sasl::{Credentials, Exchange};
 use super::stats::ErrorCounts;
+use super::transport::Transport;
 use super::wire::layout::Checked;
 use crate::Error;
 
@@ -279,22 +280,17 @@ impl fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Connects to `addr` (TLS when the configuration says so), starts the driver tasks,
-    /// negotiates API versions and authenticates (SASL) when configured.
-    pub(crate) async fn connect(
+    /// Runs the Kafka protocol on a ready transport `io` to the broker at `addr` (TCP, and TLS
+    /// when configured, already set up: see [`transport`](super::transport)): starts the driver
+    /// tasks, negotiates API versions and authenticates (SASL) when configured.
+    pub(crate) async fn handshake<T: Transport>(
+        io: T,
         addr: &str,
         config: &ClientConfig,
         errors: Arc<ErrorCounts>,
     ) -> Result<Self, Error> {
         let timeout = config.request_timeout;
         let security = &config.security;
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| {
-                Error::timeout(format!("connecting to {addr} timed out after {timeout:?}"))
-            })?
-            .map_err(|e| Error::broker(format!("cannot connect to {addr}")).with_source(e))?;
-        let _ = stream.set_nodelay(true);
         let shared = Arc::new(Shared {
             addr: addr.to_owned(),
             pending: Mutex::new(HashMap::new()),
@@ -313,24 +309,8 @@ impl Connection {
             sasl: security.sasl.clone(),
             reauth_at: None,
         };
-        match &security.tls {
-            Some(tls) => {
-                let stream =
-                    tokio::time::timeout(timeout, super::tls::handshake(tls, addr, stream))
-                        .await
-                        .map_err(|_| {
-                            Error::timeout(format!(
-                                "the TLS handshake with {addr} timed out after {timeout:?}"
-                            ))
-                        })??;
-                let (rd, wr) = tokio::io::split(stream);
-                spawn_drivers(rd, wr, writer, rx);
-            }
-            None => {
-                let (rd, wr) = stream.into_split();
-                spawn_drivers(rd, wr, writer, rx);
-            }
-        }
+        let (rd, wr) = io.into_halves();
+        spawn_drivers(rd, wr, writer, rx);
         let conn = Self {
             shared,
             writer: tx,

@@ -1,8 +1,16 @@
 //! The Kafka backend: a native share-group client (KIP-932), layered like hyper: wire codecs,
 //! then connections, then share sessions and membership, then the `Broker` implementation.
+//!
+//! From the bottom: `config` (the `[kafka]` settings) and `client` (a client's settings, ready to
+//! use: bootstrap, timeouts, a TLS client, SASL credentials); `transport` (TCP and TLS, set up
+//! before a connection exists); `conn` (one pipelined connection on a ready transport: API
+//! versions, SASL, requests); `cluster` (metadata and one connection per broker); then
+//! `share`, `producer`, `admin`, `reader`; and `broker` (`KafkaBroker`) on top. Each module
+//! imports only from below it.
 
 pub(crate) mod admin;
 pub(crate) mod broker;
+pub(crate) mod client;
 pub(crate) mod cluster;
 pub(crate) mod config;
 pub(crate) mod conn;
@@ -14,4 +22,5 @@ pub(crate) mod sasl;
 pub(crate) mod share;
 pub(crate) mod stats;
 pub(crate) mod tls;
+pub(crate) mod transport;
 pub(crate) mod wire;
