@@ -12,9 +12,9 @@ use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::super::broker::KafkaBroker;
 use super::*;
 use crate::broker::{Broker, OutgoingRecord};
-use crate::kafka::broker::KafkaBroker;
 
 #[test]
 fn labels_are_bounded_names() {
@@ -222,7 +222,7 @@ async fn a_kept_fatal_error_counts_once_and_only_for_its_client() {
 /// produce is the request refused).
 #[tokio::test]
 async fn two_clients_of_the_real_broker_count_apart() {
-    let Some(bootstrap) = crate::kafka::admin::test_bootstrap() else {
+    let Some(bootstrap) = super::super::admin::test_bootstrap() else {
         return;
     };
     let url = if bootstrap.starts_with("kafka://") {

@@ -85,6 +85,11 @@ fn one_case() {
 #[test]
 fn kafka_protocol_still_reserves_what_a_length_prefix_claims() {
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("the test binary: {e}"));
+    // This module's path in the test binary, without the crate's name.
+    let module = module_path!()
+        .split_once("::")
+        .map_or(module_path!(), |(_, rest)| rest);
+    let one = format!("{module}::one_case");
     for (case, what, len) in [
         (
             "compact",
@@ -98,12 +103,7 @@ fn kafka_protocol_still_reserves_what_a_length_prefix_claims() {
         ),
     ] {
         let out = Command::new(&exe)
-            .args([
-                "--exact",
-                "kafka::wire::layout::upstream::one_case",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args(["--exact", one.as_str(), "--nocapture", "--test-threads=1"])
             .env(CASE, case)
             .output()
             .unwrap_or_else(|e| panic!("{what}: cannot run the test binary again: {e}"));
