@@ -8,10 +8,8 @@ mod config;
 mod definition;
 mod duration;
 mod embedded;
-mod error;
 mod http;
 mod job;
-mod kafka;
 mod logs;
 mod metrics;
 mod queue;
@@ -22,11 +20,6 @@ mod worker;
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
-
-#[cfg(feature = "fuzzing")]
-#[doc(hidden)]
-#[path = "fuzzing.rs"]
-pub mod __fuzz;
 
 pub use broker::{
     AckKind, Broker, Delivery, ErrorCount, GroupConfig, GroupDescription, GroupLimits, GroupMember,
@@ -41,11 +34,12 @@ pub use config::{
 };
 pub use definition::{Handler, HandlerService, InnerService, JobDefinition};
 pub use embedded::{EmbeddedBroker, EmbeddedBrokerBuilder};
-pub use error::Error;
 pub use job::{BoxError, Job, JobError};
-pub use kafka::broker::KafkaBroker;
-pub use kafka::config::{KafkaConfig, SaslMechanism, Secret, SecurityProtocol};
 pub use queue::{Message, Queue};
+pub use shareworker_core::Error;
+pub use shareworker_core::Secret;
+#[cfg(feature = "kafka")]
+pub use shareworker_kafka::{KafkaBroker, KafkaConfig, SaslMechanism, SecurityProtocol};
 /// Turns an `async fn(Job<T>) -> Result<(), E>` into a job handler.
 ///
 /// ```no_run

@@ -677,7 +677,15 @@ async fn broker_from_config(config: &Config) -> Result<Arc<dyn Broker>, Error> {
         );
         return Ok(Arc::new(b));
     }
-    Ok(Arc::new(crate::KafkaBroker::from_config(config).await?))
+    #[cfg(feature = "kafka")]
+    return Ok(Arc::new(
+        crate::KafkaBroker::from_config(&config.broker, &config.kafka).await?,
+    ));
+    #[cfg(not(feature = "kafka"))]
+    Err(Error::config(format!(
+        "`broker`: {}",
+        crate::config::NO_KAFKA
+    )))
 }
 
 /// Why a worker has no handlers, and what to do.

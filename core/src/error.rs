@@ -3,7 +3,7 @@ use std::fmt;
 
 type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// The error of every fallible function in this crate.
+/// The error of every fallible function of shareworker and its broker crates.
 ///
 /// Ask what went wrong with the predicates (`is_config`, `is_lock_lost`, ...). `Display` prints this
 /// level only; the cause, if any, comes from [`source`](std::error::Error::source).
@@ -50,12 +50,10 @@ impl Error {
         }
     }
 
-    /// A Kafka error code answered by a broker; lock-related codes map to `is_lock_lost`.
-    pub(crate) fn kafka(api: &str, code: i16, message: Option<&str>) -> Self {
-        use kafka_protocol::error::ParseResponseErrorCode;
-        let name = code
-            .err()
-            .map_or_else(|| format!("error {code}"), |e| format!("{e:?} ({code})"));
+    /// A Kafka error code answered by a broker, named `name` (the Kafka client crate names it);
+    /// lock-related codes map to `is_lock_lost`. Not an API: for backend crates.
+    #[doc(hidden)]
+    pub fn kafka_named(api: &str, code: i16, name: &str, message: Option<&str>) -> Self {
         let kind = match code {
             // INVALID_RECORD_STATE, and the session/lock codes of a record this member lost.
             121 => Kind::LockLost,
@@ -76,7 +74,6 @@ impl Error {
                 " (the broker's authorizer refused: this principal lacks an ACL; see the README's ACL table)",
             );
         }
-        crate::kafka::stats::record(api, &crate::kafka::stats::code_label(code));
         let mut e = Self::new(kind, text);
         e.code = Some(code);
         e
@@ -88,7 +85,8 @@ impl Error {
     }
 
     /// The same kind, message and code, without the source (errors are not `Clone`).
-    pub(crate) fn duplicate(&self) -> Self {
+    #[doc(hidden)]
+    pub fn duplicate(&self) -> Self {
         Self {
             kind: self.kind,
             message: self.message.clone(),
@@ -98,64 +96,77 @@ impl Error {
     }
 
     /// The same error, carrying the Kafka error code that a broker would answer for it.
-    pub(crate) fn with_kafka_code(mut self, code: i16) -> Self {
+    #[doc(hidden)]
+    pub fn with_kafka_code(mut self, code: i16) -> Self {
         self.code = Some(code);
         self
     }
 
-    pub(crate) fn with_source(mut self, source: impl Into<Source>) -> Self {
+    #[doc(hidden)]
+    pub fn with_source(mut self, source: impl Into<Source>) -> Self {
         self.source = Some(source.into());
         self
     }
 
-    pub(crate) fn config(message: impl Into<Cow<'static, str>>) -> Self {
+    #[doc(hidden)]
+    pub fn config(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(Kind::Config, message)
     }
 
-    pub(crate) fn broker(message: impl Into<Cow<'static, str>>) -> Self {
+    #[doc(hidden)]
+    pub fn broker(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(Kind::Broker, message)
     }
 
-    pub(crate) fn lock_lost(message: impl Into<Cow<'static, str>>) -> Self {
+    #[doc(hidden)]
+    pub fn lock_lost(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(Kind::LockLost, message)
     }
 
-    pub(crate) fn closed(message: impl Into<Cow<'static, str>>) -> Self {
+    #[doc(hidden)]
+    pub fn closed(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(Kind::Closed, message)
     }
 
-    pub(crate) fn invalid_input(message: impl Into<Cow<'static, str>>) -> Self {
+    #[doc(hidden)]
+    pub fn invalid_input(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(Kind::InvalidInput, message)
     }
 
-    pub(crate) fn codec(message: impl Into<Cow<'static, str>>) -> Self {
+    #[doc(hidden)]
+    pub fn codec(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(Kind::Codec, message)
     }
 
-    pub(crate) fn unknown_topic(topic: &str) -> Self {
+    #[doc(hidden)]
+    pub fn unknown_topic(topic: &str) -> Self {
         Self::new(
             Kind::UnknownTopic,
             format!("topic `{topic}` does not exist"),
         )
     }
 
-    pub(crate) fn unknown_group(group: &str) -> Self {
+    #[doc(hidden)]
+    pub fn unknown_group(group: &str) -> Self {
         Self::new(
             Kind::UnknownGroup,
             format!("share group `{group}` does not exist"),
         )
     }
 
-    pub(crate) fn with_message(mut self, message: impl Into<Cow<'static, str>>) -> Self {
+    #[doc(hidden)]
+    pub fn with_message(mut self, message: impl Into<Cow<'static, str>>) -> Self {
         self.message = message.into();
         self
     }
 
-    pub(crate) fn timeout(message: impl Into<Cow<'static, str>>) -> Self {
+    #[doc(hidden)]
+    pub fn timeout(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(Kind::Timeout, message)
     }
 
-    pub(crate) fn auth(message: impl Into<Cow<'static, str>>) -> Self {
+    #[doc(hidden)]
+    pub fn auth(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(Kind::Auth, message)
     }
 
@@ -211,16 +222,7 @@ impl Error {
     /// Retrying cannot help: send less (a reference to the data instead of the data), or raise
     /// the limit (`max.message.bytes` on the topic, `embedded.max_message_bytes`).
     ///
-    /// ```
-    /// use shareworker::{Broker, EmbeddedBroker, OutgoingRecord};
-    ///
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let broker = EmbeddedBroker::new();
-    /// let big = vec![b'x'; 2 * 1024 * 1024];
-    /// let err = broker.produce("jobs", vec![OutgoingRecord::new(big)]).await.unwrap_err();
-    /// assert!(err.is_record_too_large());
-    /// # }
-    /// ```
+    /// (shareworker's embedded broker answers `MESSAGE_TOO_LARGE` for such a record too).
     pub fn is_record_too_large(&self) -> bool {
         matches!(self.code, Some(10 | 18))
     }
@@ -282,16 +284,5 @@ mod tests {
         assert_eq!(source.as_deref(), Some("connection reset"));
         assert!(err.is_broker());
         assert!(!err.is_config());
-    }
-
-    #[test]
-    fn authorization_failures_are_their_own_kind_and_say_an_acl_is_missing() {
-        for code in [29, 30, 31] {
-            let err = Error::kafka("Produce to `t`", code, None);
-            assert!(err.is_not_authorized(), "{code}: {err:?}");
-            assert!(!err.is_broker() && !err.is_auth(), "{code}: {err:?}");
-            assert!(err.to_string().contains("lacks an ACL"), "{err}");
-        }
-        assert!(!Error::kafka("Produce", 6, None).is_not_authorized());
     }
 }

@@ -28,7 +28,6 @@ pub const GROUP_CONFIG_KEYS: [&str; 4] = [
 
 /// A share group as [`Broker::describe_group`](super::Broker::describe_group) sees it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct GroupDescription {
     /// The group id.
     pub group: String,
@@ -43,7 +42,6 @@ pub struct GroupDescription {
 
 /// One member of a share group.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct GroupMember {
     /// The member id.
     pub member_id: String,
@@ -59,7 +57,6 @@ pub struct GroupMember {
 
 /// One partition as one share group sees it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct SharePartitionState {
     /// The topic.
     pub topic: String,
@@ -117,10 +114,7 @@ impl PartitionOffsets {
 }
 
 /// The known share-group configs of `limits` and `start_from`, by their Kafka names.
-pub(crate) fn configs_of(
-    limits: &GroupLimits,
-    start_from: Option<StartFrom>,
-) -> Vec<(String, String)> {
+pub fn configs_of(limits: &GroupLimits, start_from: Option<StartFrom>) -> Vec<(String, String)> {
     let mut out = Vec::with_capacity(4);
     if let Some(start) = start_from {
         out.push((
@@ -155,7 +149,7 @@ fn start_from_name(start: StartFrom) -> &'static str {
 /// # Errors
 /// `is_config` for a key that is not one of [`GROUP_CONFIG_KEYS`] or a value that does not
 /// parse, naming the key and what is allowed.
-pub(crate) fn group_config_from(pairs: &[(String, String)]) -> Result<GroupConfig, Error> {
+pub fn group_config_from(pairs: &[(String, String)]) -> Result<GroupConfig, Error> {
     let mut config = GroupConfig::default();
     for (key, value) in pairs {
         let v = value.trim();

@@ -14,12 +14,12 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Request};
 
-use crate::kafka::conn::{self, Call, Versions};
-use crate::kafka::wire::describe_share_group_offsets::DescribeShareGroupOffsetsRequest;
-use crate::kafka::wire::records;
-use crate::kafka::wire::share_acknowledge::ShareAcknowledgeRequest;
-use crate::kafka::wire::share_fetch::{AcquiredRecords, ShareFetchRequest};
-use crate::kafka::{admin, cluster, producer, reader, samples, share};
+use crate::conn::{self, Call, Versions};
+use crate::wire::describe_share_group_offsets::DescribeShareGroupOffsetsRequest;
+use crate::wire::records;
+use crate::wire::share_acknowledge::ShareAcknowledgeRequest;
+use crate::wire::share_fetch::{AcquiredRecords, ShareFetchRequest};
+use crate::{admin, cluster, producer, reader, samples, share};
 
 /// One API whose responses the client decodes, and the versions it sends.
 #[derive(Debug, Clone)]

@@ -13,8 +13,8 @@ use super::conn::Versions;
 use super::producer::backoff;
 use super::wire::records::acquired_records;
 use super::wire::share_fetch::AcquiredRecords;
-use crate::Error;
-use crate::broker::{Delivery, Header, Headers, RecordId};
+use crate::{Error, KafkaError as _};
+use shareworker_core::{Delivery, Header, Headers, RecordId};
 
 /// Fetch versions: v13 fetches by topic id; v18 adds nothing a reader needs.
 pub(crate) const FETCH: Versions = Versions { min: 13, max: 17 };

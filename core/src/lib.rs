@@ -1,8 +1,21 @@
-//! The seam between the runtime and a broker, in KIP-932 words.
+//! The seam between the shareworker runtime and a broker, in KIP-932 words.
 //!
-//! Everything above this seam (the dispatcher, lease renewal, backoff, dead letters, metrics) is
-//! written once; a broker implements [`Broker`] and [`Member`]. Two implementations ship with the
-//! crate: [`EmbeddedBroker`](crate::EmbeddedBroker) (in-process) and the Kafka backend.
+//! ```text
+//!   shareworker (runtime: #[job], Worker, App, HTTP, metrics, embedded broker)
+//!        |                         |
+//!        |                 shareworker-kafka (share-group client, KafkaBroker) [feature `kafka`]
+//!        |                         |
+//!        +------> shareworker-core (this crate: Broker, Member, Delivery, Error) <------+
+//! ```
+//!
+//! Like `tower-service` or `axum-core`: a small crate that a backend depends on without the
+//! runtime. Everything above this seam (the dispatcher, lease renewal, backoff, dead letters,
+//! metrics) is written once; a broker implements [`Broker`] and [`Member`]. Two implementations
+//! ship with shareworker: the embedded broker (in-process, in the `shareworker` crate) and
+//! `KafkaBroker` (in `shareworker-kafka`).
+//!
+//! Public types of other crates in its signatures: [`bytes::Bytes`] (payloads and keys) and
+//! [`async_trait`] (the traits' methods).
 
 use std::fmt;
 use std::sync::Arc;
@@ -11,16 +24,20 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::Error;
-
 mod describe;
+mod error;
 mod headers;
+mod secret;
+
+pub use error::Error;
+pub use secret::Secret;
 
 pub use describe::{
     AUTO_OFFSET_RESET, DELIVERY_COUNT_LIMIT, GROUP_CONFIG_KEYS, GroupDescription, GroupMember,
     LOCK_DURATION_MS, MAX_RECORD_LOCKS, PartitionOffsets, SharePartitionState,
 };
-pub(crate) use describe::{configs_of, group_config_from};
+#[doc(hidden)]
+pub use describe::{configs_of, group_config_from};
 pub use headers::{Header, Headers};
 
 /// Where a record lives: topic, partition and offset.
@@ -40,7 +57,7 @@ impl RecordId {
     /// A record id from its parts.
     ///
     /// ```
-    /// let id = shareworker::RecordId::new("emails", 0, 42);
+    /// let id = shareworker_core::RecordId::new("emails", 0, 42);
     /// assert_eq!(id.to_string(), "emails-0@42");
     /// ```
     pub fn new(topic: impl Into<Arc<str>>, partition: i32, offset: i64) -> Self {
@@ -85,7 +102,6 @@ pub struct Delivery {
 
 /// How a member settles an acquired record (KIP-932 acknowledgement types).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum AckKind {
     /// Processed: the record is done for the group.
     Accept,
@@ -227,7 +243,6 @@ impl Default for GroupLimits {
 
 /// Where a new share group starts reading (`share.auto.offset.reset`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum StartFrom {
     /// From the end of each partition at the moment the group first reads it (Kafka's default).
     #[default]
@@ -288,7 +303,7 @@ impl GroupConfig {
 
 /// A broker that holds topics and share groups.
 ///
-/// Implemented by [`EmbeddedBroker`](crate::EmbeddedBroker) and by the Kafka backend. The runtime
+/// Implemented by shareworker's `EmbeddedBroker` and by `shareworker_kafka::KafkaBroker`. The runtime
 /// uses nothing else, so a new backend plugs in here and passes the conformance suite in `tests/`.
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {

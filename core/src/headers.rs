@@ -26,7 +26,7 @@ impl fmt::Debug for Header {
 /// The headers of a record, in order; a name may repeat.
 ///
 /// ```
-/// let mut headers = shareworker::Headers::new();
+/// let mut headers = shareworker_core::Headers::new();
 /// headers.push("trace-id", "abc");
 /// assert_eq!(headers.get_str("trace-id"), Some("abc"));
 /// assert_eq!(headers.get("missing"), None);

@@ -82,8 +82,8 @@ pub(crate) trait WireMessage: Sized {
 /// and `Request`.
 macro_rules! impl_kafka_traits {
     ($request:ty => $response:ty, $key:expr) => {
-        $crate::kafka::wire::impl_kafka_traits!(@message $request, 2);
-        $crate::kafka::wire::impl_kafka_traits!(@message $response, 1);
+        $crate::wire::impl_kafka_traits!(@message $request, 2);
+        $crate::wire::impl_kafka_traits!(@message $response, 1);
 
         impl ::kafka_protocol::protocol::Request for $request {
             const KEY: i16 = $key as i16;
@@ -97,14 +97,14 @@ macro_rules! impl_kafka_traits {
                 buf: &mut B,
                 version: i16,
             ) -> ::anyhow::Result<()> {
-                let mut sink = $crate::kafka::wire::codec::BufSink(buf);
-                $crate::kafka::wire::WireMessage::write(self, &mut sink, version)?;
+                let mut sink = $crate::wire::codec::BufSink(buf);
+                $crate::wire::WireMessage::write(self, &mut sink, version)?;
                 Ok(())
             }
 
             fn compute_size(&self, version: i16) -> ::anyhow::Result<usize> {
-                let mut counter = $crate::kafka::wire::codec::SizeCounter::default();
-                $crate::kafka::wire::WireMessage::write(self, &mut counter, version)?;
+                let mut counter = $crate::wire::codec::SizeCounter::default();
+                $crate::wire::WireMessage::write(self, &mut counter, version)?;
                 Ok(counter.0)
             }
         }
@@ -114,16 +114,16 @@ macro_rules! impl_kafka_traits {
                 buf: &mut B,
                 version: i16,
             ) -> ::anyhow::Result<Self> {
-                let mut reader = $crate::kafka::wire::codec::Reader::new(buf);
-                Ok(<Self as $crate::kafka::wire::WireMessage>::read(&mut reader, version)?)
+                let mut reader = $crate::wire::codec::Reader::new(buf);
+                Ok(<Self as $crate::wire::WireMessage>::read(&mut reader, version)?)
             }
         }
 
         impl ::kafka_protocol::protocol::Message for $message {
             const VERSIONS: ::kafka_protocol::protocol::VersionRange =
                 ::kafka_protocol::protocol::VersionRange {
-                    min: <Self as $crate::kafka::wire::WireMessage>::MIN_VERSION,
-                    max: <Self as $crate::kafka::wire::WireMessage>::MAX_VERSION,
+                    min: <Self as $crate::wire::WireMessage>::MIN_VERSION,
+                    max: <Self as $crate::wire::WireMessage>::MAX_VERSION,
                 };
             const DEPRECATED_VERSIONS: Option<::kafka_protocol::protocol::VersionRange> = None;
         }

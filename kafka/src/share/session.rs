@@ -25,8 +25,8 @@ use super::super::wire::share_fetch::{
 };
 use super::acks::{AckRange, plan};
 use super::{Buffered, Owned, Shared, Tp};
-use crate::Error;
-use crate::broker::{AckKind, Delivery, Header, Headers, RecordId, SettleResult};
+use crate::{Error, KafkaError as _};
+use shareworker_core::{AckKind, Delivery, Header, Headers, RecordId, SettleResult};
 
 pub(crate) const SHARE_FETCH: Versions = Versions { min: 1, max: 2 };
 pub(crate) const SHARE_ACKNOWLEDGE: Versions = Versions { min: 1, max: 2 };

@@ -819,7 +819,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::kafka::samples;
+    use crate::samples;
 
     fn layout(key: i16) -> Option<&'static Layout> {
         Some(match key {
@@ -938,8 +938,8 @@ mod tests {
     /// The samples decode as the client decodes them, our own codecs and the records included.
     #[test]
     fn samples_decode() {
-        use crate::kafka::conn::decode_frame;
-        use crate::kafka::wire::records::acquired_records;
+        use crate::conn::decode_frame;
+        use crate::wire::records::acquired_records;
         for sample in samples::responses() {
             let frame = Bytes::from(sample.frame.clone());
             let v = sample.version;
@@ -949,9 +949,8 @@ mod tests {
                 }
                 3 => decode_frame::<kafka_protocol::messages::MetadataRequest>(frame, v).is_ok(),
                 78 => {
-                    let decoded = decode_frame::<crate::kafka::wire::share_fetch::ShareFetchRequest>(
-                        frame, v,
-                    );
+                    let decoded =
+                        decode_frame::<crate::wire::share_fetch::ShareFetchRequest>(frame, v);
                     let Ok(response) = decoded else {
                         panic!("ShareFetch v{v}: {decoded:?}");
                     };
@@ -976,11 +975,11 @@ mod tests {
     /// version range widened without its layout fails here, not on a broker.
     #[test]
     fn layouts_cover_the_versions_sent() {
-        use crate::kafka::conn::{
+        use crate::conn::{
             API_VERSIONS as API_VERSIONS_SENT, SASL_AUTHENTICATE as SASL_AUTHENTICATE_SENT,
             SASL_HANDSHAKE as SASL_HANDSHAKE_SENT, Versions,
         };
-        use crate::kafka::{admin, cluster, producer};
+        use crate::{admin, cluster, producer};
         let sent: [(&Layout, Versions); 14] = [
             (&API_VERSIONS, API_VERSIONS_SENT),
             (&METADATA, cluster::METADATA),
@@ -995,7 +994,7 @@ mod tests {
             (&LIST_GROUPS, admin::LIST_GROUPS),
             (&SASL_HANDSHAKE, SASL_HANDSHAKE_SENT),
             (&SASL_AUTHENTICATE, SASL_AUTHENTICATE_SENT),
-            (&FETCH, crate::kafka::reader::FETCH),
+            (&FETCH, crate::reader::FETCH),
         ];
         let samples = samples::responses();
         for (checked, versions) in sent {

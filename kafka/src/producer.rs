@@ -33,8 +33,8 @@ use kafka_protocol::records::{
 
 use super::cluster::{Cluster, TopicMeta};
 use super::conn::Versions;
-use crate::Error;
-use crate::broker::{OutgoingRecord, Produced};
+use crate::{Error, KafkaError as _};
+use shareworker_core::{OutgoingRecord, Produced};
 
 /// Produce versions this client speaks: the flexible ones that still name topics (v13 uses ids).
 pub(crate) const PRODUCE: Versions = Versions { min: 9, max: 12 };
@@ -576,8 +576,8 @@ mod tests {
     use kafka_protocol::records::RecordBatchDecoder;
 
     use super::*;
-    use crate::broker::Header;
-    use crate::kafka::admin::{Admin, test_cluster, unique_name};
+    use crate::admin::{Admin, test_cluster, unique_name};
+    use shareworker_core::Header;
 
     /// The Java client's `UtilsTest.testMurmur2` cases.
     #[test]

@@ -38,8 +38,8 @@ use super::wire::describe_share_group_offsets::{
     DescribeShareGroupOffsetsRequest, DescribeShareGroupOffsetsRequestGroup,
     DescribeShareGroupOffsetsResponseTopic,
 };
-use crate::Error;
-use crate::broker::{
+use crate::{Error, KafkaError as _};
+use shareworker_core::{
     GroupConfig, GroupDescription, GroupLimits, GroupMember, SharePartitionState, StartFrom,
     TopicLag,
 };
@@ -1162,12 +1162,12 @@ mod tests {
     use kafka_protocol::messages::{GroupId, ShareGroupHeartbeatRequest};
 
     use super::*;
-    use crate::broker::OutgoingRecord;
-    use crate::kafka::producer::{Compression, Producer};
-    use crate::kafka::wire::codec::TopicId;
-    use crate::kafka::wire::describe_share_group_offsets::{
+    use crate::producer::{Compression, Producer};
+    use crate::wire::codec::TopicId;
+    use crate::wire::describe_share_group_offsets::{
         DescribeShareGroupOffsetsResponsePartition, DescribeShareGroupOffsetsResponseTopic,
     };
+    use shareworker_core::OutgoingRecord;
 
     fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

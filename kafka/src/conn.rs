@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use super::cluster::ClientConfig;
 use super::sasl::{Credentials, Exchange};
 use super::wire::layout::Checked;
-use crate::Error;
+use crate::{Error, KafkaError as _};
 
 /// ApiVersions: v3, the first flexible version, sent first on every connection.
 pub(crate) const API_VERSIONS: Versions = Versions { min: 3, max: 3 };
@@ -58,7 +58,7 @@ pub(crate) trait Call {
 
 /// Every kafka-protocol request whose response has a [`Checked`] layout: the response is scanned
 /// along it before kafka-protocol decodes it, so a corrupt or hostile length prefix is an error
-/// rather than a huge allocation (see [`crate::kafka::wire::layout`]).
+/// rather than a huge allocation (see [`crate::wire::layout`]).
 impl<R> Call for R
 where
     R: Request,

@@ -14,7 +14,7 @@ use tracing::{debug, warn};
 
 use super::super::conn::Versions;
 use super::{Fatal, Shared};
-use crate::Error;
+use crate::{Error, KafkaError as _};
 
 pub(crate) const HEARTBEAT: Versions = Versions { min: 1, max: 1 };
 const API: &str = "ShareGroupHeartbeat";
@@ -134,8 +134,8 @@ fn apply(shared: &Shared, resp: &ShareGroupHeartbeatResponse) {
             let new = assigned(a);
             if new != state.assignment {
                 debug!(group = %shared.group, member = %shared.member_id,
-                    assignment = %crate::logs::Json(new.iter().map(|(id, partitions)| {
-                        (crate::kafka::wire::codec::TopicId(*id.as_bytes()).to_string(), partitions)
+                    assignment = %crate::error::Json(new.iter().map(|(id, partitions)| {
+                        (crate::wire::codec::TopicId(*id.as_bytes()).to_string(), partitions)
                     }).collect::<BTreeMap<_, _>>()),
                     "new assignment");
                 state.assignment = new;

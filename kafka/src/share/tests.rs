@@ -13,11 +13,13 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::time::{Instant, sleep, timeout};
 
 use super::join;
-use crate::broker::{AckKind, Delivery, GroupConfig, Member, OutgoingRecord, RecordId, StartFrom};
-use crate::kafka::admin::{Admin, test_cluster, unique_name};
-use crate::kafka::cluster::Cluster;
-use crate::kafka::conn::Versions;
-use crate::kafka::producer::{Compression, Producer};
+use crate::admin::{Admin, test_cluster, unique_name};
+use crate::cluster::Cluster;
+use crate::conn::Versions;
+use crate::producer::{Compression, Producer};
+use shareworker_core::{
+    AckKind, Delivery, GroupConfig, Member, OutgoingRecord, RecordId, StartFrom,
+};
 
 const LOCK: Duration = Duration::from_secs(15);
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -577,7 +579,7 @@ async fn join_refuses_bad_input() {
 /// and goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_session_means_lock_lost_and_a_new_session() {
-    use crate::kafka::wire::share_acknowledge::ShareAcknowledgeRequest;
+    use crate::wire::share_acknowledge::ShareAcknowledgeRequest;
 
     let Some(env) = Env::new("session", 1, 2).await else {
         return;

@@ -9,7 +9,7 @@ use super::cluster::{ClientConfig, Cluster};
 use super::config::KafkaConfig;
 use super::producer::{Compression, Producer};
 use crate::Error;
-use crate::broker::{
+use shareworker_core::{
     Broker, Delivery, ErrorCount, GroupConfig, GroupDescription, GroupLimits, Member,
     OutgoingRecord, PartitionOffsets, Produced, TopicLag,
 };
@@ -20,9 +20,9 @@ use crate::broker::{
 /// the admin calls share them. Cloning is cheap.
 ///
 /// ```no_run
-/// use shareworker::{Broker, KafkaBroker, OutgoingRecord};
+/// use shareworker_kafka::{Broker, KafkaBroker, OutgoingRecord};
 ///
-/// # #[tokio::main] async fn main() -> Result<(), shareworker::Error> {
+/// # #[tokio::main] async fn main() -> Result<(), shareworker_kafka::Error> {
 /// let kafka = KafkaBroker::connect("kafka://127.0.0.1:9092").await?;
 /// kafka.create_topic("emails", 3).await?;
 /// kafka.produce("emails", vec![OutgoingRecord::new(r#"{"to":"ada@example.com"}"#)]).await?;
@@ -44,27 +44,28 @@ impl std::fmt::Debug for KafkaBroker {
 }
 
 impl KafkaBroker {
-    /// Connects to the Kafka cluster `config.broker` names, with the security settings of
-    /// `config.kafka` (TLS, SASL): what a worker with this configuration connects to.
+    /// Connects to the Kafka cluster `broker` names (`kafka://host:port[,host:port...]`, the
+    /// configuration's `broker` key), with the security settings of `kafka` (its `[kafka]`
+    /// section: TLS, SASL): what a worker with this configuration connects to.
     ///
     /// ```no_run
-    /// # #[tokio::main] async fn main() -> Result<(), shareworker::Error> {
-    /// let config = shareworker::Config::load(None)?;
-    /// let kafka = shareworker::KafkaBroker::from_config(&config).await?;
+    /// # #[tokio::main] async fn main() -> Result<(), shareworker_kafka::Error> {
+    /// use shareworker_kafka::{KafkaBroker, KafkaConfig};
+    ///
+    /// let kafka = KafkaBroker::from_config("kafka://127.0.0.1:9092", &KafkaConfig::default()).await?;
     /// # Ok(()) }
     /// ```
     ///
     /// # Errors
     /// `is_config` when `broker` is not a `kafka://` address; otherwise as
     /// [`KafkaBroker::connect_with`].
-    pub async fn from_config(config: &crate::Config) -> Result<Self, Error> {
-        if !config.broker.starts_with("kafka://") {
+    pub async fn from_config(broker: &str, kafka: &KafkaConfig) -> Result<Self, Error> {
+        if !broker.starts_with("kafka://") {
             return Err(Error::config(format!(
-                "`broker` is `{}`, not a Kafka cluster (kafka://host:port)",
-                config.broker
+                "`broker` is `{broker}`, not a Kafka cluster (kafka://host:port)"
             )));
         }
-        Self::connect_with(&config.broker, &config.kafka).await
+        Self::connect_with(broker, kafka).await
     }
 
     /// Connects to the cluster at `url` (`kafka://host:port[,host:port...]`) and checks that it
@@ -85,9 +86,9 @@ impl KafkaBroker {
     /// section of the configuration), and checks that it has share groups.
     ///
     /// ```no_run
-    /// use shareworker::{KafkaBroker, KafkaConfig, SaslMechanism, Secret, SecurityProtocol};
+    /// use shareworker_kafka::{KafkaBroker, KafkaConfig, SaslMechanism, Secret, SecurityProtocol};
     ///
-    /// # #[tokio::main] async fn main() -> Result<(), shareworker::Error> {
+    /// # #[tokio::main] async fn main() -> Result<(), shareworker_kafka::Error> {
     /// let mut security = KafkaConfig::default();
     /// security.security_protocol = SecurityProtocol::SaslSsl;
     /// security.sasl_mechanism = Some(SaslMechanism::ScramSha512);

@@ -16,7 +16,7 @@ use tokio_rustls::TlsConnector;
 use super::config::{KafkaConfig, SecurityProtocol};
 use super::conn::{Connection, Versions};
 use super::sasl::Credentials;
-use crate::Error;
+use crate::{Error, KafkaError as _};
 
 /// Metadata versions this client speaks (v10 added topic ids; v12 lookups by id).
 pub(crate) const METADATA: Versions = Versions { min: 12, max: 13 };

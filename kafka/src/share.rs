@@ -160,9 +160,9 @@ use uuid::Uuid;
 
 use super::cluster::Cluster;
 use super::wire::codec::TopicId;
-use crate::Error;
-use crate::broker::{AckKind, Delivery, Member, RecordId, SettleResult};
+use crate::{Error, KafkaError as _};
 use session::{AckEntry, Command, SessionHandle};
+use shareworker_core::{AckKind, Delivery, Member, RecordId, SettleResult};
 
 /// A topic partition by topic id.
 type Tp = (Uuid, i32);

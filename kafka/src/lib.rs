@@ -1,0 +1,36 @@
+#![doc = include_str!("../README.md")]
+//!
+//! Inside, layered like hyper: wire codecs, then connections, then share sessions and
+//! membership, then the [`Broker`] implementation ([`KafkaBroker`]).
+
+pub(crate) mod admin;
+mod broker;
+pub(crate) mod cluster;
+mod config;
+pub(crate) mod conn;
+mod error;
+pub(crate) mod producer;
+pub(crate) mod reader;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod samples;
+pub(crate) mod sasl;
+pub(crate) mod share;
+pub(crate) mod stats;
+pub(crate) mod tls;
+pub(crate) mod wire;
+
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+#[path = "fuzzing.rs"]
+pub mod __fuzz;
+
+pub use broker::KafkaBroker;
+#[doc(hidden)]
+pub use config::raw_env_credentials;
+pub use config::{KafkaConfig, SaslMechanism, SecurityProtocol};
+pub(crate) use error::KafkaError;
+#[doc(no_inline)]
+pub use shareworker_core::{
+    AckKind, Broker, Delivery, Error, GroupLimits, Header, Headers, Member, OutgoingRecord,
+    Produced, RecordId, Secret, SettleResult, StartFrom,
+};
