@@ -15,7 +15,7 @@
 //! `KafkaBroker` (in `shareworker-kafka`).
 //!
 //! Public types of other crates in its signatures: [`bytes::Bytes`] (payloads and keys) and
-//! [`async_trait`] (the traits' methods).
+//! [`async_trait`](mod@async_trait) (the traits' methods).
 
 use std::fmt;
 use std::sync::Arc;

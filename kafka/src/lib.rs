@@ -29,6 +29,7 @@ pub use broker::KafkaBroker;
 pub use config::raw_env_credentials;
 pub use config::{KafkaConfig, SaslMechanism, SecurityProtocol};
 pub(crate) use error::KafkaError;
+pub use shareworker_core;
 #[doc(no_inline)]
 pub use shareworker_core::{
     AckKind, Broker, Delivery, Error, GroupLimits, Header, Headers, Member, OutgoingRecord,
