@@ -10,10 +10,13 @@ mod duration;
 mod embedded;
 mod http;
 mod job;
+mod limits;
+mod logging;
 mod logs;
 mod metrics;
 mod queue;
 mod state;
+mod status;
 pub mod testing;
 mod worker;
 
@@ -78,9 +81,10 @@ pub use shareworker_macros::job;
 /// ```
 pub use shareworker_macros::main;
 pub use state::{FromStates, Need, State, States};
+pub use status::WorkerStatus;
 pub use worker::{
-    App, JobEvent, Outcome, RunSummary, ShutdownHandle, Worker, WorkerBuilder, WorkerStatus,
-    dead_letter_headers, init_tracing, run,
+    App, JobEvent, Outcome, RunSummary, ShutdownHandle, Worker, WorkerBuilder, dead_letter_headers,
+    init_tracing, run,
 };
 
 /// The Rust code of the `#[job]` and `#[main]` docs (in the macros crate, which cannot name
