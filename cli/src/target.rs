@@ -296,7 +296,7 @@ pub(crate) async fn kafka_from_config(
         );
     }
     let url = config.broker.clone();
-    let kafka = KafkaBroker::from_config(&config).await.map_err(|e| {
+    let kafka = KafkaBroker::from_config(&config.broker, &config.kafka).await.map_err(|e| {
         anyhow!(
             "cannot reach the Kafka cluster at {url}: {}; check the address (--broker, or `broker` in shareworker.toml / SHAREWORKER_BROKER) and that the brokers are up",
             chain(&e)

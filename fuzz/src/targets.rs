@@ -17,7 +17,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use fastrand::Rng;
 use kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy, Zstd};
-use shareworker::__fuzz;
+use shareworker_kafka::__fuzz;
 
 use crate::mutate;
 

@@ -65,6 +65,7 @@ pub struct Config {
     pub log: LogConfig,
     /// Settings of the Kafka client: TLS and SASL (see [`KafkaConfig`](crate::KafkaConfig)).
     #[serde(default)]
+    #[cfg(feature = "kafka")]
     pub kafka: crate::KafkaConfig,
     /// The handlers this process runs, by name (default: every handler of the binary). One
     /// binary, several deployments: `handlers_enabled = ["send_email"]`, or
@@ -358,6 +359,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             autoscale: crate::autoscale::AutoscaleConfig::default(),
             log: LogConfig::default(),
+            #[cfg(feature = "kafka")]
             kafka: crate::KafkaConfig::default(),
             handlers_enabled: None,
             handlers: BTreeMap::new(),
@@ -600,6 +602,10 @@ fn named_file(path: &Path, what: &str) -> Result<PathBuf, Error> {
     }
 }
 
+/// Why `broker = "kafka://..."` does not work in a build without the `kafka` feature.
+#[cfg(not(feature = "kafka"))]
+pub(crate) const NO_KAFKA: &str = "this build of shareworker has no Kafka client: enable the cargo feature `kafka` of the `shareworker` crate (on by default) to use kafka://host:port";
+
 /// `shareworker.toml` in the working directory or the nearest of its parents.
 fn default_file() -> Option<PathBuf> {
     let cwd = std::env::current_dir().ok()?;
@@ -613,9 +619,10 @@ fn with_file_and_env(figment: Figment, file: Option<&Path>) -> Figment {
         Some(f) => figment.merge(Toml::file_exact(f)),
         None => figment,
     };
+    let figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["config"]));
+    #[cfg(feature = "kafka")]
+    let figment = figment.merge(shareworker_kafka::raw_env_credentials(ENV_PREFIX));
     figment
-        .merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["config"]))
-        .merge(crate::kafka::config::raw_env_credentials(ENV_PREFIX))
 }
 
 /// `log.format` from `shareworker.toml` (or `$SHAREWORKER_CONFIG`) and the environment, read
@@ -802,7 +809,12 @@ pub(crate) fn validate(config: &Config) -> Result<(), Error> {
             ),
         );
     }
+    #[cfg(feature = "kafka")]
     config.kafka.validate_for(&config.broker)?;
+    #[cfg(not(feature = "kafka"))]
+    if config.broker.starts_with("kafka://") {
+        return bad("broker".into(), NO_KAFKA.into());
+    }
     for (name, h) in &config.handlers {
         let k = |field: &str| format!("handlers.{name}.{field}");
         if h.topic.is_empty() {

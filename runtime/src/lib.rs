@@ -8,25 +8,21 @@ mod config;
 mod definition;
 mod duration;
 mod embedded;
-mod error;
 mod http;
 mod job;
-mod kafka;
+mod limits;
+mod logging;
 mod logs;
 mod metrics;
 mod queue;
 mod state;
+mod status;
 pub mod testing;
 mod worker;
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
-
-#[cfg(feature = "fuzzing")]
-#[doc(hidden)]
-#[path = "fuzzing.rs"]
-pub mod __fuzz;
 
 pub use broker::{
     AckKind, Broker, Delivery, ErrorCount, GroupConfig, GroupDescription, GroupLimits, GroupMember,
@@ -41,11 +37,12 @@ pub use config::{
 };
 pub use definition::{Handler, HandlerService, InnerService, JobDefinition};
 pub use embedded::{EmbeddedBroker, EmbeddedBrokerBuilder};
-pub use error::Error;
 pub use job::{BoxError, Job, JobError};
-pub use kafka::broker::KafkaBroker;
-pub use kafka::config::{KafkaConfig, SaslMechanism, Secret, SecurityProtocol};
 pub use queue::{Message, Queue};
+pub use shareworker_core::Error;
+pub use shareworker_core::Secret;
+#[cfg(feature = "kafka")]
+pub use shareworker_kafka::{KafkaBroker, KafkaConfig, SaslMechanism, SecurityProtocol};
 /// Turns an `async fn(Job<T>) -> Result<(), E>` into a job handler.
 ///
 /// ```no_run
@@ -84,9 +81,10 @@ pub use shareworker_macros::job;
 /// ```
 pub use shareworker_macros::main;
 pub use state::{FromStates, Need, State, States};
+pub use status::WorkerStatus;
 pub use worker::{
-    App, JobEvent, Outcome, RunSummary, ShutdownHandle, Worker, WorkerBuilder, WorkerStatus,
-    dead_letter_headers, init_tracing, run,
+    App, JobEvent, Outcome, RunSummary, ShutdownHandle, Worker, WorkerBuilder, dead_letter_headers,
+    init_tracing, run,
 };
 
 /// The Rust code of the `#[job]` and `#[main]` docs (in the macros crate, which cannot name

@@ -14,7 +14,7 @@ use crate::autoscale::AutoscaleConfig;
 use crate::broker::Broker;
 use crate::config::{Config, HttpConfig};
 use crate::http::{AdminAccess, AdminContext, Endpoint, HttpState};
-use crate::worker::WorkerStatus;
+use crate::status::WorkerStatus;
 
 /// A group the [`Exporter`] watches, with what a replica of its worker can do.
 #[derive(Clone, Debug, PartialEq)]

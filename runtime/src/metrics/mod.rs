@@ -479,7 +479,7 @@ impl Collector for LogWriteErrors {
         let Ok(counter) = IntCounter::with_opts(Opts::new(Self::NAME, Self::HELP)) else {
             return Vec::new();
         };
-        counter.inc_by(crate::worker::log_write_errors());
+        counter.inc_by(crate::logging::write_errors());
         counter.collect()
     }
 }

@@ -13,7 +13,7 @@ use tracing::{debug, warn};
 use super::{HandlerMetrics, Metrics, rate, set_rate};
 use crate::autoscale::{AutoscaleConfig, Estimator, TopicLoad};
 use crate::broker::Broker;
-use crate::worker::WorkerStatus;
+use crate::status::WorkerStatus;
 
 /// One handler of a group, as the refresh task sees it.
 pub(crate) struct HandlerView {
@@ -36,7 +36,7 @@ pub(crate) enum Source {
 pub(crate) struct GroupView {
     pub(crate) group: String,
     /// The group's delivery count limit, re-read at every refresh (a running worker's groups).
-    pub(crate) limit: Option<crate::worker::DeliveryLimit>,
+    pub(crate) limit: Option<crate::limits::DeliveryLimit>,
     pub(crate) handlers: Vec<HandlerView>,
 }
 

@@ -4,8 +4,7 @@ mod app;
 mod dead_letter;
 mod events;
 mod group;
-mod limits;
-mod logging;
+use crate::{limits, logging};
 
 pub use app::App;
 
@@ -23,7 +22,6 @@ use tracing::{info, warn};
 
 pub use dead_letter::headers as dead_letter_headers;
 pub use events::{JobEvent, Outcome};
-pub(crate) use logging::write_errors as log_write_errors;
 
 use crate::Error;
 use crate::broker::Broker;
@@ -31,11 +29,12 @@ use crate::config::{self, Config, DeadLetter, Declared, Sources};
 use crate::definition::JobDefinition;
 use crate::embedded::EmbeddedBroker;
 use crate::http::{self, AdminAccess, AdminContext};
+pub(crate) use crate::limits::DeliveryLimit;
 use crate::metrics::{self, Metrics};
 use crate::state::States;
+pub(crate) use crate::status::WorkerStatus;
 use events::EventSink;
 use group::{GroupRunner, HandlerRt};
-pub(crate) use limits::DeliveryLimit;
 
 type Signal = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -171,100 +170,6 @@ impl ShutdownHandle {
     /// Whether a shutdown has started.
     pub fn is_shutting_down(&self) -> bool {
         self.0.is_cancelled()
-    }
-}
-
-/// Whether a running [`Worker`] is ready: it has joined all its groups, the broker answered its
-/// last request, and it is not shutting down. Cheap to clone. This is what `/readyz` reports.
-#[derive(Clone, Debug)]
-pub struct WorkerStatus {
-    inner: Arc<StatusInner>,
-}
-
-#[derive(Debug)]
-struct StatusInner {
-    joined: std::sync::atomic::AtomicBool,
-    stopping: std::sync::atomic::AtomicBool,
-    broker_ok: std::sync::atomic::AtomicBool,
-    /// What stopped the worker on its own, for [`Worker::run`] to return.
-    fatal: std::sync::Mutex<Option<Error>>,
-}
-
-impl Default for WorkerStatus {
-    fn default() -> Self {
-        Self {
-            inner: Arc::new(StatusInner {
-                joined: false.into(),
-                stopping: false.into(),
-                broker_ok: true.into(),
-                fatal: std::sync::Mutex::new(None),
-            }),
-        }
-    }
-}
-
-impl WorkerStatus {
-    /// Joined every group, the broker answered the last request, and not shutting down.
-    pub fn is_ready(&self) -> bool {
-        self.not_ready_because().is_none()
-    }
-
-    /// Why the worker is not ready, or `None` when it is.
-    pub fn not_ready_because(&self) -> Option<&'static str> {
-        let i = &self.inner;
-        if i.stopping.load(Ordering::Acquire) {
-            Some("shutting down")
-        } else if !i.joined.load(Ordering::Acquire) {
-            Some("not joined to its share groups yet")
-        } else if !i.broker_ok.load(Ordering::Acquire) {
-            Some("the broker did not answer the last request")
-        } else {
-            None
-        }
-    }
-
-    /// Whether the broker answered the last request.
-    pub fn broker_answers(&self) -> bool {
-        self.inner.broker_ok.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn set_joined(&self) {
-        self.inner.joined.store(true, Ordering::Release);
-    }
-
-    pub(crate) fn set_stopping(&self) {
-        self.inner.stopping.store(true, Ordering::Release);
-    }
-
-    pub(crate) fn set_broker_ok(&self, ok: bool) {
-        self.inner.broker_ok.store(ok, Ordering::Release);
-    }
-
-    /// Group `group` cannot go on (its principal may not read its topic): the worker stops and
-    /// [`Worker::run`] returns `error` (the first one, when several groups fail).
-    pub(crate) fn stop_with(&self, group: &str, topics: &[&str], error: Error) {
-        let mut fatal = self.inner.fatal.lock().unwrap_or_else(|p| p.into_inner());
-        if fatal.is_none() {
-            let reads: Vec<String> = topics
-                .iter()
-                .map(|t| format!("Read on Topic:{t}"))
-                .collect();
-            let message = format!(
-                "share group `{group}` may not read its records: the worker's principal needs Read on Group:{group} and {}; grant them with Kafka's ACL tool (kafka-acls.sh) ({error})",
-                reads.join(", ")
-            );
-            tracing::error!(group, error = %error, "stopping: the worker's principal may not read the group's topics (Read ACL missing)");
-            *fatal = Some(error.with_message(message));
-        }
-        self.set_stopping();
-    }
-
-    fn take_fatal(&self) -> Option<Error> {
-        self.inner
-            .fatal
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
     }
 }
 
@@ -677,7 +582,15 @@ async fn broker_from_config(config: &Config) -> Result<Arc<dyn Broker>, Error> {
         );
         return Ok(Arc::new(b));
     }
-    Ok(Arc::new(crate::KafkaBroker::from_config(config).await?))
+    #[cfg(feature = "kafka")]
+    return Ok(Arc::new(
+        crate::KafkaBroker::from_config(&config.broker, &config.kafka).await?,
+    ));
+    #[cfg(not(feature = "kafka"))]
+    Err(Error::config(format!(
+        "`broker`: {}",
+        crate::config::NO_KAFKA
+    )))
 }
 
 /// Why a worker has no handlers, and what to do.

@@ -1,0 +1,5 @@
+//! The seam between the runtime and a broker, in KIP-932 words: the crate `shareworker-core`,
+//! re-exported. What a backend author implements ([`Broker`], [`Member`]) and the records,
+//! deliveries and acknowledgements they pass.
+
+pub use shareworker_core::*;
