@@ -9,22 +9,31 @@
 //! start offset of every group reading that partition are dropped, and the log start offset moves
 //! up (offsets never change). A partition no group reads yet keeps everything.
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+mod log;
+mod member;
+mod partition;
+
+use log::{
+    Log, StoredRecord, Topic, partition_for_key, record_size, record_too_large, to_delivery,
+    validate_topic_name,
+};
+use member::EmbeddedMember;
+use partition::SharePartition;
+
 use crate::Error;
 use crate::broker::{
-    AckKind, Broker, Delivery, GroupConfig, GroupDescription, GroupLimits, GroupMember, Headers,
-    Member, OutgoingRecord, PartitionOffsets, Produced, RecordId, SettleResult,
-    SharePartitionState, StartFrom, TopicLag, configs_of,
+    Broker, Delivery, GroupConfig, GroupDescription, GroupLimits, GroupMember, Member,
+    OutgoingRecord, PartitionOffsets, Produced, SharePartitionState, StartFrom, TopicLag,
+    configs_of,
 };
 
 /// The smallest and largest delivery count limit Kafka accepts (`group.share.delivery.count.limit`).
@@ -32,9 +41,6 @@ const DELIVERY_LIMIT_RANGE: (u16, u16) = (2, 10);
 
 /// Kafka's default largest record batch (`max.message.bytes`, `message.max.bytes`): 1 MiB.
 pub(crate) const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
-
-/// Kafka's error code `MESSAGE_TOO_LARGE` (the Java client's `RecordTooLargeException`).
-const MESSAGE_TOO_LARGE: i16 = 10;
 
 /// An in-process share-group broker with Kafka's semantics and defaults.
 ///
@@ -102,167 +108,10 @@ struct State {
     groups: HashMap<String, Group>,
 }
 
-struct Topic {
-    name: Arc<str>,
-    partitions: Vec<Log>,
-    next_partition: usize,
-}
-
-/// The records of one partition from its log start offset on.
-#[derive(Default)]
-struct Log {
-    /// The log start offset: the offset of `records[0]`.
-    base: i64,
-    records: VecDeque<StoredRecord>,
-}
-
-impl Log {
-    /// The offset the next record gets.
-    fn end(&self) -> i64 {
-        self.base + self.records.len() as i64
-    }
-
-    fn get(&self, offset: i64) -> Option<&StoredRecord> {
-        usize::try_from(offset - self.base)
-            .ok()
-            .and_then(|i| self.records.get(i))
-    }
-
-    fn push(&mut self, record: StoredRecord) -> i64 {
-        let offset = self.end();
-        self.records.push_back(record);
-        offset
-    }
-
-    /// Drops the records below `offset`; gives memory back once most of the buffer is empty.
-    fn trim_to(&mut self, offset: i64) {
-        let drop = usize::try_from(offset - self.base)
-            .unwrap_or(0)
-            .min(self.records.len());
-        if drop == 0 {
-            return;
-        }
-        self.records.drain(..drop);
-        self.base += drop as i64;
-        let cap = self.records.capacity();
-        if cap > 1024 && self.records.len() < cap / 4 {
-            self.records.shrink_to(self.records.len() * 2);
-        }
-    }
-}
-
-#[derive(Clone)]
-struct StoredRecord {
-    key: Option<Bytes>,
-    value: Option<Bytes>,
-    headers: Headers,
-    timestamp: SystemTime,
-}
-
 struct Group {
     settings: GroupSettings,
     members: HashMap<u64, Vec<Arc<str>>>,
     partitions: HashMap<(Arc<str>, i32), SharePartition>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum RecState {
-    Available {
-        count: u16,
-    },
-    Acquired {
-        count: u16,
-        member: u64,
-        deadline: Instant,
-    },
-    Acknowledged,
-    Archived,
-}
-
-impl RecState {
-    fn is_complete(self) -> bool {
-        matches!(self, RecState::Acknowledged | RecState::Archived)
-    }
-}
-
-/// One partition as one share group sees it.
-struct SharePartition {
-    /// Share start offset: every record below it is delivery-complete.
-    start: i64,
-    /// States of offsets `start..start + states.len()`; offsets past that were never acquired.
-    states: VecDeque<RecState>,
-    acquired: u32,
-    available: u32,
-    /// No lock in this partition expires before this instant.
-    next_expiry: Option<Instant>,
-}
-
-impl SharePartition {
-    fn new(start: i64) -> Self {
-        Self {
-            start,
-            states: VecDeque::new(),
-            acquired: 0,
-            available: 0,
-            next_expiry: None,
-        }
-    }
-
-    fn end(&self) -> i64 {
-        self.start + self.states.len() as i64
-    }
-
-    /// The record's lock ended without an acknowledgement: available again, or archived at the
-    /// delivery count limit.
-    fn give_back(&mut self, index: usize, count: u16, limit: u16) {
-        self.acquired -= 1;
-        if count >= limit {
-            self.states[index] = RecState::Archived;
-        } else {
-            self.states[index] = RecState::Available { count };
-            self.available += 1;
-        }
-    }
-
-    fn expire(&mut self, now: Instant, limit: u16) -> bool {
-        match self.next_expiry {
-            Some(t) if t <= now => {}
-            _ => return false,
-        }
-        let mut next: Option<Instant> = None;
-        let mut expired = false;
-        for i in 0..self.states.len() {
-            if let RecState::Acquired {
-                count, deadline, ..
-            } = self.states[i]
-            {
-                if deadline <= now {
-                    self.give_back(i, count, limit);
-                    expired = true;
-                } else {
-                    next = Some(next.map_or(deadline, |n: Instant| n.min(deadline)));
-                }
-            }
-        }
-        self.next_expiry = next;
-        self.advance();
-        expired
-    }
-
-    fn advance(&mut self) {
-        while let Some(front) = self.states.front() {
-            if !front.is_complete() {
-                break;
-            }
-            self.states.pop_front();
-            self.start += 1;
-        }
-    }
-
-    fn lag(&self, log_end: i64) -> u64 {
-        let complete = self.states.iter().filter(|s| s.is_complete()).count() as i64;
-        (log_end - self.start - complete).max(0) as u64
-    }
 }
 
 impl Default for EmbeddedBroker {
@@ -455,29 +304,6 @@ impl EmbeddedBroker {
     }
 }
 
-fn to_delivery(
-    topic: &Arc<str>,
-    partition: i32,
-    offset: i64,
-    r: &StoredRecord,
-    count: u16,
-    lock: Duration,
-) -> Delivery {
-    Delivery {
-        id: RecordId {
-            topic: topic.clone(),
-            partition,
-            offset,
-        },
-        key: r.key.clone(),
-        value: r.value.clone(),
-        headers: r.headers.clone(),
-        timestamp: r.timestamp,
-        delivery_count: count,
-        lock_duration: lock,
-    }
-}
-
 impl State {
     fn topic_or_create(&mut self, name: &str, inner: &Inner) -> Result<&mut Topic, Error> {
         if !self.topics.contains_key(name) {
@@ -553,46 +379,6 @@ impl State {
                 partitions: HashMap::new(),
             })
     }
-}
-
-fn validate_topic_name(name: &str) -> Result<(), Error> {
-    let ok = !name.is_empty()
-        && name.len() <= 249
-        && name != "."
-        && name != ".."
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid_input(format!(
-            "`{name}` is not a valid topic name: use 1 to 249 of ASCII letters, digits, '.', '_' and '-'"
-        )))
-    }
-}
-
-/// A record's size as the limit counts it: key, value, header keys and header values.
-fn record_size(r: &OutgoingRecord) -> usize {
-    let headers: usize = r
-        .headers
-        .iter()
-        .map(|h| h.key.len() + h.value.as_ref().map_or(0, |v| v.len()))
-        .sum();
-    r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len()) + headers
-}
-
-fn record_too_large(topic: &str, size: usize, max: usize) -> Error {
-    Error::invalid_input(format!(
-        "topic `{topic}`: a record of {size} bytes is larger than the embedded broker's max_message_bytes ({max} bytes; Kafka's default max.message.bytes is 1 MiB); set `embedded.max_message_bytes` to allow it, or send a reference to the data instead"
-    ))
-    .with_kafka_code(MESSAGE_TOO_LARGE)
-}
-
-fn partition_for_key(key: &[u8], partitions: usize) -> usize {
-    let mut h = std::hash::DefaultHasher::new();
-    key.hash(&mut h);
-    (h.finish() % partitions as u64) as usize
 }
 
 #[async_trait]
@@ -926,289 +712,10 @@ impl Broker for EmbeddedBroker {
     }
 }
 
-/// A member of a share group on an [`EmbeddedBroker`].
-struct EmbeddedMember {
-    broker: EmbeddedBroker,
-    group: String,
-    id: u64,
-    member_id: String,
-    topics: Vec<Arc<str>>,
-    rotation: AtomicU64,
-}
-
-impl EmbeddedMember {
-    /// This member's group, or a closed error when the member has left it.
-    fn my_group<'g>(&self, groups: &'g mut HashMap<String, Group>) -> Result<&'g mut Group, Error> {
-        let g = groups
-            .get_mut(&self.group)
-            .ok_or_else(|| Error::closed(format!("group `{}` no longer exists", self.group)))?;
-        if !g.members.contains_key(&self.id) {
-            return Err(Error::closed(format!(
-                "member {} has left group `{}`",
-                self.member_id, self.group
-            )));
-        }
-        Ok(g)
-    }
-
-    /// Acquires what is available now; returns the records and, when there are none, the next
-    /// instant at which a lock expires.
-    fn try_acquire(&self, max: usize) -> Result<(Vec<Delivery>, Option<Instant>), Error> {
-        let now = Instant::now();
-        let mut out = Vec::new();
-        let mut next_expiry: Option<Instant> = None;
-        let mut advanced: Vec<(Arc<str>, i32)> = Vec::new();
-        let mut guard = self.broker.lock();
-        let State { topics, groups } = &mut *guard;
-        let g = self.my_group(groups)?;
-        let limits = g.settings.limits;
-        let start_from = g.settings.start_from;
-        // Every (topic, partition) this member reads, starting at a rotating point for fairness.
-        let mut slots: Vec<(&Topic, usize)> = Vec::new();
-        for name in &self.topics {
-            if let Some(t) = topics.get(name) {
-                for p in 0..t.partitions.len() {
-                    slots.push((t, p));
-                }
-            }
-        }
-        if slots.is_empty() {
-            return Ok((out, None));
-        }
-        let first = self.rotation.fetch_add(1, Ordering::Relaxed) as usize % slots.len();
-        for k in 0..slots.len() {
-            if out.len() >= max {
-                break;
-            }
-            let (t, p) = slots[(first + k) % slots.len()];
-            let log = &t.partitions[p];
-            let sp = g
-                .partitions
-                .entry((t.name.clone(), p as i32))
-                .or_insert_with(|| {
-                    SharePartition::new(match start_from {
-                        StartFrom::Latest => log.end(),
-                        StartFrom::Earliest => log.base,
-                    })
-                });
-            if sp.expire(now, limits.delivery_count_limit) {
-                advanced.push((t.name.clone(), p as i32));
-            }
-            let deadline = now + limits.lock_duration;
-            let mut budget =
-                (max - out.len()).min(limits.max_record_locks.saturating_sub(sp.acquired) as usize);
-            // Redeliveries first: released or expired records inside the window.
-            if sp.available > 0 && budget > 0 {
-                for i in 0..sp.states.len() {
-                    if budget == 0 || sp.available == 0 {
-                        break;
-                    }
-                    let offset = sp.start + i as i64;
-                    if let RecState::Available { count } = sp.states[i]
-                        && let Some(record) = log.get(offset)
-                    {
-                        let count = count.saturating_add(1);
-                        sp.states[i] = RecState::Acquired {
-                            count,
-                            member: self.id,
-                            deadline,
-                        };
-                        sp.available -= 1;
-                        sp.acquired += 1;
-                        budget -= 1;
-                        out.push(to_delivery(
-                            &t.name,
-                            p as i32,
-                            offset,
-                            record,
-                            count,
-                            limits.lock_duration,
-                        ));
-                    }
-                }
-            }
-            // Then records never delivered, from the end of the window.
-            while budget > 0 && sp.end() < log.end() {
-                let offset = sp.end();
-                let Some(record) = log.get(offset) else {
-                    break;
-                };
-                sp.states.push_back(RecState::Acquired {
-                    count: 1,
-                    member: self.id,
-                    deadline,
-                });
-                sp.acquired += 1;
-                budget -= 1;
-                out.push(to_delivery(
-                    &t.name,
-                    p as i32,
-                    offset,
-                    record,
-                    1,
-                    limits.lock_duration,
-                ));
-            }
-            if sp.acquired > 0 {
-                sp.next_expiry = Some(sp.next_expiry.map_or(deadline, |n| n.min(deadline)));
-            }
-            if let Some(t) = sp.next_expiry {
-                next_expiry = Some(next_expiry.map_or(t, |n: Instant| n.min(t)));
-            }
-        }
-        for (topic, p) in &advanced {
-            guard.trim(topic, *p, &self.broker.inner);
-        }
-        Ok((out, next_expiry))
-    }
-}
-
-#[async_trait]
-impl Member for EmbeddedMember {
-    async fn acquire(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, Error> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
-        let give_up = Instant::now() + wait;
-        loop {
-            let notified = self.broker.inner.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let (records, next_expiry) = self.try_acquire(max)?;
-            if !records.is_empty() {
-                return Ok(records);
-            }
-            let now = Instant::now();
-            if now >= give_up {
-                return Ok(records);
-            }
-            let wake = next_expiry.map_or(give_up, |t| t.min(give_up));
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = tokio::time::sleep_until(wake) => {}
-            }
-        }
-    }
-
-    async fn settle(&self, acks: &[(RecordId, AckKind)]) -> Result<Vec<SettleResult>, Error> {
-        let now = Instant::now();
-        let mut results = Vec::with_capacity(acks.len());
-        let mut freed = false;
-        {
-            let mut guard = self.broker.lock();
-            let g = self.my_group(&mut guard.groups)?;
-            let limits = g.settings.limits;
-            let mut key: Option<(Arc<str>, i32)> = None;
-            // The partitions whose share start offset may have moved, to trim their logs.
-            let mut touched: Vec<(Arc<str>, i32)> = Vec::new();
-            for (id, kind) in acks.iter().map(|(i, k)| (i, *k)) {
-                if key
-                    .as_ref()
-                    .is_none_or(|(t, p)| *p != id.partition || **t != *id.topic)
-                {
-                    key = Some((id.topic.clone(), id.partition));
-                    if !touched
-                        .iter()
-                        .any(|(t, p)| *p == id.partition && **t == *id.topic)
-                    {
-                        touched.push((id.topic.clone(), id.partition));
-                    }
-                }
-                let Some(sp) = key.as_ref().and_then(|k| g.partitions.get_mut(k)) else {
-                    results.push(Err(Error::lock_lost(format!(
-                        "{id}: this group has never acquired from that partition"
-                    ))));
-                    continue;
-                };
-                sp.expire(now, limits.delivery_count_limit);
-                if id.offset < sp.start || id.offset >= sp.end() {
-                    results.push(Err(Error::lock_lost(format!(
-                        "{id}: not acquired (already settled, expired or never delivered)"
-                    ))));
-                    continue;
-                }
-                let i = (id.offset - sp.start) as usize;
-                match sp.states[i] {
-                    RecState::Acquired {
-                        count, member, ..
-                    } if member == self.id => {
-                        match kind {
-                            AckKind::Accept => {
-                                sp.states[i] = RecState::Acknowledged;
-                                sp.acquired -= 1;
-                            }
-                            AckKind::Reject => {
-                                sp.states[i] = RecState::Archived;
-                                sp.acquired -= 1;
-                            }
-                            AckKind::Release => {
-                                sp.give_back(i, count, limits.delivery_count_limit);
-                                freed = true;
-                            }
-                            AckKind::Renew => {
-                                sp.states[i] = RecState::Acquired {
-                                    count,
-                                    member,
-                                    deadline: now + limits.lock_duration,
-                                };
-                            }
-                        }
-                        if kind != AckKind::Renew {
-                            freed |= sp.acquired + 1 == limits.max_record_locks;
-                            sp.advance();
-                        }
-                        results.push(Ok(()));
-                    }
-                    _ => results.push(Err(Error::lock_lost(format!(
-                        "{id}: not acquired by member {} (expired, settled or owned by another member)",
-                        self.member_id
-                    )))),
-                }
-            }
-            for (topic, p) in &touched {
-                guard.trim(topic, *p, &self.broker.inner);
-            }
-        }
-        if freed {
-            self.broker.inner.notify.notify_waiters();
-        }
-        Ok(results)
-    }
-
-    async fn leave(&self) -> Result<(), Error> {
-        {
-            let mut guard = self.broker.lock();
-            if let Some(g) = guard.groups.get_mut(&self.group) {
-                g.members.remove(&self.id);
-                let limit = g.settings.limits.delivery_count_limit;
-                let keys: Vec<(Arc<str>, i32)> = g.partitions.keys().cloned().collect();
-                for sp in g.partitions.values_mut() {
-                    for i in 0..sp.states.len() {
-                        if let RecState::Acquired { count, member, .. } = sp.states[i]
-                            && member == self.id
-                        {
-                            sp.give_back(i, count, limit);
-                        }
-                    }
-                    sp.advance();
-                }
-                for (topic, p) in &keys {
-                    guard.trim(topic, *p, &self.broker.inner);
-                }
-            }
-        }
-        self.broker.inner.notify.notify_waiters();
-        Ok(())
-    }
-
-    fn member_id(&self) -> &str {
-        &self.member_id
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::{AckKind, RecordId};
 
     #[test]
     fn topic_names_are_checked() {
