@@ -6,6 +6,7 @@ mod events;
 mod group;
 mod limits;
 mod logging;
+mod run;
 
 pub use app::App;
 
