@@ -185,7 +185,6 @@ impl Member for EmbeddedMember {
                     ))),
                 });
             }
-            drop(current);
             for (topic, p) in &touched {
                 guard.trim(topic, *p, &self.broker.inner);
             }
