@@ -1,6 +1,7 @@
 //! One share group's dispatcher: a single task that owns every record the member holds.
 //!
-//! It acquires only for free slots (plus a small prefetch), starts each job as its own task,
+//! It acquires only for free slots (plus a small prefetch), starts each job (as its own task, or
+//! polled here first when its handler's jobs are quick: see `run`),
 //! settles each record as its job finishes while acquiring goes on, renews every held lock from
 //! one timer, holds failed records through their backoff delay, dead-letters after the last
 //! attempt, and on shutdown releases what it cannot finish.
