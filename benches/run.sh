@@ -14,6 +14,8 @@
 #   MAX_LOAD=1.5        wait before each run while the 1-minute load average is above this...
 #   MAX_WAIT=600        ...for at most this many seconds in total (then run anyway, and say so)
 #   SKIP_HOL=1          skip the head-of-line run
+#   BASE_BIN=path       also run this (earlier) build of the bench binary as the impl `base`
+#                       (shareworker at a baseline commit), side by side: IMPLS="base shareworker apalis"
 #
 # Each configuration runs in its own process, so peak RSS (VmHWM) belongs to that run alone.
 # The bench package is not a member of the main workspace; its build cache is target/bench-embedded.
@@ -66,7 +68,12 @@ for c in $CONCURRENCY; do
             wait_quiet
             log "e2e --impl $impl --concurrency $c --jobs $JOBS (run $r/$REPEAT, load ${loads[-1]})"
             start=$(date +%s)
-            row=$("$bin" e2e --jobs "$JOBS" --concurrency "$c" --impl "$impl")
+            if [[ "$impl" == base ]]; then
+                row=$("${BASE_BIN:?BASE_BIN names the baseline binary}" e2e --jobs "$JOBS" --concurrency "$c" --impl shareworker \
+                    | sed 's/^| shareworker |/| shareworker (base) |/')
+            else
+                row=$("$bin" e2e --jobs "$JOBS" --concurrency "$c" --impl "$impl")
+            fi
             secs=$(( $(date +%s) - start ))
             if (( c == 1 && secs > 180 )); then
                 notes+=("$impl at concurrency 1 took ${secs}s (over 3 minutes); its result is used anyway")

@@ -61,6 +61,11 @@ async fn dead_letter_off_only_rejects() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn quick_jobs_then_one_that_waits_does_not_hold_up_the_others() {
+    scenarios::quick_jobs_then_one_that_waits(&harness("quick")).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_task_five_times_the_lock_is_delivered_once() {
     scenarios::long_task_delivered_once(&harness("long")).await;
 }

@@ -43,6 +43,7 @@ on_kafka! {
     dead_letter_carries_the_original_and_its_headers => dead_letter_default_topic,
     dead_letter_goes_to_a_custom_topic => dead_letter_custom_topic,
     dead_letter_off_only_rejects => dead_letter_off,
+    quick_jobs_then_one_that_waits_does_not_hold_up_the_others => quick_jobs_then_one_that_waits,
     a_task_five_times_the_lock_is_delivered_once => long_task_delivered_once,
     prefetched_records_keep_their_locks_while_they_wait => prefetched_records_keep_their_locks,
     shutdown_releases_without_waiting_for_lock_expiry => shutdown_releases_everything,

@@ -2520,3 +2520,70 @@ pub async fn max_lease_on_the_last_attempt_dead_letters(h: &Harness) {
         f.summary
     );
 }
+
+/// Quick jobs run in the dispatcher's own poll once a handler has been quick for a while; a job
+/// that then waits on something must go on by itself without holding up the next ones, and a
+/// panic must still be caught and retried. 40 jobs at concurrency 4: job 30 waits until a job
+/// started after it has run, job 25 panics at its first delivery; all 40 are accepted.
+pub async fn quick_jobs_then_one_that_waits(h: &Harness) {
+    let topic = h.name("quick");
+    let group = h.name("quick-g");
+    h.group(&group, GroupConfig::default()).await;
+    let payloads: Vec<u64> = (0..40).collect();
+    h.enqueue(&topic, &payloads).await;
+    let signal = Arc::new(tokio::sync::Notify::new());
+    // The job that woke job 30 (0 until then), and whether job 30 waits.
+    let woken_by = Arc::new(AtomicUsize::new(0));
+    let waiting = Arc::new(AtomicUsize::new(0));
+    let (s, w, wb) = (signal.clone(), waiting.clone(), woken_by.clone());
+    let handler = move |job: Job<u64>| {
+        let (s, w, wb) = (s.clone(), w.clone(), wb.clone());
+        async move {
+            let n = *job.payload();
+            if n == 25 && job.attempt() == 1 {
+                panic!("job 25 panics at its first delivery");
+            }
+            if n == 30 {
+                w.store(1, Ordering::SeqCst);
+                s.notified().await;
+            } else if w.load(Ordering::SeqCst) == 1 && wb.load(Ordering::SeqCst) == 0 {
+                wb.store(n as usize, Ordering::SeqCst);
+                s.notify_one();
+            }
+            Ok::<(), JobError>(())
+        }
+    };
+    let def = JobDefinition::new("quick", &topic, handler)
+        .group(&group)
+        .concurrency(4);
+    let f = run_until_idle(
+        h,
+        Config::default(),
+        vec![def],
+        &[watch(&group, &topic)],
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(
+        f.summary.accepted, 40,
+        "40 jobs, one of them waiting on a later one: all accepted; summary {:?}",
+        f.summary
+    );
+    assert_ne!(
+        woken_by.load(Ordering::SeqCst),
+        0,
+        "job 30 waits until a job started after it runs: some job must have run meanwhile"
+    );
+    let panics: Vec<_> = f
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(&e.outcome, Outcome::Retrying { error, .. } if error.contains("handler panicked"))
+        })
+        .collect();
+    assert_eq!(
+        panics.len(),
+        1,
+        "job 25's panic is caught and retried once: {panics:?}"
+    );
+}

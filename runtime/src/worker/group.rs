@@ -1,6 +1,7 @@
 //! One share group's dispatcher: a single task that owns every record the member holds.
 //!
-//! It acquires only for free slots (plus a small prefetch), starts each job as its own task,
+//! It acquires only for free slots (plus a small prefetch), starts each job (as its own task, or
+//! polled here first when its handler's jobs are quick: see `run`),
 //! settles each record as its job finishes while acquiring goes on, renews every held lock from
 //! one timer, holds failed records through their backoff delay, dead-letters after the last
 //! attempt, and on shutdown releases what it cannot finish.
@@ -8,22 +9,20 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use futures_util::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
-use tracing::{Instrument, debug, error, info_span, warn};
+use tracing::{debug, error, info_span, warn};
 
 use super::dead_letter;
 use super::events::{EventSink, JobEvent, Outcome};
 use super::limits::{self, DeliveryLimit};
+use super::run::{JobRun, Pace, Started};
 use crate::Error;
 use crate::broker::{AckKind, Broker, Delivery, Member, RecordId};
 use crate::config::{DeadLetter, HandlerConfig};
@@ -178,6 +177,8 @@ struct Dispatcher {
     held_count: Vec<u32>,
     held: BinaryHeap<Reverse<(Instant, u64)>>,
     next_seq: u64,
+    /// How quick each handler's jobs have been (where its next job runs).
+    pace: Vec<Arc<Pace>>,
     acks: Vec<Ack>,
     /// When the waiting acknowledgements must go at the latest.
     acks_due: Option<Instant>,
@@ -219,6 +220,7 @@ impl GroupRunner {
             held_count: vec![0; n],
             held: BinaryHeap::new(),
             next_seq: 0,
+            pace: (0..n).map(|_| Arc::default()).collect(),
             acks: Vec::new(),
             acks_due: None,
             settle_tx,
@@ -573,6 +575,7 @@ impl Dispatcher {
         }
     }
 
+    /// Starts handler `h`'s next queued job (see `run`: a quick one may finish right here).
     fn start_next(&mut self, h: usize, permit: OwnedSemaphorePermit) {
         let Some((seq, delivery)) = self.queues[h].pop_front() else {
             return;
@@ -599,44 +602,20 @@ impl Dispatcher {
         );
         entry.meta = Some(job.meta().clone());
         entry.lease_from = Instant::now();
-        let service = hr.service.clone();
-        let timeout = hr.config.timeout;
-        let max_lease = self.r.max_lease;
-        let done = self.done_tx.clone();
-        let task = tokio::spawn(
-            async move {
-                let started = Instant::now();
-                let call = AssertUnwindSafe(service.oneshot(job)).catch_unwind();
-                let run = async move {
-                    match timeout {
-                        Some(t) => match tokio::time::timeout(t, call).await {
-                            Ok(r) => flatten(r),
-                            Err(_) => Err(JobError::retry(format!(
-                                "timed out after {}",
-                                crate::duration::Short(t)
-                            ))),
-                        },
-                        None => flatten(call.await),
-                    }
-                };
-                // The maximum lease has its own timer, so it ends the handler on time rather
-                // than at the next lock renewal (the renewal still checks, for a handler that
-                // blocks its thread and never yields to this timer).
-                let outcome = tokio::time::timeout(max_lease, run).await;
-                drop(permit);
-                let _ = done.send(match outcome {
-                    Ok(result) => Completion::Finished {
-                        seq,
-                        result,
-                        took: started.elapsed(),
-                    },
-                    Err(_) => Completion::LeaseExpired { seq },
-                });
-            }
-            .instrument(span),
+        let run = JobRun::new(
+            seq,
+            hr.service.clone(),
+            job,
+            hr.config.timeout,
+            self.r.max_lease,
+            span,
+            permit,
         );
-        entry.state = State::Running(task.abort_handle());
         self.running[h] += 1;
+        match run.start(&self.pace[h], &self.done_tx) {
+            Started::Task(task) => entry.state = State::Running(task),
+            Started::Done(c) => self.on_completion(c),
+        }
     }
 
     fn on_completion(&mut self, c: Completion) {
@@ -1127,23 +1106,6 @@ fn count(m: &HandlerMetrics, attempt: u16, outcome: &Outcome, took: Option<Durat
     };
     if settled_for_good && attempt > 0 {
         m.attempts.observe(f64::from(attempt));
-    }
-}
-
-fn flatten(
-    r: Result<Result<(), crate::job::BoxError>, Box<dyn std::any::Any + Send>>,
-) -> Result<(), JobError> {
-    match r {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(JobError::from_boxed(e)),
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a non-string panic payload".to_owned());
-            Err(JobError::retry(format!("handler panicked: {msg}")))
-        }
     }
 }
 

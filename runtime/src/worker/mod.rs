@@ -4,6 +4,7 @@ mod app;
 mod dead_letter;
 mod events;
 mod group;
+mod run;
 use crate::{limits, logging};
 
 pub use app::App;

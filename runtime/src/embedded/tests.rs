@@ -1,0 +1,193 @@
+//! Tests of the embedded broker as a whole (the share-partition state machine has its own).
+
+use super::*;
+use crate::broker::{AckKind, RecordId};
+
+#[test]
+fn topic_names_are_checked() {
+    assert!(validate_topic_name("emails.dlq").is_ok());
+    assert!(validate_topic_name("").is_err());
+    assert!(validate_topic_name("has space").is_err());
+    assert!(validate_topic_name("..").is_err());
+}
+
+async fn accept_all(member: &dyn Member, n: usize) -> Vec<RecordId> {
+    let records = member
+        .acquire(n, Duration::ZERO)
+        .await
+        .expect("acquire on the embedded broker");
+    assert_eq!(records.len(), n);
+    let acks: Vec<_> = records
+        .iter()
+        .map(|r| (r.id.clone(), AckKind::Accept))
+        .collect();
+    for r in member.settle(&acks).await.expect("settle") {
+        r.expect("each accept succeeds");
+    }
+    records.into_iter().map(|r| r.id).collect()
+}
+
+async fn log_start(broker: &EmbeddedBroker, topic: &str) -> (i64, i64, usize) {
+    let o = broker.offsets(topic).await.expect("offsets");
+    let kept = broker.read_topic(topic).expect("read_topic").len();
+    (o[0].earliest, o[0].latest, kept)
+}
+
+#[tokio::test(start_paused = true)]
+async fn records_every_group_has_settled_are_dropped_and_offsets_stay() {
+    let broker = EmbeddedBroker::builder()
+        .start_from(StartFrom::Earliest)
+        .build()
+        .expect("valid settings");
+    let topics = ["jobs".to_string()];
+    let records: Vec<_> = (0..100)
+        .map(|i| OutgoingRecord::new(format!("job {i}")))
+        .collect();
+    broker.produce("jobs", records).await.expect("produce");
+    // Before any group reads the partition, everything is kept.
+    assert_eq!(log_start(&broker, "jobs").await, (0, 100, 100));
+
+    let a = broker.join("a", &topics).await.expect("join a");
+    let b = broker.join("b", &topics).await.expect("join b");
+    accept_all(&*a, 60).await;
+    // Group b has settled nothing: its share start offset 0 holds every record.
+    assert_eq!(log_start(&broker, "jobs").await, (0, 100, 100));
+
+    accept_all(&*b, 30).await;
+    assert_eq!(log_start(&broker, "jobs").await, (30, 100, 70));
+
+    // A record released back stays, and is delivered again from the trimmed log.
+    let r = b.acquire(1, Duration::ZERO).await.expect("acquire");
+    assert_eq!(r[0].id.offset, 30);
+    b.settle(&[(r[0].id.clone(), AckKind::Release)])
+        .await
+        .expect("release");
+    let again = b.acquire(1, Duration::ZERO).await.expect("acquire again");
+    assert_eq!((again[0].id.offset, again[0].delivery_count), (30, 2));
+    assert_eq!(again[0].value.as_deref(), Some(&b"job 30"[..]));
+    b.settle(&[(again[0].id.clone(), AckKind::Accept)])
+        .await
+        .expect("accept");
+
+    accept_all(&*b, 69).await;
+    assert_eq!(log_start(&broker, "jobs").await, (60, 100, 40));
+    accept_all(&*a, 40).await;
+    // Both groups are done: nothing is kept, and the next record gets the next offset.
+    assert_eq!(log_start(&broker, "jobs").await, (100, 100, 0));
+    let produced = broker
+        .produce("jobs", vec![OutgoingRecord::new("late")])
+        .await
+        .expect("produce");
+    assert_eq!(produced[0].offset, 100);
+    let late = a.acquire(1, Duration::ZERO).await.expect("acquire");
+    assert_eq!(late[0].id.offset, 100);
+
+    // A group that starts later from `earliest` starts at the log start offset.
+    let c = broker.join("c", &topics).await.expect("join c");
+    let first = c.acquire(10, Duration::ZERO).await.expect("acquire c");
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].id.offset, 100);
+    // Reading below the log start offset starts at it.
+    let read = broker.read("jobs", 0, 0, 10).await.expect("read");
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].id.offset, 100);
+}
+
+#[tokio::test(start_paused = true)]
+async fn keep_settled_records_keeps_them() {
+    let broker = EmbeddedBroker::builder()
+        .start_from(StartFrom::Earliest)
+        .keep_settled_records(true)
+        .build()
+        .expect("valid settings");
+    let records: Vec<_> = (0..5)
+        .map(|i| OutgoingRecord::new(format!("{i}")))
+        .collect();
+    broker.produce("jobs", records).await.expect("produce");
+    let m = broker.join("g", &["jobs".to_string()]).await.expect("join");
+    accept_all(&*m, 5).await;
+    assert_eq!(log_start(&broker, "jobs").await, (0, 5, 5));
+}
+
+#[tokio::test(start_paused = true)]
+async fn records_archived_at_the_delivery_limit_are_dropped_too() {
+    let broker = EmbeddedBroker::builder()
+        .start_from(StartFrom::Earliest)
+        .delivery_count_limit(2)
+        .lock_duration(Duration::from_secs(1))
+        .build()
+        .expect("valid settings");
+    broker
+        .produce("jobs", vec![OutgoingRecord::new("x")])
+        .await
+        .expect("produce");
+    let m = broker.join("g", &["jobs".to_string()]).await.expect("join");
+    for _ in 0..2 {
+        let r = m.acquire(1, Duration::ZERO).await.expect("acquire");
+        assert_eq!(r.len(), 1);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    // The second lock expired at the limit: archived, and dropped on the next acquire.
+    assert!(
+        m.acquire(1, Duration::ZERO)
+            .await
+            .expect("acquire")
+            .is_empty()
+    );
+    assert_eq!(log_start(&broker, "jobs").await, (1, 1, 0));
+}
+
+#[tokio::test]
+async fn a_record_over_max_message_bytes_is_refused_and_nothing_is_written() {
+    let broker = EmbeddedBroker::new();
+    let limit = DEFAULT_MAX_MESSAGE_BYTES;
+    broker
+        .produce("big", vec![OutgoingRecord::new(vec![b'x'; limit])])
+        .await
+        .expect("exactly the limit is accepted");
+    let mut over = OutgoingRecord::new(vec![b'x'; limit - 2]);
+    over.headers.push("h", "xy");
+    let err = broker
+        .produce("big", vec![OutgoingRecord::new("small"), over])
+        .await
+        .expect_err("a record over 1 MiB is refused");
+    assert!(err.is_record_too_large(), "{err}");
+    assert!(err.is_invalid_input(), "{err}");
+    assert_eq!(err.kafka_code(), Some(10));
+    assert!(
+        err.to_string().contains("embedded.max_message_bytes"),
+        "{err}"
+    );
+    // The batch is refused whole.
+    assert_eq!(broker.read_topic("big").expect("topic").len(), 1);
+
+    let small = EmbeddedBroker::builder()
+        .max_message_bytes(10)
+        .build()
+        .expect("valid settings");
+    let err = small
+        .produce("t", vec![OutgoingRecord::new("eleven byte")])
+        .await
+        .expect_err("over 10 bytes");
+    assert!(err.is_record_too_large(), "{err}");
+    assert!(
+        EmbeddedBroker::builder()
+            .max_message_bytes(0)
+            .build()
+            .is_err()
+    );
+}
+
+#[test]
+fn limits_out_of_range_are_refused_with_the_key_name() {
+    let err = EmbeddedBroker::builder()
+        .delivery_count_limit(11)
+        .build()
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        err.as_deref()
+            .is_some_and(|e| e.contains("share.delivery.count.limit")),
+        "{err:?}"
+    );
+}

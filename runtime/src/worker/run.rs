@@ -1,0 +1,220 @@
+//! How one job runs: its future (handler call, panic catching, timeout, maximum lease), and
+//! where it runs.
+//!
+//! A task per job costs a spawn and, on a multi-threaded runtime, wake-ups between threads
+//! (the job task, then the dispatcher for its completion). For a handler that finishes in
+//! microseconds without waiting on anything, that is most of the work. So a handler whose jobs
+//! have been quick ([`Pace`]) gets each new job polled once by the dispatcher itself: when the
+//! job finishes in that poll, no task is made; when it does not (it waits on something), the
+//! same future goes on in a task of its own, exactly as a spawned job would. A job that is not
+//! quick puts its handler back on a task per job until it has been quick again
+//! [`QUICK_STREAK`] times in a row, so a handler that runs long or blocks its thread holds up
+//! the dispatcher for one poll at most, and only after a run of quick jobs.
+//!
+//! The future is the same on both paths: panics are caught, the handler's timeout and the
+//! maximum lease are timers inside it, and dropping it (an abort) cancels the handler.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+use tower::ServiceExt;
+use tracing::{Instrument, Span};
+
+use super::group::Completion;
+use crate::definition::HandlerService;
+use crate::job::{Job, JobError};
+
+/// A job finishing within its first poll in less than this is quick.
+pub(crate) const QUICK: Duration = Duration::from_micros(50);
+/// Quick jobs in a row before a handler's jobs are polled by the dispatcher first.
+pub(crate) const QUICK_STREAK: u32 = 16;
+
+/// How quick a handler's jobs have been lately, updated by every job wherever it ran.
+#[derive(Debug, Default)]
+pub(crate) struct Pace {
+    streak: AtomicU32,
+}
+
+impl Pace {
+    /// Whether the dispatcher should poll this handler's next job itself.
+    pub(crate) fn inline(&self) -> bool {
+        self.streak.load(Ordering::Relaxed) >= QUICK_STREAK
+    }
+
+    /// One job ended; `quick` when it finished in its first poll in less than [`QUICK`].
+    pub(crate) fn observe(&self, quick: bool) {
+        if quick {
+            let s = self.streak.load(Ordering::Relaxed);
+            if s < QUICK_STREAK {
+                self.streak.store(s + 1, Ordering::Relaxed);
+            }
+        } else {
+            self.streak.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Whether a completion is of a quick job (see [`Pace::observe`]).
+fn quick(polls: u32, c: &Completion) -> bool {
+    polls == 1 && matches!(c, Completion::Finished { took, .. } if *took < QUICK)
+}
+
+type JobFuture = Pin<Box<dyn Future<Output = Completion> + Send>>;
+
+/// One job, ready to run.
+pub(crate) struct JobRun {
+    future: JobFuture,
+    permit: OwnedSemaphorePermit,
+}
+
+/// Where a started job is.
+pub(crate) enum Started {
+    /// It finished in the dispatcher's poll.
+    Done(Completion),
+    /// It runs in its own task, which sends its completion.
+    Task(AbortHandle),
+}
+
+impl JobRun {
+    /// The job's future: the handler call with its panics caught, its timeout and the
+    /// maximum lease.
+    pub(crate) fn new(
+        seq: u64,
+        service: HandlerService,
+        job: Job<Bytes>,
+        timeout: Option<Duration>,
+        max_lease: Duration,
+        span: Span,
+        permit: OwnedSemaphorePermit,
+    ) -> Self {
+        let future = async move {
+            let started = Instant::now();
+            let call = AssertUnwindSafe(service.oneshot(job)).catch_unwind();
+            let run = async move {
+                match timeout {
+                    Some(t) => match tokio::time::timeout(t, call).await {
+                        Ok(r) => flatten(r),
+                        Err(_) => Err(JobError::retry(format!(
+                            "timed out after {}",
+                            crate::duration::Short(t)
+                        ))),
+                    },
+                    None => flatten(call.await),
+                }
+            };
+            // The maximum lease has its own timer, so it ends the handler on time rather than
+            // at the next lock renewal (the renewal still checks, for a handler that blocks its
+            // thread and never yields to this timer).
+            match tokio::time::timeout(max_lease, run).await {
+                Ok(result) => Completion::Finished {
+                    seq,
+                    result,
+                    took: started.elapsed(),
+                },
+                Err(_) => Completion::LeaseExpired { seq },
+            }
+        }
+        .instrument(span);
+        Self {
+            future: Box::pin(future),
+            permit,
+        }
+    }
+
+    /// Starts the job: polled here once first when its handler has been quick, else (or when
+    /// that poll did not finish it) in a task of its own that sends its completion on `done`.
+    pub(crate) fn start(
+        self,
+        pace: &Arc<Pace>,
+        done: &mpsc::UnboundedSender<Completion>,
+    ) -> Started {
+        let Self { mut future, permit } = self;
+        let mut polls = 0;
+        if pace.inline() {
+            polls = 1;
+            // A no-op waker: should the job not finish now, its task polls it again with its
+            // own waker, and every future registers the waker of its latest poll.
+            let mut cx = Context::from_waker(Waker::noop());
+            if let Poll::Ready(c) = future.as_mut().poll(&mut cx) {
+                drop(permit);
+                pace.observe(quick(polls, &c));
+                return Started::Done(c);
+            }
+            // It waits on something: not quick; it goes on in its task.
+            pace.observe(false);
+        }
+        let pace = pace.clone();
+        let done = done.clone();
+        let task = tokio::spawn(async move {
+            let c = std::future::poll_fn(|cx| {
+                polls += 1;
+                future.as_mut().poll(cx)
+            })
+            .await;
+            drop(permit);
+            pace.observe(quick(polls, &c));
+            let _ = done.send(c);
+        });
+        Started::Task(task.abort_handle())
+    }
+}
+
+fn flatten(
+    r: Result<Result<(), crate::job::BoxError>, Box<dyn std::any::Any + Send>>,
+) -> Result<(), JobError> {
+    match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(JobError::from_boxed(e)),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string panic payload".to_owned());
+            Err(JobError::retry(format!("handler panicked: {msg}")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handler_goes_inline_after_a_streak_of_quick_jobs_and_back_after_one_slow() {
+        let p = Pace::default();
+        for _ in 0..QUICK_STREAK - 1 {
+            p.observe(true);
+            assert!(!p.inline());
+        }
+        p.observe(true);
+        assert!(p.inline());
+        p.observe(true);
+        assert!(p.inline());
+        p.observe(false);
+        assert!(!p.inline());
+    }
+
+    #[test]
+    fn only_a_job_finished_in_one_short_poll_is_quick() {
+        let done = |took| Completion::Finished {
+            seq: 0,
+            result: Ok(()),
+            took,
+        };
+        assert!(quick(1, &done(Duration::from_micros(3))));
+        assert!(!quick(2, &done(Duration::from_micros(3))));
+        assert!(!quick(1, &done(QUICK)));
+        assert!(!quick(1, &Completion::LeaseExpired { seq: 0 }));
+    }
+}
