@@ -47,7 +47,9 @@
 //!
 //! # Acquire
 //! A fetch asks for `MaxRecords = max` split across the leaders fetched from concurrently
-//! (`ShareAcquireMode` record-limit in v2, so the broker never exceeds it; `BatchSize = max`,
+//! (`ShareAcquireMode` in v2: record-limit below 256 records, so the broker never exceeds a
+//! small ask; batch-optimized from 256, whole log batches, cheaper for the broker, possibly a
+//! batch per partition more, which the member buffers; `BatchSize = max`,
 //! `MaxBytes` 16 MiB, `MinBytes` 1). A leader whose last fetch brought nothing gets one record's
 //! worth while others have records: its fetch holds its share until `MaxWaitMs` is over, which
 //! would hold back the leaders that have records. Records go into a buffer owned by the member, never into

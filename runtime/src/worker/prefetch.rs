@@ -28,8 +28,9 @@ use crate::broker::Delivery;
 pub(crate) const HEADROOM: f64 = 2.0;
 /// The last prefetched record must start within this share of its lock.
 pub(crate) const LOCK_SHARE: f64 = 0.25;
-/// The target before anything was measured (the old fixed default).
-pub(crate) const INITIAL: usize = 16;
+/// The target before anything was measured: a slow handler must not start with a large one,
+/// and a quick one doubles from here each window.
+pub(crate) const INITIAL: usize = 1;
 /// The target never falls below this.
 pub(crate) const MIN: usize = 1;
 /// Completion rates are sampled over windows of at least this long.
