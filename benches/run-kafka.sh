@@ -31,6 +31,11 @@
 #   HOL_BASE_PREFETCH=16                       the base binary's prefetch in the head-of-line run
 #   HOL_ASSIGNMENT_INTERVAL_MS=                set the hol group's share.assignment.interval.ms
 #                                              (broker default 1000) before its run
+#   RENEW_JOBS=1000 RENEW_LOCK_MS=15000 RENEW_PARTITIONS=4 SKIP_RENEW=1
+#                                              renewal cost: RENEW_JOBS jobs, all running at once,
+#                                              each for twice the group's lock (set to RENEW_LOCK_MS);
+#                                              prints the RENEW settle calls (one ShareAcknowledge per
+#                                              leader each) and the jobs accepted on a redelivery
 #   MAX_LOAD=1.5 MAX_WAIT=900                  wait before each run while the 1-minute load average
 #                                              is above MAX_LOAD, for at most MAX_WAIT s in total
 #
@@ -67,6 +72,9 @@ HOL_PREFETCH="${HOL_PREFETCH:-auto}"
 HOL_BASE_PREFETCH="${HOL_BASE_PREFETCH:-16}"
 HOL_REPEAT="${HOL_REPEAT:-1}"
 HOL_ASSIGNMENT_INTERVAL_MS="${HOL_ASSIGNMENT_INTERVAL_MS:-}"
+RENEW_JOBS="${RENEW_JOBS:-1000}"
+RENEW_LOCK_MS="${RENEW_LOCK_MS:-15000}"
+RENEW_PARTITIONS="${RENEW_PARTITIONS:-4}"
 MAX_LOAD="${MAX_LOAD:-1.5}"
 MAX_WAIT="${MAX_WAIT:-900}"
 B="127.0.0.1:$PORT"
@@ -323,6 +331,28 @@ if [[ -z "${SKIP_HOL:-}" ]]; then
             log "  base: CPU $CPU s, peak RSS $RSS_MIB MiB, broker CPU $BROKER_CPU s, other CPU $OTHER_CPU s"
         fi
     done
+fi
+
+if [[ -z "${SKIP_RENEW:-}" ]]; then
+    wait_quiet
+    run_id=$((run_id + 1))
+    t="bench-renew-$(date +%s)-$run_id"
+    "${K[@]}" configs --bootstrap-server "$B" --alter --entity-type groups --entity-name "$t" \
+        --add-config "share.record.lock.duration.ms=$RENEW_LOCK_MS" >/dev/null
+    work_ms=$((2 * RENEW_LOCK_MS))
+    log "renewal: $RENEW_JOBS jobs of ${work_ms} ms at once, lock ${RENEW_LOCK_MS} ms (load $LOAD)"
+    measure renew "$bin" kafka-hol --url "kafka://$B" --topic "$t" --jobs "$RENEW_JOBS" \
+        --partitions "$RENEW_PARTITIONS" --concurrency "$RENEW_JOBS" --slow-frac 1 --slow-ms "$work_ms"
+    grep -E '^hol|^  ' "$out/renew.err" >&2 || true
+    secs=$(sed -n 's/.*ran \([0-9.]*\) s.*/\1/p' "$out/renew.err" | head -1)
+    calls=$(sed -n 's/.*settle calls with RENEW \([0-9]*\), \([0-9]*\) RENEWs.*/\1 \2/p' "$out/renew.err" | head -1)
+    again=$(sed -n 's/.*accepted on a redelivery \([0-9]*\).*/\1/p' "$out/renew.err" | head -1)
+    echo
+    echo "### Renewal cost on Kafka: $RENEW_JOBS jobs of $work_ms ms at once, lock $RENEW_LOCK_MS ms, 1 broker"
+    echo
+    read -r rc rn <<<"${calls:-0 0}"
+    awk -v s="${secs:-0}" -v rc="$rc" -v rn="$rn" -v l="$RENEW_LOCK_MS" -v a="${again:-?}" -v b="$BROKER_CPU" \
+        'BEGIN { h = s * 1000 / (l / 2); printf "ran %.1f s (%.1f half-locks): %d RENEW settle calls (%.2f per leader per half-lock), %d RENEWs; %s jobs accepted on a redelivery; broker CPU %.2f s\n", s, h, rc, (h > 0 ? rc / h : 0), rn, a, b }'
 fi
 
 echo

@@ -198,6 +198,9 @@ pub(crate) async fn execute(
     let took_ns = Arc::new(AtomicU64::new(0));
     let renewed = Arc::new(AtomicU64::new(0));
     let (counter, took, renews) = (done.clone(), took_ns.clone(), renewed.clone());
+    // Accepted on a delivery after the first: a lock ran out (or a member left) on the way.
+    let redelivered = Arc::new(AtomicU64::new(0));
+    let again = redelivered.clone();
     let mut config = Config::default();
     config.concurrency = config.concurrency.max(concurrency);
     let t1 = Instant::now();
@@ -218,6 +221,9 @@ pub(crate) async fn execute(
                 }
                 if let Some(t) = e.took {
                     took.fetch_add(t.as_nanos() as u64, Ordering::Relaxed);
+                }
+                if e.attempt > 1 {
+                    again.fetch_add(1, Ordering::Relaxed);
                 }
                 counter.one();
             }
@@ -288,7 +294,7 @@ pub(crate) async fn execute(
          lognormal(mean {mean_ms} ms, sigma {sigma}, mu {mu:.4}) + {slow} slow jobs of {slow_ms} ms, seed {seed}\n  \
          enqueue {:.3} s; ran {:.3} s (first accept at {:.3} s, last at {:.3} s, lag {lag_left} at {:.3} s); {rate:.0} jobs/s; \
          mean drawn handler time {:.2} ms (observed {:.2} ms); Little's bound {little:.0} jobs/s; ratio {:.3}; \
-         work/slots floor {floor_s:.3} s; lock renewals {}; peak RSS {:.1} MiB",
+         work/slots floor {floor_s:.3} s; lock renewals {}; accepted on a redelivery {}; peak RSS {:.1} MiB",
         prefetch.map_or("auto".to_owned(), |p| p.to_string()),
         enqueue.as_secs_f64(),
         elapsed.as_secs_f64(),
@@ -299,6 +305,7 @@ pub(crate) async fn execute(
         observed_mean_s * 1e3,
         rate / little,
         renewed.load(Ordering::Relaxed),
+        redelivered.load(Ordering::Relaxed),
         hwm as f64 / 1024.0,
         kind = broker.kind(),
     );
