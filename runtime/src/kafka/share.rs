@@ -87,7 +87,7 @@
 //! - Closing a session with epoch -1 releases its records at once: another member gets them
 //!   within milliseconds, with delivery count + 1.
 //! - A new member gets its assignment in a later heartbeat, not in the joining one; while it
-//!   has no partitions it heartbeats every second (not every `HeartbeatIntervalMs`, 5 s).
+//!   has no partitions it heartbeats every 250 ms (not every `HeartbeatIntervalMs`, 5 s).
 //! - The broker ends a session when it notices its connection closed, keyed by group and
 //!   member: a new session the member opened on a new connection before that is ended with it
 //!   (the next request answers SHARE_SESSION_NOT_FOUND) and its records are released, with the

@@ -3,7 +3,8 @@
 //!
 //! Little's law: while one fetch is on its way, a handler finishing `rate` jobs a second needs
 //! `rate x round trip` records queued to keep its slots busy. The target is that times
-//! [`HEADROOM`], bounded so that
+//! [`HEADROOM`], and at least `rate x` [`AHEAD_TIME`] (fewer, larger fetches: the broker's cost
+//! is per request more than per record), bounded so that
 //! - the last queued record starts within [`LOCK_SHARE`] of its lock ([`target`] has the
 //!   arithmetic): a slow handler keeps a small prefetch, and holds no records other members
 //!   could run (no head-of-line blocking);
@@ -24,8 +25,12 @@ use tokio::time::Instant;
 
 use crate::broker::Delivery;
 
-/// Records wanted ahead = rate x round trip x this.
+/// Records wanted ahead = rate x round trip x this...
 pub(crate) const HEADROOM: f64 = 2.0;
+/// ...and at least rate x this: a fetch costs the broker about the same whatever it brings, so
+/// a quick handler fetches about every 50 ms (half of this, as the queue refills at half its
+/// target) instead of every round trip. A slow handler's rate makes this a record or two.
+pub(crate) const AHEAD_TIME: Duration = Duration::from_millis(100);
 /// The last prefetched record must start within this share of its lock.
 pub(crate) const LOCK_SHARE: f64 = 0.25;
 /// The target before anything was measured: a slow handler must not start with a large one,
@@ -61,7 +66,7 @@ pub(crate) struct Bounds {
 /// fetch round trip of `round_trip`.
 pub(crate) fn target(rate: f64, round_trip: Duration, b: &Bounds) -> usize {
     let rate = if rate.is_finite() { rate.max(0.0) } else { 0.0 };
-    let ahead = rate * round_trip.as_secs_f64() * HEADROOM;
+    let ahead = rate * (round_trip.as_secs_f64() * HEADROOM).max(AHEAD_TIME.as_secs_f64());
     // The record at the back of the queue starts after `queued / rate` seconds.
     let lock = rate * b.lock.as_secs_f64() * LOCK_SHARE;
     let locks = (u64::from(b.record_locks) * b.partitions.max(1) as u64)
@@ -211,8 +216,15 @@ mod tests {
 
     #[test]
     fn little_law_with_headroom() {
-        // 10,000 jobs/s, 20 ms round trip: 200 in flight on the wire, 400 with headroom.
-        assert_eq!(target(10_000.0, Duration::from_millis(20), &bounds()), 400);
+        // 10,000 jobs/s, 100 ms round trip: 1000 in flight on the wire, 2000 with headroom.
+        assert_eq!(target(10_000.0, Duration::from_millis(100), &bounds()), 2000);
+    }
+
+    #[test]
+    fn short_round_trips_still_fetch_100_ms_of_work() {
+        // 10,000 jobs/s, 2 ms round trip: 40 would do, but fetches of 40 cost the broker a
+        // request per 4 ms; 100 ms of work is 1000.
+        assert_eq!(target(10_000.0, Duration::from_millis(2), &bounds()), 1000);
     }
 
     #[test]
@@ -225,8 +237,10 @@ mod tests {
 
     #[test]
     fn slow_handlers_keep_the_minimum() {
-        // 32 slots of 1 s each: 32 jobs/s, 5 ms round trip -> 0.32 records: one.
-        assert_eq!(target(32.0, Duration::from_millis(5), &bounds()), MIN);
+        // 32 slots of 1 s each: 32 jobs/s x 100 ms -> 3 records.
+        assert_eq!(target(32.0, Duration::from_millis(5), &bounds()), 3);
+        // 4 slots of 1 s: 0.4 records -> one.
+        assert_eq!(target(4.0, Duration::from_millis(5), &bounds()), MIN);
         assert_eq!(target(0.0, Duration::from_millis(5), &bounds()), MIN);
         assert_eq!(target(f64::NAN, Duration::from_millis(5), &bounds()), MIN);
     }
@@ -290,20 +304,20 @@ mod tests {
         // Nothing measured before a window is over.
         assert!(!s.tick(Instant::now(), |_| 0, b));
         let recs: Vec<_> = (0..8).map(|p| delivery(p, 0, 100)).collect();
-        s.fetched(Duration::from_millis(10), &recs, |_| Some(0));
+        s.fetched(Duration::from_millis(100), &recs, |_| Some(0));
         tokio::time::advance(WINDOW).await;
-        // 1000 completions in 100 ms: 10,000/s x 10 ms x 2 = 200.
+        // 1000 completions in 100 ms: 10,000/s x 100 ms x 2 = 2000.
         assert!(s.tick(Instant::now(), |_| 1000, b));
-        assert_eq!(s.target(0), 200);
+        assert_eq!(s.target(0), 2000);
         // The handler slows to 100/s: the average halves towards it each window.
         tokio::time::advance(WINDOW).await;
         s.tick(Instant::now(), |_| 1010, b);
-        assert_eq!(s.target(0), 101); // (10,000 + 100) / 2 x 10 ms x 2
+        assert_eq!(s.target(0), 1010); // (10,000 + 100) / 2 x 100 ms x 2
         for n in 0..20 {
             tokio::time::advance(WINDOW).await;
             s.tick(Instant::now(), |_| 1020 + 10 * n, b);
         }
-        assert_eq!(s.target(0), 2, "100 jobs/s x 10 ms x 2");
+        assert_eq!(s.target(0), 20, "100 jobs/s x 100 ms x 2");
     }
 
     #[tokio::test(start_paused = true)]
