@@ -1110,8 +1110,13 @@ impl Dispatcher {
             return;
         }
         let now = Instant::now();
-        let due = *self.acks_due.get_or_insert(now + ACK_LINGER);
-        if self.acks.len() >= ACK_BATCH || due <= now || self.shutting_down.is_some() {
+        let (batch, linger) = prefetch::ack_batching(
+            (0..self.r.handlers.len()).map(|h| self.prefetch_target(h)).sum(),
+            ACK_BATCH,
+            ACK_LINGER,
+        );
+        let due = *self.acks_due.get_or_insert(now + linger);
+        if self.acks.len() >= batch || due <= now || self.shutting_down.is_some() {
             self.flush_acks();
         }
     }

@@ -8,8 +8,9 @@
 //! - the last queued record starts within [`LOCK_SHARE`] of its lock ([`target`] has the
 //!   arithmetic): a slow handler keeps a small prefetch, and holds no records other members
 //!   could run (no head-of-line blocking);
-//! - the records held stay under the group's lock limit (`share.partition.max.record.locks`
-//!   times the partitions seen), minus the handler's slots;
+//! - the records held stay under half the group's lock limit (`share.partition.max.record.locks`
+//!   times the partitions seen), minus the handler's slots (acknowledgements waiting to go
+//!   hold locks too, see [`ack_batching`]);
 //! - the records queued stay under `prefetch_max_records` and, at the measured mean record
 //!   size, `prefetch_max_bytes`.
 //!
@@ -24,6 +25,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::broker::Delivery;
+
+/// From this total prefetch target on, acknowledgements wait longer to go together.
+pub(crate) const QUICK_FROM: usize = 256;
+/// How long acknowledgements of quick handlers wait for more.
+pub(crate) const QUICK_ACK_LINGER: Duration = Duration::from_millis(20);
 
 /// Records wanted ahead = rate x round trip x this...
 pub(crate) const HEADROOM: f64 = 2.0;
@@ -69,7 +75,8 @@ pub(crate) fn target(rate: f64, round_trip: Duration, b: &Bounds) -> usize {
     let ahead = rate * (round_trip.as_secs_f64() * HEADROOM).max(AHEAD_TIME.as_secs_f64());
     // The record at the back of the queue starts after `queued / rate` seconds.
     let lock = rate * b.lock.as_secs_f64() * LOCK_SHARE;
-    let locks = (u64::from(b.record_locks) * b.partitions.max(1) as u64)
+    // Half the group's locks: records acknowledged but not yet sent hold locks too.
+    let locks = (u64::from(b.record_locks) * b.partitions.max(1) as u64 / 2)
         .saturating_sub(u64::from(b.concurrency)) as f64;
     let bytes = match b.record_bytes {
         Some(size) if size >= 1.0 => b.max_bytes as f64 / size,
@@ -82,6 +89,19 @@ pub(crate) fn target(rate: f64, round_trip: Duration, b: &Bounds) -> usize {
         .min(f64::from(b.max_records));
     // A float past usize::MAX saturates; NaN is ruled out above.
     (t.floor() as usize).max(MIN)
+}
+
+/// When the dispatcher sends its waiting acknowledgements: once `batch` are waiting or the
+/// oldest waited `linger`. Quick handlers (a large prefetch target in all) send them in batches
+/// of up to half the target, at most [`QUICK_ACK_LINGER`] late: each acknowledgement request
+/// costs the broker a share-state write per partition, so many small ones cost it more than
+/// the records. Slow handlers keep `batch` and `linger` as given.
+pub(crate) fn ack_batching(target: usize, batch: usize, linger: Duration) -> (usize, Duration) {
+    if target >= QUICK_FROM {
+        (batch.max(target / 2), linger.max(QUICK_ACK_LINGER))
+    } else {
+        (batch, linger)
+    }
 }
 
 /// One handler's measurements.
@@ -206,7 +226,7 @@ mod tests {
         Bounds {
             lock: Duration::from_secs(30),
             record_locks: 2000,
-            partitions: 8,
+            partitions: 16,
             concurrency: 32,
             max_records: 10_000,
             max_bytes: 32 << 20,
@@ -259,13 +279,21 @@ mod tests {
             partitions: 2,
             ..bounds()
         };
-        assert_eq!(target(1_000_000.0, Duration::from_millis(20), &b), 400 - 32);
+        assert_eq!(target(1_000_000.0, Duration::from_millis(20), &b), 200 - 32);
         let b = Bounds {
             record_locks: 10,
             partitions: 1,
             ..bounds()
         };
         assert_eq!(target(1_000_000.0, Duration::from_millis(20), &b), MIN);
+    }
+
+    #[test]
+    fn quick_handlers_batch_their_acknowledgements() {
+        let ms = Duration::from_millis;
+        assert_eq!(ack_batching(16, 64, ms(1)), (64, ms(1)));
+        assert_eq!(ack_batching(QUICK_FROM, 64, ms(1)), (128, QUICK_ACK_LINGER));
+        assert_eq!(ack_batching(10_000, 64, ms(1)), (5000, QUICK_ACK_LINGER));
     }
 
     #[test]
