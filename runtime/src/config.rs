@@ -290,11 +290,17 @@ impl<'de> Deserialize<'de> for Prefetch {
             Number(i64),
             Text(String),
         }
-        let bad = || serde::de::Error::custom("expected \"auto\" or a number of records (0 to 4294967295)");
+        let bad = || {
+            serde::de::Error::custom("expected \"auto\" or a number of records (0 to 4294967295)")
+        };
         match Raw::deserialize(d)? {
             Raw::Number(n) => u32::try_from(n).map(Prefetch::Fixed).map_err(|_| bad()),
             Raw::Text(t) if t.eq_ignore_ascii_case("auto") => Ok(Prefetch::Auto),
-            Raw::Text(t) => t.trim().parse::<u32>().map(Prefetch::Fixed).map_err(|_| bad()),
+            Raw::Text(t) => t
+                .trim()
+                .parse::<u32>()
+                .map(Prefetch::Fixed)
+                .map_err(|_| bad()),
         }
     }
 }
@@ -943,7 +949,11 @@ mod tests {
                 "group defaults to the handler's name"
             );
             assert_eq!(h.dead_letter, DeadLetter::Topic("emails.dlq".into()));
-            assert_eq!(h.prefetch, Prefetch::Auto, "untouched keys keep their default");
+            assert_eq!(
+                h.prefetch,
+                Prefetch::Auto,
+                "untouched keys keep their default"
+            );
 
             // The file beats the code.
             jail.create_file(

@@ -583,7 +583,9 @@ impl Dispatcher {
         );
         if ticked {
             for (h, hr) in self.r.handlers.iter().enumerate() {
-                hr.metrics.prefetch_target.set(self.prefetch_target(h) as i64);
+                hr.metrics
+                    .prefetch_target
+                    .set(self.prefetch_target(h) as i64);
             }
         }
     }
@@ -1111,7 +1113,9 @@ impl Dispatcher {
         }
         let now = Instant::now();
         let (batch, linger) = prefetch::ack_batching(
-            (0..self.r.handlers.len()).map(|h| self.prefetch_target(h)).sum(),
+            (0..self.r.handlers.len())
+                .map(|h| self.prefetch_target(h))
+                .sum(),
             ACK_BATCH,
             ACK_LINGER,
         );

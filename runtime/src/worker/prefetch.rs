@@ -163,7 +163,10 @@ impl Sizer {
             };
             let size = d.key.as_ref().map_or(0, |k| k.len())
                 + d.value.as_ref().map_or(0, |v| v.len())
-                + d.headers.iter().map(|h| h.key.len() + h.value.as_ref().map_or(0, |v| v.len())).sum::<usize>();
+                + d.headers
+                    .iter()
+                    .map(|h| h.key.len() + h.value.as_ref().map_or(0, |v| v.len()))
+                    .sum::<usize>();
             let size = size as f64;
             h.record_bytes = Some(match h.record_bytes {
                 Some(b) => b * 0.99 + size * 0.01,
@@ -237,7 +240,10 @@ mod tests {
     #[test]
     fn little_law_with_headroom() {
         // 10,000 jobs/s, 100 ms round trip: 1000 in flight on the wire, 2000 with headroom.
-        assert_eq!(target(10_000.0, Duration::from_millis(100), &bounds()), 2000);
+        assert_eq!(
+            target(10_000.0, Duration::from_millis(100), &bounds()),
+            2000
+        );
     }
 
     #[test]

@@ -1259,6 +1259,15 @@ impl CloneMessage for Error {
     }
 }
 
+/// The `ShareAcquireMode` of a fetch of `max_records` in ShareFetch `version`.
+fn acquire_mode(version: i16, max_records: i32) -> ShareAcquireMode {
+    if version >= 2 && max_records < BATCH_OPTIMIZED_FROM {
+        ShareAcquireMode::RecordLimit
+    } else {
+        ShareAcquireMode::BatchOptimized
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1266,8 +1275,14 @@ mod tests {
     #[test]
     fn large_fetches_are_batch_optimized_small_ones_record_limited() {
         assert_eq!(acquire_mode(2, 24), ShareAcquireMode::RecordLimit);
-        assert_eq!(acquire_mode(2, BATCH_OPTIMIZED_FROM - 1), ShareAcquireMode::RecordLimit);
-        assert_eq!(acquire_mode(2, BATCH_OPTIMIZED_FROM), ShareAcquireMode::BatchOptimized);
+        assert_eq!(
+            acquire_mode(2, BATCH_OPTIMIZED_FROM - 1),
+            ShareAcquireMode::RecordLimit
+        );
+        assert_eq!(
+            acquire_mode(2, BATCH_OPTIMIZED_FROM),
+            ShareAcquireMode::BatchOptimized
+        );
         assert_eq!(acquire_mode(2, 5000), ShareAcquireMode::BatchOptimized);
         // v1 has no mode field: batch-optimized is what the broker does.
         assert_eq!(acquire_mode(1, 24), ShareAcquireMode::BatchOptimized);
@@ -1305,14 +1320,5 @@ mod tests {
         assert!(moved.is_lock_lost(), "{moved}");
         let other = ack_error("ShareAcknowledge", 42, "bad", &p);
         assert!(other.is_broker() && !other.is_lock_lost(), "{other}");
-    }
-}
-
-/// The `ShareAcquireMode` of a fetch of `max_records` in ShareFetch `version`.
-fn acquire_mode(version: i16, max_records: i32) -> ShareAcquireMode {
-    if version >= 2 && max_records < BATCH_OPTIMIZED_FROM {
-        ShareAcquireMode::RecordLimit
-    } else {
-        ShareAcquireMode::BatchOptimized
     }
 }
