@@ -15,17 +15,27 @@
 #                                              created and filled once with producer-perf; reused
 #                                              when it already holds RECORDS records
 #   IMPLS="shareworker java-share java-plain"
-#   SW_CONFIGS="256:16 256:256 256:1024 256:4096 256:8192 256:15000 1024:8192"
-#                                              shareworker concurrency:prefetch pairs to run
-#   SW_MAIN=256:8192                           the pair compared with the others in the summary
+#   SW_CONFIGS="32:auto 256:8192"              shareworker concurrency:prefetch pairs to run; the
+#                                              first, 32:auto, is the library's defaults (the headline)
+#   SW_MAIN=32:auto                            the pair compared with the others in the summary
+#   BASE_BIN=path BASE_CONFIGS="32:16"         also run another build of the bench binary (say a
+#                                              release build of an older commit) as "shareworker
+#                                              (base)", with these pairs (32:16: the defaults
+#                                              before prefetch = "auto"), and in the head-of-line run
 #   JAVA_OPTS="-Xmx512M -XX:+UseG1GC ..."      JVM flags of the Java consumers (default: what
 #                                              kafka-*-perf-test.sh and kafka-run-class.sh use)
 #   JAVA_SHARE_PROPS=""                        extra --command-property k=v for the share consumer
 #   REPEAT=3                                   runs per configuration; the median rate is shown
 #   SKIP_CONSUME=1                             skip the consumer comparison
-#   HOL_JOBS=20000 HOL_PARTITIONS=4 HOL_CONCURRENCY=200 HOL_PREFETCH=16 HOL_REPEAT=1 SKIP_HOL=1
+#   HOL_JOBS=20000 HOL_PARTITIONS=4 HOL_CONCURRENCY=200 HOL_PREFETCH=auto HOL_REPEAT=1 SKIP_HOL=1
+#   HOL_BASE_PREFETCH=16                       the base binary's prefetch in the head-of-line run
 #   HOL_ASSIGNMENT_INTERVAL_MS=                set the hol group's share.assignment.interval.ms
 #                                              (broker default 1000) before its run
+#   RENEW_JOBS=1000 RENEW_LOCK_MS=15000 RENEW_PARTITIONS=4 SKIP_RENEW=1
+#                                              renewal cost: RENEW_JOBS jobs, all running at once,
+#                                              each for twice the group's lock (set to RENEW_LOCK_MS);
+#                                              prints the RENEW settle calls (one ShareAcknowledge per
+#                                              leader each) and the jobs accepted on a redelivery
 #   MAX_LOAD=1.5 MAX_WAIT=900                  wait before each run while the 1-minute load average
 #                                              is above MAX_LOAD, for at most MAX_WAIT s in total
 #
@@ -48,17 +58,23 @@ PARTITIONS="${PARTITIONS:-8}"
 RECORDS="${RECORDS:-2000000}"
 RECORD_SIZE="${RECORD_SIZE:-100}"
 IMPLS="${IMPLS:-shareworker java-share java-plain}"
-SW_CONFIGS="${SW_CONFIGS:-256:16 256:256 256:1024 256:4096 256:8192 256:15000 1024:8192}"
-SW_MAIN="${SW_MAIN:-256:8192}"
+SW_CONFIGS="${SW_CONFIGS:-32:auto 256:8192}"
+SW_MAIN="${SW_MAIN:-32:auto}"
+BASE_BIN="${BASE_BIN:-}"
+BASE_CONFIGS="${BASE_CONFIGS:-32:16}"
 JAVA_OPTS="${JAVA_OPTS:--Xmx512M -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true}"
 JAVA_SHARE_PROPS="${JAVA_SHARE_PROPS:-}"
 REPEAT="${REPEAT:-3}"
 HOL_JOBS="${HOL_JOBS:-20000}"
 HOL_PARTITIONS="${HOL_PARTITIONS:-4}"
 HOL_CONCURRENCY="${HOL_CONCURRENCY:-200}"
-HOL_PREFETCH="${HOL_PREFETCH:-16}"
+HOL_PREFETCH="${HOL_PREFETCH:-auto}"
+HOL_BASE_PREFETCH="${HOL_BASE_PREFETCH:-16}"
 HOL_REPEAT="${HOL_REPEAT:-1}"
 HOL_ASSIGNMENT_INTERVAL_MS="${HOL_ASSIGNMENT_INTERVAL_MS:-}"
+RENEW_JOBS="${RENEW_JOBS:-1000}"
+RENEW_LOCK_MS="${RENEW_LOCK_MS:-15000}"
+RENEW_PARTITIONS="${RENEW_PARTITIONS:-4}"
 MAX_LOAD="${MAX_LOAD:-1.5}"
 MAX_WAIT="${MAX_WAIT:-900}"
 B="127.0.0.1:$PORT"
@@ -157,10 +173,12 @@ run_one() { # key impl concurrency prefetch
     run_id=$((run_id + 1))
     group="bench-$impl-$(date +%s)-$run_id"
     case "$impl" in
-        shareworker)
+        shareworker|shareworker-base)
+            local b="$bin"
             label=shareworker
+            if [[ "$impl" == shareworker-base ]]; then b="$BASE_BIN"; label="shareworker (base)"; fi
             settings="$c / $p"
-            measure "$key" "$bin" kafka-consume --url "kafka://$B" --topic "$TOPIC" --group "$group" \
+            measure "$key" "$b" kafka-consume --url "kafka://$B" --topic "$TOPIC" --group "$group" \
                 --records "$RECORDS" --concurrency "$c" --prefetch "$p"
             # | concurrency | prefetch | records | time (s) | records/s | CPU | RSS | acquires | rec/acq | settles | acks/settle |
             local f
@@ -207,13 +225,16 @@ configs=()
 for impl in $IMPLS; do
     if [[ "$impl" == shareworker ]]; then
         for cfg in $SW_CONFIGS; do configs+=("shareworker:$cfg"); done
+        if [[ -n "$BASE_BIN" ]]; then
+            for cfg in $BASE_CONFIGS; do configs+=("shareworker-base:$cfg"); done
+        fi
     else
         configs+=("$impl")
     fi
 done
 
 medians=()
-declare -A MEDIAN_RATE MEDIAN_CPU MEDIAN_RSS
+declare -A MEDIAN_RATE MEDIAN_CPU MEDIAN_RSS MEDIAN_BROKER
 for cfg in "${configs[@]}"; do
     IFS=: read -r impl c p <<<"$cfg"
     keys=()
@@ -230,6 +251,7 @@ for cfg in "${configs[@]}"; do
     MEDIAN_RATE[$cfg]=${RATE[$mid]}
     MEDIAN_CPU[$cfg]=$(echo "${ROW[$mid]}" | awk -F'|' '{ gsub(/ /, "", $7); print $7 }')
     MEDIAN_RSS[$cfg]=$(echo "${ROW[$mid]}" | awk -F'|' '{ gsub(/ /, "", $8); print $8 }')
+    MEDIAN_BROKER[$cfg]=$(echo "${ROW[$mid]}" | awk -F'|' '{ gsub(/ /, "", $9); print $9 }')
     # (columns: consumer, settings, time, records/s, x Java, CPU, RSS, ...)
     for k in "${keys[@]}"; do log "    ${ROW[$k]}"; done
 done
@@ -246,6 +268,19 @@ for row in "${medians[@]}"; do
     echo "${row/@X@/$x}"
 done
 
+echo
+echo "Broker CPU per record (µs, the median run's broker CPU / records; less sensitive to load than rates):"
+for cfg in "${configs[@]}"; do
+    [[ -n "${MEDIAN_BROKER[$cfg]:-}" ]] || continue
+    awk -v c="$cfg" -v b="${MEDIAN_BROKER[$cfg]}" -v n="$RECORDS" -v j="${MEDIAN_BROKER[java-share]:-}" \
+        'BEGIN { printf "- %s: %.2f µs/record", c, b * 1e6 / n; if (j > 0) printf " (%.2fx Java share)", b / j; printf "\n" }'
+done
+echo
+for cfg in "${configs[@]}"; do
+    [[ "$cfg" == shareworker* && -n "${MEDIAN_RATE[java-share]:-}" ]] || continue
+    awk -v c="$cfg" -v r="${MEDIAN_RATE[$cfg]}" -v j="${MEDIAN_RATE[java-share]}" \
+        'BEGIN { printf "%s / Java share consumer (its defaults): %.2fx records/s\n", c, r / j }'
+done
 main="shareworker:$SW_MAIN"
 if [[ -n "${MEDIAN_RATE[$main]:-}" && -n "${MEDIAN_RATE[java-share]:-}" ]]; then
     echo
@@ -280,7 +315,44 @@ if [[ -z "${SKIP_HOL:-}" ]]; then
         grep -E '^hol|^  ' "$out/hol.err" >&2 || true
         log "  CPU $CPU s, peak RSS $RSS_MIB MiB, broker CPU $BROKER_CPU s, other CPU $OTHER_CPU s"
         header=
+        if [[ -n "$BASE_BIN" ]]; then
+            wait_quiet
+            run_id=$((run_id + 1))
+            t="bench-hol-base-$(date +%s)-$run_id"
+            if [[ -n "$HOL_ASSIGNMENT_INTERVAL_MS" ]]; then
+                "${K[@]}" configs --bootstrap-server "$B" --alter --entity-type groups --entity-name "$t" \
+                    --add-config "share.assignment.interval.ms=$HOL_ASSIGNMENT_INTERVAL_MS" >/dev/null
+            fi
+            log "base: kafka-hol --topic $t --prefetch $HOL_BASE_PREFETCH (load $LOAD)"
+            measure hol "$BASE_BIN" kafka-hol --url "kafka://$B" --topic "$t" --jobs "$HOL_JOBS" \
+                --partitions "$HOL_PARTITIONS" --concurrency "$HOL_CONCURRENCY" --prefetch "$HOL_BASE_PREFETCH"
+            sed 's/^| /| (base) /' "$out/hol.out"
+            grep -E '^hol|^  ' "$out/hol.err" >&2 || true
+            log "  base: CPU $CPU s, peak RSS $RSS_MIB MiB, broker CPU $BROKER_CPU s, other CPU $OTHER_CPU s"
+        fi
     done
+fi
+
+if [[ -z "${SKIP_RENEW:-}" ]]; then
+    wait_quiet
+    run_id=$((run_id + 1))
+    t="bench-renew-$(date +%s)-$run_id"
+    "${K[@]}" configs --bootstrap-server "$B" --alter --entity-type groups --entity-name "$t" \
+        --add-config "share.record.lock.duration.ms=$RENEW_LOCK_MS" >/dev/null
+    work_ms=$((2 * RENEW_LOCK_MS))
+    log "renewal: $RENEW_JOBS jobs of ${work_ms} ms at once, lock ${RENEW_LOCK_MS} ms (load $LOAD)"
+    measure renew "$bin" kafka-hol --url "kafka://$B" --topic "$t" --jobs "$RENEW_JOBS" \
+        --partitions "$RENEW_PARTITIONS" --concurrency "$RENEW_JOBS" --slow-frac 1 --slow-ms "$work_ms"
+    grep -E '^hol|^  ' "$out/renew.err" >&2 || true
+    secs=$(sed -n 's/.*ran \([0-9.]*\) s.*/\1/p' "$out/renew.err" | head -1)
+    calls=$(sed -n 's/.*settle calls with RENEW \([0-9]*\), \([0-9]*\) RENEWs.*/\1 \2/p' "$out/renew.err" | head -1)
+    again=$(sed -n 's/.*accepted on a redelivery \([0-9]*\).*/\1/p' "$out/renew.err" | head -1)
+    echo
+    echo "### Renewal cost on Kafka: $RENEW_JOBS jobs of $work_ms ms at once, lock $RENEW_LOCK_MS ms, 1 broker"
+    echo
+    read -r rc rn <<<"${calls:-0 0}"
+    awk -v s="${secs:-0}" -v rc="$rc" -v rn="$rn" -v l="$RENEW_LOCK_MS" -v a="${again:-?}" -v b="$BROKER_CPU" \
+        'BEGIN { h = s * 1000 / (l / 2); printf "ran %.1f s (%.1f half-locks): %d RENEW settle calls (%.2f per leader per half-lock), %d RENEWs; %s jobs accepted on a redelivery; broker CPU %.2f s\n", s, h, rc, (h > 0 ? rc / h : 0), rn, a, b }'
 fi
 
 echo

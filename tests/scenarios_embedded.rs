@@ -111,6 +111,11 @@ async fn held_records_are_bounded() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_slow_handler_keeps_a_small_prefetch() {
+    scenarios::slow_handler_keeps_a_small_prefetch(&harness("slow-prefetch")).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn prefetched_records_keep_their_locks_while_they_wait() {
     scenarios::prefetched_records_keep_their_locks(&harness("prefetch")).await;
 }

@@ -46,6 +46,7 @@ on_kafka! {
     quick_jobs_then_one_that_waits_does_not_hold_up_the_others => quick_jobs_then_one_that_waits,
     a_task_five_times_the_lock_is_delivered_once => long_task_delivered_once,
     prefetched_records_keep_their_locks_while_they_wait => prefetched_records_keep_their_locks,
+    a_slow_handler_keeps_a_small_prefetch => slow_handler_keeps_a_small_prefetch,
     shutdown_releases_without_waiting_for_lock_expiry => shutdown_releases_everything,
     shutdown_lets_a_job_finish_within_the_grace_period => shutdown_lets_jobs_finish,
     panics_and_bad_json_do_not_stop_the_worker => bad_input_does_not_stop_the_worker,

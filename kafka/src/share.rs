@@ -47,7 +47,9 @@
 //!
 //! # Acquire
 //! A fetch asks for `MaxRecords = max` split across the leaders fetched from concurrently
-//! (`ShareAcquireMode` record-limit in v2, so the broker never exceeds it; `BatchSize = max`,
+//! (`ShareAcquireMode` in v2: record-limit below 256 records, so the broker never exceeds a
+//! small ask; batch-optimized from 256, whole log batches, cheaper for the broker, possibly a
+//! batch per partition more, which the member buffers; `BatchSize = max`,
 //! `MaxBytes` 16 MiB, `MinBytes` 1). A leader whose last fetch brought nothing gets one record's
 //! worth while others have records: its fetch holds its share until `MaxWaitMs` is over, which
 //! would hold back the leaders that have records. Records go into a buffer owned by the member, never into
@@ -85,7 +87,7 @@
 //! - Closing a session with epoch -1 releases its records at once: another member gets them
 //!   within milliseconds, with delivery count + 1.
 //! - A new member gets its assignment in a later heartbeat, not in the joining one; while it
-//!   has no partitions it heartbeats every second (not every `HeartbeatIntervalMs`, 5 s).
+//!   has no partitions it heartbeats every 250 ms (not every `HeartbeatIntervalMs`, 5 s).
 //! - The broker ends a session when it notices its connection closed, keyed by group and
 //!   member: a new session the member opened on a new connection before that is ended with it
 //!   (the next request answers SHARE_SESSION_NOT_FOUND) and its records are released, with the

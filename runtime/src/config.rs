@@ -235,9 +235,16 @@ pub struct HandlerConfig {
     pub group: String,
     /// The most jobs of this handler running at once (default 32).
     pub concurrency: u32,
-    /// Records acquired ahead of a free slot, so a finished job is followed at once by the next
-    /// (default 16). They hold a lock (renewed) but no slot.
-    pub prefetch: u32,
+    /// Records acquired ahead of a free slot, so a finished job is followed at once by the next.
+    /// They hold a lock (renewed) but no slot. `"auto"` (the default) sizes it from the measured
+    /// completion rate and fetch round trip; a number fixes it.
+    pub prefetch: Prefetch,
+    /// The most bytes (keys, values and headers) an automatic prefetch holds ahead (default
+    /// 32 MiB). A fixed `prefetch` ignores it.
+    pub prefetch_max_bytes: u64,
+    /// The most records an automatic prefetch holds ahead (default 10000). A fixed `prefetch`
+    /// ignores it.
+    pub prefetch_max_records: u32,
     /// Attempts before a record goes to the dead-letter topic (default: the group's delivery
     /// count limit, 5 on Kafka; never more than that limit).
     pub max_attempts: Option<u16>,
@@ -252,6 +259,51 @@ pub struct HandlerConfig {
     /// The most records held while waiting out a backoff delay; past it a failed record is
     /// released at once (default 1000, under Kafka's 2000 locks per partition).
     pub max_held: u32,
+}
+
+/// How many records a handler acquires ahead of a free slot (key `handlers.<name>.prefetch`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Prefetch {
+    /// Sized while running: the measured completion rate times the measured fetch round trip,
+    /// with headroom, bounded by the lock duration, the group's lock limit per partition and
+    /// `prefetch_max_records` / `prefetch_max_bytes` (written `"auto"`).
+    #[default]
+    Auto,
+    /// Exactly this many (a number).
+    Fixed(u32),
+}
+
+impl Serialize for Prefetch {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Prefetch::Auto => s.serialize_str("auto"),
+            Prefetch::Fixed(n) => s.serialize_u32(*n),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Prefetch {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(i64),
+            Text(String),
+        }
+        let bad = || {
+            serde::de::Error::custom("expected \"auto\" or a number of records (0 to 4294967295)")
+        };
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => u32::try_from(n).map(Prefetch::Fixed).map_err(|_| bad()),
+            Raw::Text(t) if t.eq_ignore_ascii_case("auto") => Ok(Prefetch::Auto),
+            Raw::Text(t) => t
+                .trim()
+                .parse::<u32>()
+                .map(Prefetch::Fixed)
+                .map_err(|_| bad()),
+        }
+    }
 }
 
 /// Exponential backoff: `delay(n) = min(max, initial * multiplier^(n-1))`, minus up to
@@ -424,7 +476,9 @@ impl HandlerConfig {
             topic: topic.to_owned(),
             group: name.to_owned(),
             concurrency: 32,
-            prefetch: 16,
+            prefetch: Prefetch::Auto,
+            prefetch_max_bytes: 32 << 20,
+            prefetch_max_records: 10_000,
             max_attempts: None,
             backoff: BackoffConfig::default(),
             timeout: None,
@@ -857,6 +911,12 @@ pub(crate) fn validate(config: &Config) -> Result<(), Error> {
         if h.timeout.is_some_and(|t| t.is_zero()) {
             return bad(k("timeout"), "must be more than 0".into());
         }
+        if h.prefetch_max_records == 0 {
+            return bad(k("prefetch_max_records"), "must be at least 1".into());
+        }
+        if h.prefetch_max_bytes == 0 {
+            return bad(k("prefetch_max_bytes"), "must be at least 1".into());
+        }
         if let DeadLetter::Topic(t) = &h.dead_letter
             && *t == h.topic
         {
@@ -901,7 +961,11 @@ mod tests {
                 "group defaults to the handler's name"
             );
             assert_eq!(h.dead_letter, DeadLetter::Topic("emails.dlq".into()));
-            assert_eq!(h.prefetch, 16, "untouched keys keep their default");
+            assert_eq!(
+                h.prefetch,
+                Prefetch::Auto,
+                "untouched keys keep their default"
+            );
 
             // The file beats the code.
             jail.create_file(

@@ -33,7 +33,7 @@ pub use bytes::Bytes;
 pub use codec::{Decode, DecodeError, Encode, EncodeError};
 pub use config::{
     BackoffConfig, Config, DEFAULT_FILE, DeadLetter, ENV_PREFIX, EmbeddedConfig, HandlerConfig,
-    HttpConfig, LogConfig, LogFormat, StartFromConfig,
+    HttpConfig, LogConfig, LogFormat, Prefetch, StartFromConfig,
 };
 pub use definition::{Handler, HandlerService, InnerService, JobDefinition};
 pub use embedded::{EmbeddedBroker, EmbeddedBrokerBuilder};

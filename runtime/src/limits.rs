@@ -7,7 +7,7 @@
 //! refresh and whenever the broker says a record is gone.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
 
 use prometheus::IntGauge;
 use tracing::{debug, warn};
@@ -23,6 +23,8 @@ pub(crate) struct DeliveryLimit {
 struct Inner {
     group: Arc<str>,
     value: AtomicU16,
+    /// `share.partition.max.record.locks`, for the automatic prefetch.
+    record_locks: AtomicU32,
     gauge: IntGauge,
     /// A re-read is under way (so a burst of lost locks asks the broker once).
     reading: AtomicBool,
@@ -36,6 +38,9 @@ impl DeliveryLimit {
             inner: Arc::new(Inner {
                 group: Arc::from(group),
                 value: AtomicU16::new(limit),
+                record_locks: AtomicU32::new(
+                    crate::broker::GroupLimits::default().max_record_locks,
+                ),
                 gauge,
                 reading: AtomicBool::new(false),
             }),
@@ -45,6 +50,16 @@ impl DeliveryLimit {
     /// The limit as last read.
     pub(crate) fn get(&self) -> u16 {
         self.inner.value.load(Ordering::Relaxed)
+    }
+
+    /// The group's lock limit per partition as last read (Kafka's default 2000 until read).
+    pub(crate) fn record_locks(&self) -> u32 {
+        self.inner.record_locks.load(Ordering::Relaxed)
+    }
+
+    /// A new reading of the group's lock limit per partition.
+    pub(crate) fn set_record_locks(&self, locks: u32) {
+        self.inner.record_locks.store(locks, Ordering::Relaxed);
     }
 
     /// A new reading from the broker; says so when it changed.
@@ -60,7 +75,10 @@ impl DeliveryLimit {
     /// Reads the limit from the broker now.
     pub(crate) async fn reread(&self, broker: &dyn Broker) {
         match broker.group_limits(&self.inner.group).await {
-            Ok(l) => self.set(l.delivery_count_limit),
+            Ok(l) => {
+                self.set(l.delivery_count_limit);
+                self.set_record_locks(l.max_record_locks);
+            }
             Err(e) => {
                 debug!(group = %self.inner.group, error = %e, "cannot read the group's limits; keeping the last ones");
             }

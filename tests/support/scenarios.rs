@@ -1194,6 +1194,51 @@ pub async fn prefetched_records_keep_their_locks(h: &Harness) {
     assert_eq!(f.summary.accepted, 3, "all three accepted: {:?}", f.summary);
 }
 
+/// The automatic prefetch (the default) keeps a slow handler's prefetch small: 40 jobs of 500 ms
+/// at concurrency 4 never have more than 10 records acquired and unsettled at once (4 running,
+/// up to 4 finished whose acknowledgements are on their way, a couple ahead; the old fixed
+/// prefetch of 16 held 20 or more), so records wait in the topic, for any member, not behind
+/// this one.
+pub async fn slow_handler_keeps_a_small_prefetch(h: &Harness) {
+    let topic = h.name("slow-prefetch");
+    let group = h.name("slow-prefetch-g");
+    h.group(&group, GroupConfig::default()).await;
+    let payloads: Vec<u32> = (0..40).collect();
+    h.enqueue(&topic, &payloads).await;
+    let handler = move |_job: Job<u32>| async move {
+        sleep(Duration::from_millis(500)).await;
+        Ok::<(), JobError>(())
+    };
+    let def = JobDefinition::new("slow-prefetch", &topic, handler)
+        .group(&group)
+        .concurrency(4);
+    let recording = Recording::new(h.broker.clone());
+    let running = start_on(Arc::new(recording.clone()), Config::default(), vec![def]).await;
+    running
+        .wait_idle(h, &[watch(&group, &topic)], Duration::from_secs(120))
+        .await;
+    let f = running.stop().await;
+    assert_eq!(f.summary.accepted, 40, "all 40 accepted: {:?}", f.summary);
+    let mut held = std::collections::HashSet::new();
+    let mut most = 0;
+    for call in recording.calls() {
+        match call {
+            Call::Acquired(id) => {
+                held.insert(id);
+                most = most.max(held.len());
+            }
+            Call::Settled(id, _) => {
+                held.remove(&id);
+            }
+            Call::Left => {}
+        }
+    }
+    assert!(
+        most <= 10,
+        "a handler of 500 ms at concurrency 4 (8 jobs/s) needs almost nothing ahead; {most} records were acquired and unsettled at once (at most 10 allowed: 4 running, 4 being acknowledged, a couple ahead)"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. Shutdown
 // ---------------------------------------------------------------------------------------------

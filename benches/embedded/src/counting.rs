@@ -24,6 +24,9 @@ pub(crate) struct Stats {
     settles: AtomicU64,
     acks: AtomicU64,
     settle_ns: AtomicU64,
+    /// Settle calls carrying at least one RENEW, and the RENEWs.
+    renew_settles: AtomicU64,
+    renews: AtomicU64,
 }
 
 impl Stats {
@@ -35,13 +38,16 @@ impl Stats {
         let per = |n: u64, d: u64| if d == 0 { 0.0 } else { n as f64 / d as f64 };
         format!(
             "acquire calls {a} ({} empty), {got} records ({:.1}/call, asked {:.1}/call), \
-             {:.2} ms/call; settle calls {s}, {acks} acks ({:.1}/call), {:.2} ms/call",
+             {:.2} ms/call; settle calls {s}, {acks} acks ({:.1}/call), {:.2} ms/call; \
+             settle calls with RENEW {}, {} RENEWs",
             self.empty_acquires.load(Ordering::Relaxed),
             per(got, a),
             per(self.asked.load(Ordering::Relaxed), a),
             per(self.acquire_ns.load(Ordering::Relaxed), a) / 1e6,
             per(acks, s),
             per(self.settle_ns.load(Ordering::Relaxed), s) / 1e6,
+            self.renew_settles.load(Ordering::Relaxed),
+            self.renews.load(Ordering::Relaxed),
         )
     }
 
@@ -107,6 +113,11 @@ impl Member for CountingMember {
         let s = &self.stats;
         s.settles.fetch_add(1, Ordering::Relaxed);
         s.acks.fetch_add(acks.len() as u64, Ordering::Relaxed);
+        let renews = acks.iter().filter(|(_, k)| *k == AckKind::Renew).count() as u64;
+        if renews > 0 {
+            s.renew_settles.fetch_add(1, Ordering::Relaxed);
+            s.renews.fetch_add(renews, Ordering::Relaxed);
+        }
         s.settle_ns.fetch_add(ns(t.elapsed()), Ordering::Relaxed);
         r
     }

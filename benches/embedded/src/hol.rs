@@ -69,7 +69,8 @@ pub(crate) struct Workload {
     pub(crate) jobs: usize,
     pub(crate) partitions: i32,
     pub(crate) concurrency: u32,
-    pub(crate) prefetch: u32,
+    /// `None`: the automatic prefetch.
+    pub(crate) prefetch: Option<u32>,
     mean_ms: f64,
     sigma: f64,
     mu: f64,
@@ -93,7 +94,7 @@ impl Workload {
         let slow_frac: f64 = args.num("--slow-frac", 0.05)?;
         let slow_ms: f64 = args.num("--slow-ms", 2000.0)?;
         let seed: u64 = args.num("--seed", 42)?;
-        let prefetch: u32 = args.num("--prefetch", 16)?;
+        let prefetch = args.prefetch()?;
         if jobs == 0 || concurrency == 0 || partitions < 1 || !(0.0..=1.0).contains(&slow_frac) {
             return Err("--jobs, --concurrency and --partitions must be at least 1, --slow-frac in 0..=1".into());
         }
@@ -197,6 +198,9 @@ pub(crate) async fn execute(
     let took_ns = Arc::new(AtomicU64::new(0));
     let renewed = Arc::new(AtomicU64::new(0));
     let (counter, took, renews) = (done.clone(), took_ns.clone(), renewed.clone());
+    // Accepted on a delivery after the first: a lock ran out (or a member left) on the way.
+    let redelivered = Arc::new(AtomicU64::new(0));
+    let again = redelivered.clone();
     let mut config = Config::default();
     config.concurrency = config.concurrency.max(concurrency);
     let t1 = Instant::now();
@@ -218,6 +222,9 @@ pub(crate) async fn execute(
                 if let Some(t) = e.took {
                     took.fetch_add(t.as_nanos() as u64, Ordering::Relaxed);
                 }
+                if e.attempt > 1 {
+                    again.fetch_add(1, Ordering::Relaxed);
+                }
                 counter.one();
             }
             Outcome::LockRenewed => {
@@ -226,9 +233,13 @@ pub(crate) async fn execute(
             _ => {}
         })
         .job(
-            JobDefinition::new(handler, topic, sleepy)
-                .concurrency(concurrency)
-                .prefetch(prefetch),
+            {
+                let def = JobDefinition::new(handler, topic, sleepy).concurrency(concurrency);
+                match prefetch {
+                    Some(p) => def.prefetch(p),
+                    None => def,
+                }
+            },
         )
         .build()
         .await
@@ -279,11 +290,12 @@ pub(crate) async fn execute(
     // slots, nor than its longest job.
     let floor_s = (mean_s * jobs as f64 / f64::from(concurrency)).max(slow_ms / 1000.0);
     eprintln!(
-        "hol broker={kind} jobs={jobs} partitions={partitions} concurrency={concurrency} prefetch={prefetch} \
+        "hol broker={kind} jobs={jobs} partitions={partitions} concurrency={concurrency} prefetch={} \
          lognormal(mean {mean_ms} ms, sigma {sigma}, mu {mu:.4}) + {slow} slow jobs of {slow_ms} ms, seed {seed}\n  \
          enqueue {:.3} s; ran {:.3} s (first accept at {:.3} s, last at {:.3} s, lag {lag_left} at {:.3} s); {rate:.0} jobs/s; \
          mean drawn handler time {:.2} ms (observed {:.2} ms); Little's bound {little:.0} jobs/s; ratio {:.3}; \
-         work/slots floor {floor_s:.3} s; lock renewals {}; peak RSS {:.1} MiB",
+         work/slots floor {floor_s:.3} s; lock renewals {}; accepted on a redelivery {}; peak RSS {:.1} MiB",
+        prefetch.map_or("auto".to_owned(), |p| p.to_string()),
         enqueue.as_secs_f64(),
         elapsed.as_secs_f64(),
         first_ns.load(Ordering::Relaxed) as f64 / 1e9,
@@ -293,6 +305,7 @@ pub(crate) async fn execute(
         observed_mean_s * 1e3,
         rate / little,
         renewed.load(Ordering::Relaxed),
+        redelivered.load(Ordering::Relaxed),
         hwm as f64 / 1024.0,
         kind = broker.kind(),
     );

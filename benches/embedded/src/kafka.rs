@@ -62,7 +62,8 @@ pub(crate) async fn consume(args: &Args, header: bool) -> Result<(), String> {
     let group = args.value("--group").ok_or("--group is required")?;
     let records: u64 = args.num("--records", 2_000_000)?;
     let concurrency: u32 = args.num("--concurrency", 256)?;
-    let prefetch: u32 = args.num("--prefetch", concurrency.max(16))?;
+    let prefetch = args.prefetch()?;
+    let prefetch_shown = prefetch.map_or("auto".to_owned(), |p| p.to_string());
     if concurrency == 0 || records == 0 {
         return Err("--concurrency and --records must be at least 1".into());
     }
@@ -99,10 +100,15 @@ pub(crate) async fn consume(args: &Args, header: bool) -> Result<(), String> {
         })
         .job(
             // The handler is named after the group; its group is its name.
-            JobDefinition::new(group, topic, noop)
-                .concurrency(concurrency)
-                .prefetch(prefetch)
-                .no_dead_letter(),
+            {
+                let def = JobDefinition::new(group, topic, noop)
+                    .concurrency(concurrency)
+                    .no_dead_letter();
+                match prefetch {
+                    Some(p) => def.prefetch(p),
+                    None => def,
+                }
+            },
         )
         .build()
         .await
@@ -135,7 +141,7 @@ pub(crate) async fn consume(args: &Args, header: bool) -> Result<(), String> {
     let first_s = first_ns.load(Ordering::Relaxed) as f64 / 1e9;
     let (acquires, per_acquire, settles, per_settle) = stats.numbers();
     eprintln!(
-        "kafka-consume topic={topic} group={group} records={records} concurrency={concurrency} prefetch={prefetch}\n  \
+        "kafka-consume topic={topic} group={group} records={records} concurrency={concurrency} prefetch={prefetch_shown}\n  \
          {:.3} s to the last accept (first accept at {first_s:.3} s), {rate:.0} records/s \
          ({:.0}/s after the first accept); CPU {cpu:.2} s in that time ({:.2} cores); \
          peak RSS {:.1} MiB (at the end {:.1} MiB); accepted {} in all, lag {lag} after leaving\n  {}",
@@ -154,7 +160,7 @@ pub(crate) async fn consume(args: &Args, header: bool) -> Result<(), String> {
         println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     }
     println!(
-        "| {concurrency} | {prefetch} | {records} | {:.3} | {} | {cpu:.2} | {:.1} | {acquires} | {per_acquire:.1} | {settles} | {per_settle:.1} |",
+        "| {concurrency} | {prefetch_shown} | {records} | {:.3} | {} | {cpu:.2} | {:.1} | {acquires} | {per_acquire:.1} | {settles} | {per_settle:.1} |",
         elapsed.as_secs_f64(),
         thousands(rate),
         hwm as f64 / 1024.0,

@@ -106,6 +106,14 @@ impl Args {
         }
     }
 
+    /// `--prefetch N` or `--prefetch auto` (also when absent): `None` is the automatic one.
+    pub(crate) fn prefetch(&self) -> Result<Option<u32>, String> {
+        match self.value("--prefetch") {
+            None | Some("auto") => Ok(None),
+            Some(_) => self.num("--prefetch", 0).map(Some),
+        }
+    }
+
     pub(crate) fn check(&self, known: &[&str]) -> Result<(), String> {
         let mut i = 0;
         while i < self.rest.len() {

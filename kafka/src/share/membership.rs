@@ -25,8 +25,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// The interval used until the coordinator names one.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 /// The longest pause between heartbeats while the member has no partitions: the coordinator
-/// hands out assignments in heartbeat answers, so a new member gets its partitions sooner.
-const UNASSIGNED_INTERVAL: Duration = Duration::from_secs(1);
+/// hands out assignments in heartbeat answers (not in the joining one), so a new member gets its
+/// partitions sooner. A member left without partitions (more members than partitions) costs the
+/// coordinator four heartbeats a second.
+const UNASSIGNED_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Kafka error codes of ShareGroupHeartbeat.
 mod code {

@@ -34,6 +34,13 @@ const SHARE_FETCH_KEY: i16 = 78;
 const SHARE_ACKNOWLEDGE_KEY: i16 = 79;
 /// `MaxBytes` of a fetch.
 const MAX_BYTES: i32 = 16 * 1024 * 1024;
+/// From this many records a fetch asks in `ShareAcquireMode` batch-optimized (v2), below it in
+/// record-limit. Batch-optimized acquires whole log batches (the broker keeps one state per
+/// batch instead of one per offset, and acknowledgements of whole batches are single ranges):
+/// it may exceed `MaxRecords` by up to a batch per partition, which is small next to a large
+/// ask (the member buffers the excess). A small ask comes from a slow handler, which must not
+/// get more than it asked for (records it cannot start soon would wait behind it).
+const BATCH_OPTIMIZED_FROM: i32 = 256;
 /// The epoch that closes a session.
 const FINAL_EPOCH: i32 = -1;
 /// How long a session waits to connect again after its connection was lost or given up: the
@@ -799,11 +806,7 @@ impl Actor {
             max_bytes: MAX_BYTES,
             max_records: cmd.max_records,
             batch_size: cmd.max_records,
-            share_acquire_mode: if version >= 2 {
-                ShareAcquireMode::RecordLimit
-            } else {
-                ShareAcquireMode::BatchOptimized
-            },
+            share_acquire_mode: acquire_mode(version, cmd.max_records),
             is_renew_ack: false,
             topics,
             forgotten_topics_data: forgotten
@@ -1263,9 +1266,34 @@ impl CloneMessage for Error {
     }
 }
 
+/// The `ShareAcquireMode` of a fetch of `max_records` in ShareFetch `version`.
+fn acquire_mode(version: i16, max_records: i32) -> ShareAcquireMode {
+    if version >= 2 && max_records < BATCH_OPTIMIZED_FROM {
+        ShareAcquireMode::RecordLimit
+    } else {
+        ShareAcquireMode::BatchOptimized
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_fetches_are_batch_optimized_small_ones_record_limited() {
+        assert_eq!(acquire_mode(2, 24), ShareAcquireMode::RecordLimit);
+        assert_eq!(
+            acquire_mode(2, BATCH_OPTIMIZED_FROM - 1),
+            ShareAcquireMode::RecordLimit
+        );
+        assert_eq!(
+            acquire_mode(2, BATCH_OPTIMIZED_FROM),
+            ShareAcquireMode::BatchOptimized
+        );
+        assert_eq!(acquire_mode(2, 5000), ShareAcquireMode::BatchOptimized);
+        // v1 has no mode field: batch-optimized is what the broker does.
+        assert_eq!(acquire_mode(1, 24), ShareAcquireMode::BatchOptimized);
+    }
 
     #[test]
     fn epochs_wrap_to_one() {

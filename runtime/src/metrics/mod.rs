@@ -36,6 +36,7 @@ pub(crate) struct Metrics {
     attempts: HistogramVec,
     in_flight: IntGaugeVec,
     prefetched: IntGaugeVec,
+    prefetch_target: IntGaugeVec,
     held: IntGaugeVec,
     concurrency: IntGaugeVec,
     redeliveries: IntCounterVec,
@@ -115,6 +116,14 @@ impl Metrics {
                 opts(
                     "shareworker_jobs_prefetched",
                     "Records acquired ahead of a free concurrency slot (locked, not yet running).",
+                ),
+                hg,
+            )
+            .map_err(prom)?,
+            prefetch_target: IntGaugeVec::new(
+                opts(
+                    "shareworker_prefetch_target",
+                    "Records the handler wants acquired ahead of its free slots: its fixed prefetch, or what the automatic one measures (completion rate x fetch round trip x 2, bounded by lock time, lock limit and memory).",
                 ),
                 hg,
             )
@@ -279,6 +288,7 @@ impl Metrics {
             Box::new(m.attempts.clone()),
             Box::new(m.in_flight.clone()),
             Box::new(m.prefetched.clone()),
+            Box::new(m.prefetch_target.clone()),
             Box::new(m.held.clone()),
             Box::new(m.concurrency.clone()),
             Box::new(m.redeliveries.clone()),
@@ -324,6 +334,7 @@ impl Metrics {
             attempts: self.attempts.with_label_values(&hg),
             in_flight: self.in_flight.with_label_values(&hg),
             prefetched: self.prefetched.with_label_values(&hg),
+            prefetch_target: self.prefetch_target.with_label_values(&hg),
             held: self.held.with_label_values(&hg),
             redeliveries: self.redeliveries.with_label_values(&hg),
             lease_expired: self.lease_expired.with_label_values(&hg),
@@ -380,6 +391,8 @@ pub(crate) struct HandlerMetrics {
     pub(crate) attempts: Histogram,
     pub(crate) in_flight: IntGauge,
     pub(crate) prefetched: IntGauge,
+    /// `shareworker_prefetch_target`.
+    pub(crate) prefetch_target: IntGauge,
     pub(crate) held: IntGauge,
     pub(crate) redeliveries: IntCounter,
     pub(crate) lease_expired: IntCounter,

@@ -22,10 +22,11 @@ use tracing::{debug, error, info_span, warn};
 use super::dead_letter;
 use super::events::{EventSink, JobEvent, Outcome};
 use super::limits::{self, DeliveryLimit};
+use super::prefetch::{self, Sizer};
 use super::run::{JobRun, Pace, Started};
 use crate::Error;
 use crate::broker::{AckKind, Broker, Delivery, Member, RecordId};
-use crate::config::{DeadLetter, HandlerConfig};
+use crate::config::{DeadLetter, HandlerConfig, Prefetch};
 use crate::definition::HandlerService;
 use crate::job::{Job, JobError, JobMeta, Verdict};
 use crate::metrics::{GroupMetrics, HandlerMetrics};
@@ -165,7 +166,8 @@ pub(crate) enum Completion {
     },
 }
 
-type FetchFuture = Pin<Box<dyn Future<Output = Result<Vec<Delivery>, Error>> + Send>>;
+/// An acquire's records, and how long it took.
+type FetchFuture = Pin<Box<dyn Future<Output = (Result<Vec<Delivery>, Error>, Duration)> + Send>>;
 type PermitFuture = Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + Send>>;
 
 struct Dispatcher {
@@ -187,6 +189,8 @@ struct Dispatcher {
     fetch: Option<FetchFuture>,
     /// How many records the pending acquire asked for.
     fetch_want: usize,
+    /// The automatic prefetch's measurements.
+    sizer: Sizer,
     fetch_paused_until: Option<Instant>,
     permit_wait: Option<PermitFuture>,
     next_renew: Option<Instant>,
@@ -227,6 +231,7 @@ impl GroupRunner {
             done_tx,
             fetch: None,
             fetch_want: 0,
+            sizer: Sizer::new(n),
             fetch_paused_until: None,
             permit_wait: None,
             next_renew: None,
@@ -303,8 +308,12 @@ impl Dispatcher {
                         self.on_completion(c);
                     }
                 }
-                res = poll_opt(&mut self.fetch) => {
+                (res, took) = poll_opt(&mut self.fetch) => {
                     self.fetch = None;
+                    if let Ok(records) = &res {
+                        let by_topic = &self.by_topic;
+                        self.sizer.fetched(took, records, |d| by_topic.get(&d.id.topic).copied());
+                    }
                     self.on_fetched(res);
                 }
                 permit = poll_opt(&mut self.permit_wait) => {
@@ -509,12 +518,13 @@ impl Dispatcher {
             }
             self.fetch_paused_until = None;
         }
+        self.size_prefetch();
         let mut free = 0usize;
         let mut prefetch = 0usize;
         let mut queued = 0usize;
         for (i, h) in self.r.handlers.iter().enumerate() {
             free += (h.config.concurrency as usize).saturating_sub(self.running[i] as usize);
-            prefetch += h.config.prefetch as usize;
+            prefetch += self.prefetch_target(i);
             queued += self.queues[i].len();
         }
         let free = free.min(self.r.global.available_permits());
@@ -538,9 +548,48 @@ impl Dispatcher {
         self.fetch = Some(Box::pin(async move {
             let started = Instant::now();
             let r = member.acquire(want, FETCH_WAIT).await;
-            latency.observe(started.elapsed().as_secs_f64());
-            r
+            let took = started.elapsed();
+            latency.observe(took.as_secs_f64());
+            (r, took)
         }));
+    }
+
+    /// Handler `h`'s prefetch: the fixed one, or the automatic one's target.
+    fn prefetch_target(&self, h: usize) -> usize {
+        match self.r.handlers[h].config.prefetch {
+            Prefetch::Fixed(n) => n as usize,
+            Prefetch::Auto => self.sizer.target(h),
+        }
+    }
+
+    /// Recomputes the automatic prefetch targets when a measuring window is over, and exports
+    /// every handler's target (`shareworker_prefetch_target`).
+    fn size_prefetch(&mut self) {
+        let handlers = &self.r.handlers;
+        let record_locks = self.r.limit.record_locks();
+        let ticked = self.sizer.tick(
+            Instant::now(),
+            |h| handlers[h].metrics.duration.get_sample_count(),
+            |h| {
+                let c = &handlers[h].config;
+                prefetch::Bounds {
+                    lock: Duration::ZERO,
+                    record_locks,
+                    partitions: 1,
+                    concurrency: c.concurrency,
+                    max_records: c.prefetch_max_records,
+                    max_bytes: c.prefetch_max_bytes,
+                    record_bytes: None,
+                }
+            },
+        );
+        if ticked {
+            for (h, hr) in self.r.handlers.iter().enumerate() {
+                hr.metrics
+                    .prefetch_target
+                    .set(self.prefetch_target(h) as i64);
+            }
+        }
     }
 
     fn start_jobs(&mut self) {
@@ -1042,8 +1091,15 @@ impl Dispatcher {
             return;
         }
         let now = Instant::now();
-        let due = *self.acks_due.get_or_insert(now + ACK_LINGER);
-        if self.acks.len() >= ACK_BATCH || due <= now || self.shutting_down.is_some() {
+        let (batch, linger) = prefetch::ack_batching(
+            (0..self.r.handlers.len())
+                .map(|h| self.prefetch_target(h))
+                .sum(),
+            ACK_BATCH,
+            ACK_LINGER,
+        );
+        let due = *self.acks_due.get_or_insert(now + linger);
+        if self.acks.len() >= batch || due <= now || self.shutting_down.is_some() {
             self.flush_acks();
         }
     }

@@ -4,6 +4,7 @@ mod app;
 mod dead_letter;
 mod events;
 mod group;
+mod prefetch;
 mod run;
 use crate::{limits, logging};
 
@@ -433,14 +434,13 @@ impl WorkerBuilder {
                 }
                 Err(e) => return Err(e),
             };
-            delivery_limits.insert(
-                group.clone(),
-                DeliveryLimit::new(
-                    group,
-                    limits.delivery_count_limit,
-                    metrics.delivery_limit(group),
-                ),
+            let limit = DeliveryLimit::new(
+                group,
+                limits.delivery_count_limit,
+                metrics.delivery_limit(group),
             );
+            limit.set_record_locks(limits.max_record_locks);
+            delivery_limits.insert(group.clone(), limit);
             if let Some(t) = &broker_dlq {
                 info!(group = %group, dead_letter = %t,
                     "the group has the broker's dead-letter queue: after the last attempt the runtime rejects and the broker writes the dead letter");
