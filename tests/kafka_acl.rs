@@ -31,8 +31,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shareworker::{
-    Broker, Bytes, Error, GroupConfig, Job, JobDefinition, JobError, KafkaBroker, OutgoingRecord,
-    StartFrom, Worker,
+    Broker, BrokerAdmin, Bytes, Error, GroupConfig, Job, JobDefinition, JobError, KafkaBroker,
+    OutgoingRecord, StartFrom, Worker,
 };
 use shareworker_tests::{brokers, http, kafka};
 

@@ -2,7 +2,7 @@
 
 pub mod admin;
 pub mod autoscale;
-mod broker;
+pub mod broker;
 pub mod codec;
 mod config;
 mod definition;
@@ -25,9 +25,9 @@ mod worker;
 pub mod __private;
 
 pub use broker::{
-    AckKind, Broker, Delivery, ErrorCount, GroupConfig, GroupDescription, GroupLimits, GroupMember,
-    Header, Headers, Member, OutgoingRecord, PartitionOffsets, Produced, RecordId, SettleResult,
-    SharePartitionState, StartFrom, TopicLag,
+    AckKind, Broker, BrokerAdmin, Delivery, ErrorCount, GroupConfig, GroupDescription, GroupLimits,
+    GroupMember, Header, Headers, Member, OutgoingRecord, PartitionOffsets, Produced, RecordId,
+    SettleResult, SharePartitionState, StartFrom, TopicLag,
 };
 pub use bytes::Bytes;
 pub use codec::{Decode, DecodeError, Encode, EncodeError};

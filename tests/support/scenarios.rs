@@ -26,8 +26,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use shareworker::{
     AckKind, Broker, Config, Delivery, Error, GroupConfig, GroupLimits, Job, JobDefinition,
-    JobError, JobEvent, Member, Outcome, OutgoingRecord, Produced, RecordId, RunSummary,
-    SettleResult, ShutdownHandle, StartFrom, TopicLag, Worker, WorkerStatus,
+    JobError, JobEvent, Member, Outcome, OutgoingRecord, PartitionOffsets, Produced, RecordId,
+    RunSummary, SettleResult, ShutdownHandle, StartFrom, TopicLag, Worker, WorkerStatus,
     dead_letter_headers as dlq,
 };
 use tokio::task::JoinHandle;
@@ -485,6 +485,10 @@ impl Broker for Recording {
 
     async fn configure_group(&self, group: &str, config: &GroupConfig) -> Result<(), Error> {
         self.inner.configure_group(group, config).await
+    }
+
+    async fn offsets(&self, topic: &str) -> Result<Vec<PartitionOffsets>, Error> {
+        self.inner.offsets(topic).await
     }
 
     fn kind(&self) -> &'static str {
@@ -1996,6 +2000,10 @@ impl Broker for FailingWrites {
         self.inner.configure_group(group, config).await
     }
 
+    async fn offsets(&self, topic: &str) -> Result<Vec<PartitionOffsets>, Error> {
+        self.inner.offsets(topic).await
+    }
+
     fn kind(&self) -> &'static str {
         self.inner.kind()
     }
@@ -2251,6 +2259,10 @@ impl Broker for CutRenewals {
 
     async fn configure_group(&self, group: &str, config: &GroupConfig) -> Result<(), Error> {
         self.inner.configure_group(group, config).await
+    }
+
+    async fn offsets(&self, topic: &str) -> Result<Vec<PartitionOffsets>, Error> {
+        self.inner.offsets(topic).await
     }
 
     fn kind(&self) -> &'static str {

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use shareworker::{
-    Broker, Config, EmbeddedBroker, Job, JobDefinition, JobError, ShutdownHandle, StartFrom, Worker,
+    Broker, BrokerAdmin, Config, EmbeddedBroker, Job, JobDefinition, JobError, ShutdownHandle,
+    StartFrom, Worker,
 };
 
 /// What one run of the CLI printed.
@@ -209,7 +210,7 @@ pub fn unique(prefix: &str) -> String {
 
 /// The records of `topic` partition `partition`, read without a group.
 pub async fn read_all(
-    broker: &dyn Broker,
+    broker: &dyn BrokerAdmin,
     topic: &str,
     partition: i32,
 ) -> Vec<shareworker::Delivery> {

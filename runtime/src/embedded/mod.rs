@@ -22,9 +22,9 @@ use tokio::time::Instant;
 
 use crate::Error;
 use crate::broker::{
-    AckKind, Broker, Delivery, GroupConfig, GroupDescription, GroupLimits, GroupMember, Headers,
-    Member, OutgoingRecord, PartitionOffsets, Produced, RecordId, SettleResult,
-    SharePartitionState, StartFrom, TopicLag, configs_of,
+    AckKind, Broker, BrokerAdmin, Delivery, GroupConfig, GroupDescription, GroupLimits,
+    GroupMember, Headers, Member, OutgoingRecord, PartitionOffsets, Produced, RecordId,
+    SettleResult, SharePartitionState, StartFrom, TopicLag, configs_of, group_config_from,
 };
 
 /// The smallest and largest delivery count limit Kafka accepts (`group.share.delivery.count.limit`).
@@ -793,6 +793,31 @@ impl Broker for EmbeddedBroker {
         "embedded"
     }
 
+    async fn offsets(&self, topic: &str) -> Result<Vec<PartitionOffsets>, Error> {
+        let state = self.lock();
+        let t = state
+            .topics
+            .get(topic)
+            .ok_or_else(|| Error::unknown_topic(topic))?;
+        Ok(t.partitions
+            .iter()
+            .enumerate()
+            .map(|(p, log)| PartitionOffsets::new(p as i32, log.base, log.end()))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl BrokerAdmin for EmbeddedBroker {
+    async fn set_group_configs(
+        &self,
+        group: &str,
+        configs: &[(String, String)],
+    ) -> Result<(), Error> {
+        let config = group_config_from(configs)?;
+        self.configure_group(group, &config).await
+    }
+
     async fn describe_group(&self, group: &str) -> Result<GroupDescription, Error> {
         let now = Instant::now();
         let mut state = self.lock();
@@ -873,19 +898,6 @@ impl Broker for EmbeddedBroker {
         let mut out = configs_of(&settings.limits, Some(settings.start_from));
         out.sort();
         Ok(out)
-    }
-
-    async fn offsets(&self, topic: &str) -> Result<Vec<PartitionOffsets>, Error> {
-        let state = self.lock();
-        let t = state
-            .topics
-            .get(topic)
-            .ok_or_else(|| Error::unknown_topic(topic))?;
-        Ok(t.partitions
-            .iter()
-            .enumerate()
-            .map(|(p, log)| PartitionOffsets::new(p as i32, log.base, log.end()))
-            .collect())
     }
 
     async fn read(
