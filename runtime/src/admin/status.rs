@@ -102,7 +102,7 @@ pub async fn group_status(broker: &dyn BrokerAdmin, group: &str) -> Result<Group
     })
 }
 
-/// The status of every share group `broker` lists (see [`Broker::list_groups`]).
+/// The status of every share group `broker` lists (see [`BrokerAdmin::list_groups`]).
 ///
 /// # Errors
 /// A broker error.
