@@ -8,9 +8,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use shareworker::broker::{BrokerAdmin, Delivery};
 use shareworker::{
-    BrokerAdmin, Config, Delivery, GroupConfig, Job, JobDefinition, JobError, Outcome,
-    OutgoingRecord, StartFrom, Worker,
+    Config, GroupConfig, Job, JobDefinition, JobError, Outcome, OutgoingRecord, StartFrom, Worker,
 };
 use shareworker_tests::kafka;
 use std::sync::Mutex;
@@ -47,7 +47,7 @@ async fn read_all(broker: &Arc<dyn BrokerAdmin>, topic: &str, n: usize) -> Vec<D
     }
     let acks: Vec<_> = got
         .iter()
-        .map(|d| (d.id.clone(), shareworker::AckKind::Accept))
+        .map(|d| (d.id.clone(), shareworker::broker::AckKind::Accept))
         .collect();
     member.settle(&acks).await.expect("settle");
     member.leave().await.expect("leave");

@@ -30,9 +30,10 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use shareworker::broker::BrokerAdmin;
 use shareworker::{
-    Broker, BrokerAdmin, Bytes, Error, GroupConfig, Job, JobDefinition, JobError, KafkaBroker,
-    OutgoingRecord, StartFrom, Worker,
+    Broker, Bytes, Error, GroupConfig, Job, JobDefinition, JobError, KafkaBroker, OutgoingRecord,
+    StartFrom, Worker,
 };
 use shareworker_tests::{brokers, http, kafka};
 

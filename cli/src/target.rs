@@ -10,7 +10,8 @@ use shareworker::admin::{
     EnqueueRequest, Enqueued, GroupConfigs, ReplayOptions, ReplayReport, ReplayRequest,
     StatusReport,
 };
-use shareworker::{BrokerAdmin, Config, KafkaBroker};
+use shareworker::broker::BrokerAdmin;
+use shareworker::{Config, KafkaBroker};
 
 use crate::http::WorkerClient;
 

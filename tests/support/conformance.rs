@@ -24,10 +24,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use shareworker::{
-    AckKind, BrokerAdmin, Delivery, EmbeddedBroker, Error, GroupConfig, Member, OutgoingRecord,
-    Produced, RecordId, StartFrom, TopicLag,
-};
+use shareworker::broker::{AckKind, BrokerAdmin, Delivery, Member, Produced, RecordId, TopicLag};
+use shareworker::{EmbeddedBroker, Error, GroupConfig, OutgoingRecord, StartFrom};
 use tokio::time::{Instant, sleep};
 
 /// What the conformance suite needs from a backend: a broker, fresh names and the times to use.

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use shareworker::{BrokerAdmin, KafkaBroker};
+use shareworker::KafkaBroker;
+use shareworker::broker::BrokerAdmin;
 
 use crate::conformance::BrokerUnderTest;
 

@@ -24,10 +24,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use shareworker::broker::{
+    AckKind, Delivery, GroupLimits, Member, PartitionOffsets, Produced, RecordId, SettleResult,
+    TopicLag,
+};
 use shareworker::{
-    AckKind, Broker, Config, Delivery, Error, GroupConfig, GroupLimits, Job, JobDefinition,
-    JobError, JobEvent, Member, Outcome, OutgoingRecord, PartitionOffsets, Produced, RecordId,
-    RunSummary, SettleResult, ShutdownHandle, StartFrom, TopicLag, Worker, WorkerStatus,
+    Broker, Config, Error, GroupConfig, Job, JobDefinition, JobError, JobEvent, Outcome,
+    OutgoingRecord, RunSummary, ShutdownHandle, StartFrom, Worker, WorkerStatus,
     dead_letter_headers as dlq,
 };
 use tokio::task::JoinHandle;

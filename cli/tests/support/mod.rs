@@ -8,9 +8,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
+use shareworker::broker::BrokerAdmin;
 use shareworker::{
-    Broker, BrokerAdmin, Config, EmbeddedBroker, Job, JobDefinition, JobError, ShutdownHandle,
-    StartFrom, Worker,
+    Broker, Config, EmbeddedBroker, Job, JobDefinition, JobError, ShutdownHandle, StartFrom, Worker,
 };
 
 /// What one run of the CLI printed.
@@ -213,7 +213,7 @@ pub async fn read_all(
     broker: &dyn BrokerAdmin,
     topic: &str,
     partition: i32,
-) -> Vec<shareworker::Delivery> {
+) -> Vec<shareworker::broker::Delivery> {
     broker
         .read(topic, partition, 0, 10_000)
         .await

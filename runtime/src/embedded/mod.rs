@@ -51,7 +51,8 @@ const MESSAGE_TOO_LARGE: i16 = 10;
 ///
 /// ```
 /// use std::time::Duration;
-/// use shareworker::{AckKind, Broker, EmbeddedBroker, GroupConfig, OutgoingRecord, StartFrom};
+/// use shareworker::{Broker, EmbeddedBroker, GroupConfig, OutgoingRecord, StartFrom};
+/// use shareworker::broker::AckKind;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), shareworker::Error> {
 /// let broker = EmbeddedBroker::new();
