@@ -13,7 +13,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shareworker::{AckKind, EmbeddedBroker, Job, JobError, Outcome, Queue, Worker};
+use shareworker::broker::AckKind;
+use shareworker::{EmbeddedBroker, Job, JobError, Outcome, Queue, Worker};
 use shareworker_examples::Checks;
 use tokio::sync::Notify;
 use tokio::time::Instant;

@@ -16,9 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shareworker::{
-    AckKind, Broker, Config, GroupConfig, Job, JobError, Outcome, Queue, StartFrom, Worker,
-};
+use shareworker::broker::AckKind;
+use shareworker::{Broker, Config, GroupConfig, Job, JobError, Outcome, Queue, StartFrom, Worker};
 use shareworker_examples::Checks;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -247,7 +246,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 async fn dead_letters(
     broker: &dyn Broker,
     offset: i64,
-) -> Result<Option<shareworker::Delivery>, shareworker::Error> {
+) -> Result<Option<shareworker::broker::Delivery>, shareworker::Error> {
     let group = "quickstart-dlq-reader";
     broker
         .configure_group(

@@ -8,9 +8,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use shareworker::broker::{BrokerAdmin, Delivery};
 use shareworker::{
-    Broker, Config, Delivery, GroupConfig, Job, JobDefinition, JobError, Outcome, OutgoingRecord,
-    StartFrom, Worker,
+    Config, GroupConfig, Job, JobDefinition, JobError, Outcome, OutgoingRecord, StartFrom, Worker,
 };
 use shareworker_tests::kafka;
 use std::sync::Mutex;
@@ -22,7 +22,7 @@ fn stamp() -> u128 {
 }
 
 /// Reads `n` records of `topic` through a fresh share group that starts at the beginning.
-async fn read_all(broker: &Arc<dyn Broker>, topic: &str, n: usize) -> Vec<Delivery> {
+async fn read_all(broker: &Arc<dyn BrokerAdmin>, topic: &str, n: usize) -> Vec<Delivery> {
     let group = format!("reader-{}", stamp());
     broker
         .configure_group(
@@ -47,7 +47,7 @@ async fn read_all(broker: &Arc<dyn Broker>, topic: &str, n: usize) -> Vec<Delive
     }
     let acks: Vec<_> = got
         .iter()
-        .map(|d| (d.id.clone(), shareworker::AckKind::Accept))
+        .map(|d| (d.id.clone(), shareworker::broker::AckKind::Accept))
         .collect();
     member.settle(&acks).await.expect("settle");
     member.leave().await.expect("leave");

@@ -30,6 +30,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use shareworker::broker::BrokerAdmin;
 use shareworker::{
     Broker, Bytes, Error, GroupConfig, Job, JobDefinition, JobError, KafkaBroker, OutgoingRecord,
     StartFrom, Worker,

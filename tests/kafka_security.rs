@@ -31,9 +31,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
+use shareworker::broker::AckKind;
 use shareworker::{
-    AckKind, Broker, Bytes, Error, GroupConfig, Job, JobDefinition, JobError, KafkaBroker,
-    KafkaConfig, OutgoingRecord, SaslMechanism, Secret, SecurityProtocol, StartFrom, Worker,
+    Broker, Bytes, Error, GroupConfig, Job, JobDefinition, JobError, KafkaBroker, KafkaConfig,
+    OutgoingRecord, SaslMechanism, Secret, SecurityProtocol, StartFrom, Worker,
 };
 use shareworker_tests::kafka;
 use tokio::io::{AsyncBufReadExt, BufReader};

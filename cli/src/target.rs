@@ -10,13 +10,14 @@ use shareworker::admin::{
     EnqueueRequest, Enqueued, GroupConfigs, ReplayOptions, ReplayReport, ReplayRequest,
     StatusReport,
 };
-use shareworker::{Broker, Config, KafkaBroker};
+use shareworker::broker::BrokerAdmin;
+use shareworker::{Config, KafkaBroker};
 
 use crate::http::WorkerClient;
 
 pub(crate) enum Target {
     Kafka {
-        broker: Arc<dyn Broker>,
+        broker: Arc<dyn BrokerAdmin>,
         url: String,
     },
     Worker(WorkerClient),
@@ -278,7 +279,7 @@ pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 pub(crate) async fn kafka_from_config(
     broker: Option<&str>,
     config_file: Option<&Path>,
-) -> anyhow::Result<(Arc<dyn Broker>, Config)> {
+) -> anyhow::Result<(Arc<dyn BrokerAdmin>, Config)> {
     let mut config = Config::load(config_file).map_err(|e| {
         anyhow!("{e}: fix the configuration, or give the broker with --broker kafka://host:port")
     })?;

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use shareworker::admin::{GroupStatus, StatusReport, headers};
-use shareworker::{AckKind, Broker, GroupConfig, KafkaBroker, OutgoingRecord, StartFrom};
+use shareworker::broker::AckKind;
+use shareworker::{Broker, GroupConfig, KafkaBroker, OutgoingRecord, StartFrom};
 use support::{cli, kafka_bootstrap, read_all, unique};
 
 async fn connect(url: &str) -> KafkaBroker {

@@ -1,5 +1,5 @@
 //! What a broker tells about its share groups and topics, for operators and tools: the answers
-//! of [`Broker::describe_group`](super::Broker::describe_group),
+//! of [`BrokerAdmin::describe_group`](super::BrokerAdmin::describe_group),
 //! [`Broker::offsets`](super::Broker::offsets) and the share-group config names.
 
 use std::time::Duration;
@@ -26,7 +26,7 @@ pub const GROUP_CONFIG_KEYS: [&str; 4] = [
     MAX_RECORD_LOCKS,
 ];
 
-/// A share group as [`Broker::describe_group`](super::Broker::describe_group) sees it.
+/// A share group as [`BrokerAdmin::describe_group`](super::BrokerAdmin::describe_group) sees it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupDescription {
     /// The group id.

@@ -10,7 +10,8 @@
 //!
 //! Like `tower-service` or `axum-core`: a small crate that a backend depends on without the
 //! runtime. Everything above this seam (the dispatcher, lease renewal, backoff, dead letters,
-//! metrics) is written once; a broker implements [`Broker`] and [`Member`]. Two implementations
+//! metrics) is written once; a broker implements [`Broker`] and [`Member`] (what a worker
+//! needs) and [`BrokerAdmin`] (the operator views: the admin tools, HTTP admin routes and CLI). Two implementations
 //! ship with shareworker: the embedded broker (in-process, in the `shareworker` crate) and
 //! `KafkaBroker` (in `shareworker-kafka`).
 //!
@@ -301,10 +302,11 @@ impl GroupConfig {
     }
 }
 
-/// A broker that holds topics and share groups.
+/// A broker that holds topics and share groups: what a worker needs of it.
 ///
-/// Implemented by shareworker's `EmbeddedBroker` and by `shareworker_kafka::KafkaBroker`. The runtime
-/// uses nothing else, so a new backend plugs in here and passes the conformance suite in `tests/`.
+/// Implemented by shareworker's `EmbeddedBroker` and by `shareworker_kafka::KafkaBroker`. A
+/// worker uses nothing else, so a new backend plugs in here (and in [`BrokerAdmin`] for the
+/// operator views) and passes the conformance suite in `tests/`.
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {
     /// Joins `group` as a new member subscribed to `topics`.
@@ -397,57 +399,44 @@ pub trait Broker: Send + Sync + 'static {
     /// A short name for logs and metrics, such as `embedded` or `kafka`.
     fn kind(&self) -> &'static str;
 
+    /// The earliest and latest offset of every partition of `topic`, sorted by partition.
+    ///
+    /// # Errors
+    /// `is_unknown_topic` when the topic does not exist; a broker error otherwise.
+    async fn offsets(&self, topic: &str) -> Result<Vec<PartitionOffsets>, Error>;
+}
+
+/// The operator views of a broker: describe and list share groups, read and set their
+/// configs, read records without a share group. The admin tools (`shareworker::admin`), the
+/// HTTP admin routes and the CLI use it; a worker needs only [`Broker`].
+///
+/// Implemented by shareworker's `EmbeddedBroker` and by `shareworker_kafka::KafkaBroker`.
+#[async_trait]
+pub trait BrokerAdmin: Broker {
     /// Describes `group` for operators: its state, its members and, for every partition it has
     /// read, the share start offset, the lag and (where the broker knows) the records in flight.
     ///
-    /// The default answers from [`Broker::lag`] alone: no members, no start offsets.
-    ///
     /// # Errors
     /// `is_unknown_group` when the broker knows no such group; a broker error otherwise.
-    async fn describe_group(&self, group: &str) -> Result<GroupDescription, Error> {
-        let lag = self.lag(group).await?;
-        Ok(GroupDescription {
-            group: group.to_owned(),
-            state: String::new(),
-            members: Vec::new(),
-            partitions: lag
-                .into_iter()
-                .flat_map(|t| {
-                    let topic = t.topic;
-                    t.partitions
-                        .into_iter()
-                        .map(move |(p, lag)| SharePartitionState::new(topic.clone(), p, None, lag))
-                })
-                .collect(),
-        })
-    }
+    async fn describe_group(&self, group: &str) -> Result<GroupDescription, Error>;
 
-    /// The ids of the share groups the broker knows, sorted. The default knows none.
+    /// The ids of the share groups the broker knows, sorted.
     ///
     /// # Errors
     /// When the broker cannot answer.
-    async fn list_groups(&self) -> Result<Vec<String>, Error> {
-        Ok(Vec::new())
-    }
+    async fn list_groups(&self) -> Result<Vec<String>, Error>;
 
     /// The share-group configs of `group` as `(name, value)` with Kafka's names
     /// (`share.delivery.count.limit`, ...), sorted by name.
     ///
-    /// The default answers the three limits of [`Broker::group_limits`].
-    ///
     /// # Errors
     /// When the broker cannot answer.
-    async fn group_configs(&self, group: &str) -> Result<Vec<(String, String)>, Error> {
-        let limits = self.group_limits(group).await?;
-        let mut out = configs_of(&limits, None);
-        out.sort();
-        Ok(out)
-    }
+    async fn group_configs(&self, group: &str) -> Result<Vec<(String, String)>, Error>;
 
     /// Sets share-group configs of `group` by their Kafka names, all or none.
     ///
-    /// The default knows the names in [`GROUP_CONFIG_KEYS`] and applies them with
-    /// [`Broker::configure_group`].
+    /// The names of [`GROUP_CONFIG_KEYS`] at least; [`group_config_from`] reads them into the
+    /// [`GroupConfig`] of [`Broker::configure_group`].
     ///
     /// # Errors
     /// `is_config` for a name the broker does not know or a value out of its range, naming the
@@ -456,30 +445,12 @@ pub trait Broker: Send + Sync + 'static {
         &self,
         group: &str,
         configs: &[(String, String)],
-    ) -> Result<(), Error> {
-        let config = group_config_from(configs)?;
-        self.configure_group(group, &config).await
-    }
-
-    /// The earliest and latest offset of every partition of `topic`, sorted by partition.
-    ///
-    /// The default cannot tell: it answers an error.
-    ///
-    /// # Errors
-    /// `is_unknown_topic` when the topic does not exist; a broker error otherwise.
-    async fn offsets(&self, topic: &str) -> Result<Vec<PartitionOffsets>, Error> {
-        Err(Error::broker(format!(
-            "the {} broker cannot list the offsets of `{topic}`",
-            self.kind()
-        )))
-    }
+    ) -> Result<(), Error>;
 
     /// Reads up to `max` records of `partition` of `topic` from `offset` on, in offset order,
     /// without a share group: nothing is acquired or consumed. May answer fewer than `max` (or
     /// none at the end of the partition); the caller reads on from the last offset plus one.
     /// The deliveries have delivery count 0 and no lock.
-    ///
-    /// The default cannot read: it answers an error.
     ///
     /// # Errors
     /// `is_unknown_topic` when the topic does not exist; `is_invalid_input` for a partition it
@@ -490,13 +461,7 @@ pub trait Broker: Send + Sync + 'static {
         partition: i32,
         offset: i64,
         max: usize,
-    ) -> Result<Vec<Delivery>, Error> {
-        let _ = (partition, offset, max);
-        Err(Error::broker(format!(
-            "the {} broker cannot read `{topic}` without a share group",
-            self.kind()
-        )))
-    }
+    ) -> Result<Vec<Delivery>, Error>;
 }
 
 /// One member of a share group, as returned by [`Broker::join`].

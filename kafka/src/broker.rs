@@ -11,7 +11,7 @@ use super::config::KafkaConfig;
 use super::producer::{Compression, Producer};
 use crate::Error;
 use shareworker_core::{
-    Broker, Delivery, ErrorCount, GroupConfig, GroupDescription, GroupLimits, Member,
+    Broker, BrokerAdmin, Delivery, ErrorCount, GroupConfig, GroupDescription, GroupLimits, Member,
     OutgoingRecord, PartitionOffsets, Produced, TopicLag,
 };
 
@@ -216,6 +216,19 @@ impl Broker for KafkaBroker {
         "kafka"
     }
 
+    async fn offsets(&self, topic: &str) -> Result<Vec<PartitionOffsets>, Error> {
+        Ok(self
+            .admin
+            .list_offsets(topic)
+            .await?
+            .into_iter()
+            .map(|(p, earliest, latest)| PartitionOffsets::new(p, earliest, latest))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl BrokerAdmin for KafkaBroker {
     async fn describe_group(&self, group: &str) -> Result<GroupDescription, Error> {
         self.admin.describe_group(group).await
     }
@@ -234,16 +247,6 @@ impl Broker for KafkaBroker {
         configs: &[(String, String)],
     ) -> Result<(), Error> {
         self.admin.set_group_configs(group, configs).await
-    }
-
-    async fn offsets(&self, topic: &str) -> Result<Vec<PartitionOffsets>, Error> {
-        Ok(self
-            .admin
-            .list_offsets(topic)
-            .await?
-            .into_iter()
-            .map(|(p, earliest, latest)| PartitionOffsets::new(p, earliest, latest))
-            .collect())
     }
 
     async fn read(

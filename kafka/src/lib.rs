@@ -40,6 +40,6 @@ pub(crate) use error::KafkaError;
 pub use shareworker_core;
 #[doc(no_inline)]
 pub use shareworker_core::{
-    AckKind, Broker, Delivery, Error, GroupLimits, Header, Headers, Member, OutgoingRecord,
-    Produced, RecordId, Secret, SettleResult, StartFrom,
+    AckKind, Broker, BrokerAdmin, Delivery, Error, GroupLimits, Header, Headers, Member,
+    OutgoingRecord, Produced, RecordId, Secret, SettleResult, StartFrom,
 };

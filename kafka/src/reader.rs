@@ -33,7 +33,7 @@ mod code {
     pub(super) const UNKNOWN_TOPIC_ID: i16 = 100;
 }
 
-/// Up to `max` records of `partition` of `topic` from `offset` on (see `Broker::read`).
+/// Up to `max` records of `partition` of `topic` from `offset` on (see `BrokerAdmin::read`).
 pub(crate) async fn read(
     cluster: &Cluster,
     topic: &str,

@@ -942,6 +942,20 @@ mod tests {
         }]
     }
 
+    #[cfg(not(feature = "kafka"))]
+    #[test]
+    fn a_kafka_broker_without_the_kafka_feature_is_an_error_naming_the_feature() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SHAREWORKER_BROKER", "kafka://127.0.0.1:9092");
+            let err = Config::load(None).expect_err("this build has no Kafka client");
+            let text = err.to_string();
+            assert!(err.is_config(), "{err:?}");
+            assert!(text.contains("`broker`"), "{text}");
+            assert!(text.contains("cargo feature `kafka`"), "{text}");
+            Ok(())
+        });
+    }
+
     #[test]
     fn layers_apply_in_order_defaults_code_file_env() {
         figment::Jail::expect_with(|jail| {

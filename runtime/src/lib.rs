@@ -2,7 +2,7 @@
 
 pub mod admin;
 pub mod autoscale;
-mod broker;
+pub mod broker;
 pub mod codec;
 mod config;
 mod definition;
@@ -24,11 +24,9 @@ mod worker;
 #[path = "private.rs"]
 pub mod __private;
 
-pub use broker::{
-    AckKind, Broker, Delivery, ErrorCount, GroupConfig, GroupDescription, GroupLimits, GroupMember,
-    Header, Headers, Member, OutgoingRecord, PartitionOffsets, Produced, RecordId, SettleResult,
-    SharePartitionState, StartFrom, TopicLag,
-};
+// What an application also uses of the seam; the rest (Member, Delivery, AckKind, ...) is
+// for backend authors, under `shareworker::broker`.
+pub use broker::{Broker, GroupConfig, Headers, OutgoingRecord, StartFrom};
 pub use bytes::Bytes;
 pub use codec::{Decode, DecodeError, Encode, EncodeError};
 pub use config::{

@@ -24,10 +24,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use shareworker::{
-    AckKind, Broker, Delivery, EmbeddedBroker, Error, GroupConfig, Member, OutgoingRecord,
-    Produced, RecordId, StartFrom, TopicLag,
-};
+use shareworker::broker::{AckKind, BrokerAdmin, Delivery, Member, Produced, RecordId, TopicLag};
+use shareworker::{EmbeddedBroker, Error, GroupConfig, OutgoingRecord, StartFrom};
 use tokio::time::{Instant, sleep};
 
 /// What the conformance suite needs from a backend: a broker, fresh names and the times to use.
@@ -43,7 +41,7 @@ pub trait BrokerUnderTest: Send + Sync {
     ///
     /// # Errors
     /// When the broker cannot be reached.
-    async fn broker(&self) -> anyhow::Result<Arc<dyn Broker>>;
+    async fn broker(&self) -> anyhow::Result<Arc<dyn BrokerAdmin>>;
 
     /// The acquisition lock duration every case configures on its group
     /// (`share.record.lock.duration.ms`; Kafka accepts 15 s to 60 s).
@@ -125,7 +123,7 @@ impl BrokerUnderTest for EmbeddedHarness {
         "embedded"
     }
 
-    async fn broker(&self) -> anyhow::Result<Arc<dyn Broker>> {
+    async fn broker(&self) -> anyhow::Result<Arc<dyn BrokerAdmin>> {
         Ok(Arc::new(self.broker.clone()))
     }
 
@@ -211,7 +209,7 @@ macro_rules! conformance_suite {
 struct Ctx {
     case: &'static str,
     backend: String,
-    broker: Arc<dyn Broker>,
+    broker: Arc<dyn BrokerAdmin>,
     topic: String,
     group: String,
     lock: Duration,
@@ -282,7 +280,7 @@ impl Ctx {
     }
 
     /// Joins `group` on the case's topic through `broker` (the case's handle or another one).
-    async fn join_via(&self, broker: &Arc<dyn Broker>, group: &str) -> Box<dyn Member> {
+    async fn join_via(&self, broker: &Arc<dyn BrokerAdmin>, group: &str) -> Box<dyn Member> {
         broker
             .join(group, std::slice::from_ref(&self.topic))
             .await

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use shareworker::{Broker, KafkaBroker};
+use shareworker::KafkaBroker;
+use shareworker::broker::BrokerAdmin;
 
 use crate::conformance::BrokerUnderTest;
 
@@ -55,7 +56,7 @@ pub fn bootstrap_from(var: &str) -> Option<String> {
 ///
 /// # Panics
 /// When the broker does not answer: the test cannot go on.
-pub async fn connect(url: &str) -> Arc<dyn Broker> {
+pub async fn connect(url: &str) -> Arc<dyn BrokerAdmin> {
     match KafkaBroker::connect(url).await {
         Ok(b) => Arc::new(b),
         Err(e) => panic!("cannot connect to the Kafka test broker at {url}: {e} ({e:?})"),
@@ -86,7 +87,7 @@ impl BrokerUnderTest for KafkaHarness {
         "kafka"
     }
 
-    async fn broker(&self) -> anyhow::Result<Arc<dyn Broker>> {
+    async fn broker(&self) -> anyhow::Result<Arc<dyn BrokerAdmin>> {
         Ok(Arc::new(KafkaBroker::connect(&self.url).await?))
     }
 

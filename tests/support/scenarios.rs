@@ -24,10 +24,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use shareworker::broker::{
+    AckKind, Delivery, GroupLimits, Member, PartitionOffsets, Produced, RecordId, SettleResult,
+    TopicLag,
+};
 use shareworker::{
-    AckKind, Broker, Config, Delivery, Error, GroupConfig, GroupLimits, Job, JobDefinition,
-    JobError, JobEvent, Member, Outcome, OutgoingRecord, Produced, RecordId, RunSummary,
-    SettleResult, ShutdownHandle, StartFrom, TopicLag, Worker, WorkerStatus,
+    Broker, Config, Error, GroupConfig, Job, JobDefinition, JobError, JobEvent, Outcome,
+    OutgoingRecord, RunSummary, ShutdownHandle, StartFrom, Worker, WorkerStatus,
     dead_letter_headers as dlq,
 };
 use tokio::task::JoinHandle;
@@ -485,6 +488,10 @@ impl Broker for Recording {
 
     async fn configure_group(&self, group: &str, config: &GroupConfig) -> Result<(), Error> {
         self.inner.configure_group(group, config).await
+    }
+
+    async fn offsets(&self, topic: &str) -> Result<Vec<PartitionOffsets>, Error> {
+        self.inner.offsets(topic).await
     }
 
     fn kind(&self) -> &'static str {
@@ -2041,6 +2048,10 @@ impl Broker for FailingWrites {
         self.inner.configure_group(group, config).await
     }
 
+    async fn offsets(&self, topic: &str) -> Result<Vec<PartitionOffsets>, Error> {
+        self.inner.offsets(topic).await
+    }
+
     fn kind(&self) -> &'static str {
         self.inner.kind()
     }
@@ -2296,6 +2307,10 @@ impl Broker for CutRenewals {
 
     async fn configure_group(&self, group: &str, config: &GroupConfig) -> Result<(), Error> {
         self.inner.configure_group(group, config).await
+    }
+
+    async fn offsets(&self, topic: &str) -> Result<Vec<PartitionOffsets>, Error> {
+        self.inner.offsets(topic).await
     }
 
     fn kind(&self) -> &'static str {

@@ -7,10 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use shareworker::{
-    AckKind, Broker, Delivery, Error, GroupConfig, GroupLimits, Member, OutgoingRecord, Produced,
-    RecordId, SettleResult, TopicLag,
-};
+use shareworker::{Broker, Error, GroupConfig, OutgoingRecord};
+use shareworker::broker::{AckKind, Delivery, GroupLimits, Member, Produced, RecordId, SettleResult, TopicLag};
 
 #[derive(Default)]
 pub(crate) struct Stats {

@@ -8,6 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
+use shareworker::broker::BrokerAdmin;
 use shareworker::{
     Broker, Config, EmbeddedBroker, Job, JobDefinition, JobError, ShutdownHandle, StartFrom, Worker,
 };
@@ -209,10 +210,10 @@ pub fn unique(prefix: &str) -> String {
 
 /// The records of `topic` partition `partition`, read without a group.
 pub async fn read_all(
-    broker: &dyn Broker,
+    broker: &dyn BrokerAdmin,
     topic: &str,
     partition: i32,
-) -> Vec<shareworker::Delivery> {
+) -> Vec<shareworker::broker::Delivery> {
     broker
         .read(topic, partition, 0, 10_000)
         .await

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Payload;
 use crate::Error;
-use crate::broker::{Broker, Delivery, Header, Headers, OutgoingRecord, RecordId};
+use crate::broker::{BrokerAdmin, Delivery, Header, Headers, OutgoingRecord, RecordId};
 use crate::worker::dead_letter_headers as dlq;
 
 /// Headers of replays.
@@ -231,7 +231,7 @@ impl DeadLetterRecord {
 /// `is_unknown_topic` when `topic` does not exist; `is_invalid_input` for a partition it does
 /// not have; a broker error otherwise.
 pub async fn dead_letters(
-    broker: &dyn Broker,
+    broker: &dyn BrokerAdmin,
     topic: &str,
     filter: &DeadLetterFilter,
 ) -> Result<Vec<DeadLetterRecord>, Error> {
@@ -389,7 +389,7 @@ pub struct Skipped {
 /// As [`dead_letters`]; a broker error when a write fails (records written before it stay
 /// written, and their dead letters marked).
 pub async fn replay(
-    broker: &dyn Broker,
+    broker: &dyn BrokerAdmin,
     topic: &str,
     filter: &DeadLetterFilter,
     options: ReplayOptions,
@@ -587,7 +587,7 @@ pub struct DiscardReport {
 /// As [`dead_letters`]; a broker error when writing a marker fails (markers written before it
 /// stay written).
 pub async fn discard(
-    broker: &dyn Broker,
+    broker: &dyn BrokerAdmin,
     topic: &str,
     filter: &DeadLetterFilter,
     options: DiscardOptions,
@@ -649,6 +649,7 @@ pub async fn discard(
 mod tests {
     use super::*;
     use crate::EmbeddedBroker;
+    use crate::broker::Broker;
 
     #[tokio::test]
     async fn dead_letters_written_by_kafka_itself_are_listed_and_replayed() {

@@ -77,7 +77,7 @@ pub use payload::Payload;
 pub use status::{GroupStatus, HandlerStatus, StatusReport, broker_status, group_status};
 
 use crate::Error;
-use crate::broker::{Broker, OutgoingRecord, RecordId};
+use crate::broker::{Broker, BrokerAdmin, OutgoingRecord, RecordId};
 
 /// A job to enqueue: `POST /admin/enqueue`, and what `shareworker enqueue` sends.
 ///
@@ -383,7 +383,7 @@ impl GroupConfigs {
 ///
 /// # Errors
 /// A broker error.
-pub async fn group_configs(broker: &dyn Broker, group: &str) -> Result<GroupConfigs, Error> {
+pub async fn group_configs(broker: &dyn BrokerAdmin, group: &str) -> Result<GroupConfigs, Error> {
     if group.is_empty() {
         return Err(Error::invalid_input("the group id is empty"));
     }

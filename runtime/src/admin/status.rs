@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::broker::{Broker, GroupMember, SharePartitionState};
+use crate::broker::{BrokerAdmin, GroupMember, SharePartitionState};
 
 /// One share group for operators: what the broker says of it, its limits and, when a worker
 /// answers, the worker's handlers in it.
@@ -74,7 +74,7 @@ pub struct StatusReport {
 /// # Errors
 /// `is_unknown_group` when the broker knows no such group (the message lists the groups it
 /// knows); a broker error otherwise.
-pub async fn group_status(broker: &dyn Broker, group: &str) -> Result<GroupStatus, Error> {
+pub async fn group_status(broker: &dyn BrokerAdmin, group: &str) -> Result<GroupStatus, Error> {
     let description = match broker.describe_group(group).await {
         Ok(d) => d,
         Err(e) if e.is_unknown_group() => {
@@ -102,11 +102,11 @@ pub async fn group_status(broker: &dyn Broker, group: &str) -> Result<GroupStatu
     })
 }
 
-/// The status of every share group `broker` lists (see [`Broker::list_groups`]).
+/// The status of every share group `broker` lists (see [`BrokerAdmin::list_groups`]).
 ///
 /// # Errors
 /// A broker error.
-pub async fn broker_status(broker: &dyn Broker) -> Result<StatusReport, Error> {
+pub async fn broker_status(broker: &dyn BrokerAdmin) -> Result<StatusReport, Error> {
     let mut groups = Vec::new();
     for group in broker.list_groups().await? {
         match group_status(broker, &group).await {

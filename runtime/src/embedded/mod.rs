@@ -31,9 +31,9 @@ use partition::SharePartition;
 
 use crate::Error;
 use crate::broker::{
-    Broker, Delivery, GroupConfig, GroupDescription, GroupLimits, GroupMember, Member,
+    Broker, BrokerAdmin, Delivery, GroupConfig, GroupDescription, GroupLimits, GroupMember, Member,
     OutgoingRecord, PartitionOffsets, Produced, SharePartitionState, StartFrom, TopicLag,
-    configs_of,
+    configs_of, group_config_from,
 };
 
 /// The smallest and largest delivery count limit Kafka accepts (`group.share.delivery.count.limit`).
@@ -57,7 +57,8 @@ pub(crate) const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 ///
 /// ```
 /// use std::time::Duration;
-/// use shareworker::{AckKind, Broker, EmbeddedBroker, GroupConfig, OutgoingRecord, StartFrom};
+/// use shareworker::{Broker, EmbeddedBroker, GroupConfig, OutgoingRecord, StartFrom};
+/// use shareworker::broker::AckKind;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), shareworker::Error> {
 /// let broker = EmbeddedBroker::new();
@@ -579,6 +580,31 @@ impl Broker for EmbeddedBroker {
         "embedded"
     }
 
+    async fn offsets(&self, topic: &str) -> Result<Vec<PartitionOffsets>, Error> {
+        let state = self.lock();
+        let t = state
+            .topics
+            .get(topic)
+            .ok_or_else(|| Error::unknown_topic(topic))?;
+        Ok(t.partitions
+            .iter()
+            .enumerate()
+            .map(|(p, log)| PartitionOffsets::new(p as i32, log.base, log.end()))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl BrokerAdmin for EmbeddedBroker {
+    async fn set_group_configs(
+        &self,
+        group: &str,
+        configs: &[(String, String)],
+    ) -> Result<(), Error> {
+        let config = group_config_from(configs)?;
+        self.configure_group(group, &config).await
+    }
+
     async fn describe_group(&self, group: &str) -> Result<GroupDescription, Error> {
         let now = Instant::now();
         let mut state = self.lock();
@@ -659,19 +685,6 @@ impl Broker for EmbeddedBroker {
         let mut out = configs_of(&settings.limits, Some(settings.start_from));
         out.sort();
         Ok(out)
-    }
-
-    async fn offsets(&self, topic: &str) -> Result<Vec<PartitionOffsets>, Error> {
-        let state = self.lock();
-        let t = state
-            .topics
-            .get(topic)
-            .ok_or_else(|| Error::unknown_topic(topic))?;
-        Ok(t.partitions
-            .iter()
-            .enumerate()
-            .map(|(p, log)| PartitionOffsets::new(p as i32, log.base, log.end()))
-            .collect())
     }
 
     async fn read(

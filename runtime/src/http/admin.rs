@@ -24,7 +24,7 @@ use crate::admin::{
     DeadLetterFilter, DeadLetterRecord, DiscardRequest, EnqueueRequest, GroupConfigs, GroupStatus,
     HandlerStatus, ReplayRequest, StatusReport,
 };
-use crate::broker::Broker;
+use crate::broker::{Broker, BrokerAdmin};
 use crate::config::{Config, DeadLetter, HttpConfig};
 
 /// Counts a handler's jobs in flight, by handler name; `None` when unknown.
@@ -35,6 +35,8 @@ pub(crate) type InFlight = Arc<dyn Fn(&str) -> Option<u64> + Send + Sync>;
 pub(crate) struct AdminContext {
     /// The worker's broker.
     pub(crate) broker: Arc<dyn Broker>,
+    /// Its operator views, when the worker was given a broker that has them.
+    pub(crate) admin: Option<Arc<dyn BrokerAdmin>>,
     /// The worker's handlers.
     pub(crate) handlers: Vec<AdminHandler>,
     /// Who may read and who may change things.
@@ -72,9 +74,28 @@ pub(crate) struct AdminHandler {
 }
 
 impl AdminContext {
+    /// The broker's operator views.
+    ///
+    /// # Errors
+    /// When the worker's broker has none (a `Broker` given without them, through
+    /// `WorkerBuilder::broker_arc`).
+    fn admin(&self) -> Result<&dyn BrokerAdmin, Error> {
+        self.admin.as_deref().ok_or_else(|| {
+            Error::broker(format!(
+                "the worker's {} broker was given without its operator views (BrokerAdmin): give it with WorkerBuilder::broker or broker_admin_arc",
+                self.broker.kind()
+            ))
+        })
+    }
+
     /// The context of a worker on `broker` with this configuration (after every layer: the
     /// handlers are `config.handlers`), letting in whom `access` lets in.
-    pub(crate) fn new(broker: Arc<dyn Broker>, config: &Config, access: AdminAccess) -> Self {
+    pub(crate) fn new(
+        broker: Arc<dyn Broker>,
+        admin: Option<Arc<dyn BrokerAdmin>>,
+        config: &Config,
+        access: AdminAccess,
+    ) -> Self {
         let handlers = config
             .handlers
             .iter()
@@ -91,6 +112,7 @@ impl AdminContext {
             .collect();
         Self {
             broker,
+            admin,
             handlers,
             access,
             limits: BodyLimits::of(&config.http),
@@ -458,7 +480,7 @@ async fn group_config_route(
         Ok(g) => g,
         Err(r) => return r,
     };
-    crate::admin::group_configs(&*ctx.broker, group)
+    async { crate::admin::group_configs(ctx.admin()?, group).await }
         .await
         .map(|c| AdminResponse::json(200, &c))
         .unwrap_or_else(|e| AdminResponse::from_error(&e))
@@ -490,8 +512,8 @@ async fn set_group_config_route(
         Ok(s) => s,
         Err(r) => return r,
     };
-    match ctx.broker.set_group_configs(group, &set.configs).await {
-        Ok(()) => crate::admin::group_configs(&*ctx.broker, group)
+    match async { ctx.admin()?.set_group_configs(group, &set.configs).await }.await {
+        Ok(()) => async { crate::admin::group_configs(ctx.admin()?, group).await }
             .await
             .map(|c| AdminResponse::json(200, &c))
             .unwrap_or_else(|e| AdminResponse::from_error(&e)),
@@ -523,7 +545,7 @@ async fn status(ctx: &AdminContext, group: Option<&str>) -> AdminResponse {
     };
     let mine = ctx.groups();
     for g in groups {
-        match crate::admin::group_status(&*ctx.broker, &g).await {
+        match async { crate::admin::group_status(ctx.admin()?, &g).await }.await {
             Ok(mut s) => {
                 s.handlers = ctx.handlers_of(&g);
                 report.groups.push(s);
@@ -590,13 +612,15 @@ async fn list_dead_letters(
 ) -> AdminResponse {
     let mut out: Vec<DeadLetterRecord> = Vec::new();
     match topic {
-        Some(t) => match crate::admin::dead_letters(&*ctx.broker, t, filter).await {
-            Ok(l) => out = l,
-            Err(e) => return AdminResponse::from_error(&e),
-        },
+        Some(t) => {
+            match async { crate::admin::dead_letters(ctx.admin()?, t, filter).await }.await {
+                Ok(l) => out = l,
+                Err(e) => return AdminResponse::from_error(&e),
+            }
+        }
         None => {
             for t in ctx.dead_letter_topics() {
-                match crate::admin::dead_letters(&*ctx.broker, &t, filter).await {
+                match async { crate::admin::dead_letters(ctx.admin()?, &t, filter).await }.await {
                     Ok(l) => out.extend(l),
                     // Nothing was dead-lettered there yet.
                     Err(e) if e.is_unknown_topic() => {}
@@ -640,14 +664,14 @@ where
 
 async fn replay(ctx: &AdminContext, req: &ReplayRequest) -> AdminResponse {
     on_dead_letter_topics(ctx, req.topic.as_ref(), |t| async move {
-        crate::admin::replay(&*ctx.broker, &t, &req.filter, req.options).await
+        crate::admin::replay(ctx.admin()?, &t, &req.filter, req.options).await
     })
     .await
 }
 
 async fn discard(ctx: &AdminContext, req: &DiscardRequest) -> AdminResponse {
     on_dead_letter_topics(ctx, req.topic.as_ref(), |t| async move {
-        crate::admin::discard(&*ctx.broker, &t, &req.filter, req.options.clone()).await
+        crate::admin::discard(ctx.admin()?, &t, &req.filter, req.options.clone()).await
     })
     .await
 }

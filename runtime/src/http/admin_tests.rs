@@ -11,7 +11,7 @@ use tower::ServiceExt;
 use super::admin::{AdminHandler, BodyLimits};
 use super::*;
 use crate::admin::{DeadLetterRecord, ReplayReport, headers};
-use crate::broker::{Broker, OutgoingRecord};
+use crate::broker::{Broker, BrokerAdmin, OutgoingRecord};
 use crate::config::HttpConfig;
 use crate::testing::TestWorker;
 use crate::worker::dead_letter_headers as dlq;
@@ -34,6 +34,7 @@ const TOKEN: &str = "test-admin-token-0123456789";
 fn context(broker: &EmbeddedBroker, admin: bool) -> AdminContext {
     AdminContext {
         broker: Arc::new(broker.clone()),
+        admin: Some(Arc::new(broker.clone())),
         access: AdminAccess::with_token(TOKEN, admin, false),
         limits: BodyLimits::of(&HttpConfig::default()),
         handlers: vec![AdminHandler {

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::*;
-use crate::broker::Broker;
+use crate::broker::{Broker, BrokerAdmin};
 use crate::config::Config;
 use crate::{EmbeddedBroker, Secret};
 
@@ -72,7 +72,12 @@ async fn endpoint(http: HttpConfig) -> (Endpoint, EmbeddedBroker) {
     let state = HttpState {
         metrics: Arc::new(Metrics::new(Arc::new(broker.clone())).expect("metrics")),
         status: WorkerStatus::default(),
-        admin: Arc::new(AdminContext::new(Arc::new(broker.clone()), &config, access)),
+        admin: Arc::new(AdminContext::new(
+            Arc::new(broker.clone()),
+            Some(Arc::new(broker.clone())),
+            &config,
+            access,
+        )),
     };
     (Endpoint::start(&http, state).await.expect("start"), broker)
 }

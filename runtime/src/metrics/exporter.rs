@@ -11,7 +11,7 @@ use super::Metrics;
 use super::refresh::{self, GroupView, HandlerView, Source};
 use crate::Error;
 use crate::autoscale::AutoscaleConfig;
-use crate::broker::Broker;
+use crate::broker::BrokerAdmin;
 use crate::config::{Config, HttpConfig};
 use crate::http::{AdminAccess, AdminContext, Endpoint, HttpState};
 use crate::status::WorkerStatus;
@@ -70,7 +70,7 @@ impl ExportedGroup {
 /// # Ok(()) }
 /// ```
 pub struct Exporter {
-    broker: Arc<dyn Broker>,
+    broker: Arc<dyn BrokerAdmin>,
     autoscale: AutoscaleConfig,
     groups: Vec<ExportedGroup>,
 }
@@ -86,7 +86,7 @@ impl std::fmt::Debug for Exporter {
 
 impl Exporter {
     /// An exporter on `broker` computing the hint with `autoscale`.
-    pub fn new(broker: Arc<dyn Broker>, autoscale: AutoscaleConfig) -> Self {
+    pub fn new(broker: Arc<dyn BrokerAdmin>, autoscale: AutoscaleConfig) -> Self {
         Self {
             broker,
             autoscale,
@@ -143,6 +143,7 @@ impl Exporter {
                 status: status.clone(),
                 admin: Arc::new(AdminContext::new(
                     self.broker.clone(),
+                    Some(self.broker.clone()),
                     &Config::default(),
                     AdminAccess::read_only(),
                 )),

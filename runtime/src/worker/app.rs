@@ -83,7 +83,11 @@ impl App {
         let config = builder.load_config()?;
         let broker = match &builder.broker {
             Some(b) => b.clone(),
-            None => broker_from_config(&config).await?,
+            None => {
+                let b = broker_from_config(&config).await?;
+                builder.admin = Some(b.clone());
+                b
+            }
         };
         // The configuration is read again when the worker is built: same sources, same result.
         builder.broker = Some(broker.clone());

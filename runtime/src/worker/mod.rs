@@ -26,7 +26,7 @@ pub use dead_letter::headers as dead_letter_headers;
 pub use events::{JobEvent, Outcome};
 
 use crate::Error;
-use crate::broker::Broker;
+use crate::broker::{Broker, BrokerAdmin};
 use crate::config::{self, Config, DeadLetter, Declared, Sources};
 use crate::definition::JobDefinition;
 use crate::embedded::EmbeddedBroker;
@@ -197,6 +197,8 @@ impl ShutdownHandle {
 #[must_use]
 pub struct WorkerBuilder {
     broker: Option<Arc<dyn Broker>>,
+    /// The same broker's operator views, for the HTTP admin routes.
+    pub(crate) admin: Option<Arc<dyn BrokerAdmin>>,
     definitions: Vec<JobDefinition>,
     base: Config,
     sources: Sources,
@@ -216,15 +218,25 @@ impl WorkerBuilder {
         self
     }
 
-    /// Uses this broker instead of the one the configuration names.
-    pub fn broker(mut self, broker: impl Broker) -> Self {
-        self.broker = Some(Arc::new(broker));
+    /// Uses this broker instead of the one the configuration names, with its operator views
+    /// for the HTTP admin routes.
+    pub fn broker(self, broker: impl BrokerAdmin) -> Self {
+        self.broker_admin_arc(Arc::new(broker))
+    }
+
+    /// Uses this shared broker. It has no operator views: the HTTP admin routes that need them
+    /// (status, group configs, dead letters) answer an error; see
+    /// [`broker_admin_arc`](Self::broker_admin_arc).
+    pub fn broker_arc(mut self, broker: Arc<dyn Broker>) -> Self {
+        self.broker = Some(broker);
+        self.admin = None;
         self
     }
 
-    /// Uses this shared broker.
-    pub fn broker_arc(mut self, broker: Arc<dyn Broker>) -> Self {
-        self.broker = Some(broker);
+    /// Uses this shared broker, with its operator views for the HTTP admin routes.
+    pub fn broker_admin_arc(mut self, broker: Arc<dyn BrokerAdmin>) -> Self {
+        self.broker = Some(broker.clone());
+        self.admin = Some(broker);
         self
     }
 
@@ -383,9 +395,12 @@ impl WorkerBuilder {
         info!(config = %self.sources.describe(file.as_deref()), broker = %which,
             "configuration loaded");
         self.select(&config)?;
-        let broker: Arc<dyn Broker> = match self.broker {
-            Some(b) => b,
-            None => broker_from_config(&config).await?,
+        let (broker, admin): (Arc<dyn Broker>, _) = match self.broker {
+            Some(b) => (b, self.admin),
+            None => {
+                let b = broker_from_config(&config).await?;
+                (b.clone(), Some(b))
+            }
         };
         let metrics = Arc::new(Metrics::new(broker.clone())?);
         metrics
@@ -519,8 +534,8 @@ impl WorkerBuilder {
                 .flatten()
                 .map(|h| (h.name.to_string(), h.metrics.in_flight.clone()))
                 .collect();
-            let admin =
-                AdminContext::new(broker.clone(), &config, access).with_in_flight(move |handler| {
+            let admin = AdminContext::new(broker.clone(), admin.clone(), &config, access)
+                .with_in_flight(move |handler| {
                     in_flight
                         .get(handler)
                         .map(|g| u64::try_from(g.get()).unwrap_or(0))
@@ -567,7 +582,7 @@ async fn group_settings(
     Ok((limits, broker_dlq))
 }
 
-async fn broker_from_config(config: &Config) -> Result<Arc<dyn Broker>, Error> {
+async fn broker_from_config(config: &Config) -> Result<Arc<dyn BrokerAdmin>, Error> {
     if config.broker == "embedded" {
         let b = EmbeddedBroker::builder()
             .default_partitions(config.embedded.partitions)
@@ -633,6 +648,7 @@ impl Worker {
     pub fn builder() -> WorkerBuilder {
         WorkerBuilder {
             broker: None,
+            admin: None,
             definitions: Vec::new(),
             base: Config::default(),
             sources: Sources::Standard,
