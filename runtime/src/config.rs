@@ -301,8 +301,13 @@ impl BackoffConfig {
 
     /// The delay after attempt `attempt` failed, with jitter drawn at random.
     pub fn delay(&self, attempt: u16) -> Duration {
-        let base = self.base_delay(attempt);
-        base.mul_f64(1.0 - self.jitter * fastrand::f64())
+        self.delay_with(attempt, fastrand::f64())
+    }
+
+    /// The delay after attempt `attempt` failed, with `draw` (from `[0, 1)`) as the jitter's
+    /// random number.
+    pub(crate) fn delay_with(&self, attempt: u16, draw: f64) -> Duration {
+        self.base_delay(attempt).mul_f64(1.0 - self.jitter * draw)
     }
 }
 
