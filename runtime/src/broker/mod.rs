@@ -15,6 +15,7 @@ use crate::Error;
 
 mod describe;
 mod headers;
+pub(crate) mod retry;
 
 pub use describe::{
     AUTO_OFFSET_RESET, DELIVERY_COUNT_LIMIT, GROUP_CONFIG_KEYS, GroupDescription, GroupMember,

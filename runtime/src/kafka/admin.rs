@@ -33,7 +33,7 @@ use tokio::time::Instant;
 
 use super::cluster::Cluster;
 use super::conn::Versions;
-use super::producer::backoff;
+use super::producer::pause;
 use super::wire::describe_share_group_offsets::{
     DescribeShareGroupOffsetsRequest, DescribeShareGroupOffsetsRequestGroup,
     DescribeShareGroupOffsetsResponseTopic,
@@ -360,7 +360,7 @@ impl Admin {
             if attempt >= MAX_ATTEMPTS {
                 return Err(retry);
             }
-            tokio::time::sleep(backoff(attempt)).await;
+            tokio::time::sleep(pause(attempt)).await;
         }
     }
 
@@ -418,7 +418,7 @@ impl Admin {
             if attempt >= MAX_ATTEMPTS {
                 return Err(retry);
             }
-            tokio::time::sleep(backoff(attempt)).await;
+            tokio::time::sleep(pause(attempt)).await;
         };
         let mut members: Vec<GroupMember> = described
             .members
@@ -611,7 +611,7 @@ impl Admin {
             match self.cluster.coordinator(group).await {
                 Ok(id) => return Ok(id),
                 Err(e) if coordinator_moved(e.kafka_code()) && attempt < MAX_ATTEMPTS => {
-                    tokio::time::sleep(backoff(attempt)).await;
+                    tokio::time::sleep(pause(attempt)).await;
                 }
                 Err(e) => return Err(e),
             }
@@ -861,7 +861,7 @@ impl Admin {
                     Error::broker(format!("ListOffsets `{topic}` did not finish"))
                 }));
             }
-            tokio::time::sleep(backoff(attempt)).await;
+            tokio::time::sleep(pause(attempt)).await;
             self.cluster.refresh(&[topic]).await?;
         }
     }
