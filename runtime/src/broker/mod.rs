@@ -15,6 +15,7 @@ use crate::Error;
 
 mod describe;
 mod headers;
+pub(crate) mod lock;
 pub(crate) mod retry;
 
 pub use describe::{

@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::Error;
+use crate::broker::lock::LockExt;
 use crate::broker::{
     AckKind, Broker, Delivery, GroupConfig, GroupDescription, GroupLimits, GroupMember, Headers,
     Member, OutgoingRecord, PartitionOffsets, Produced, RecordId, SettleResult,
@@ -409,10 +410,7 @@ impl EmbeddedBroker {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves consistent state: every mutation is complete
         // before anything that can panic. So a poisoned lock is taken as it is.
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.state.locked()
     }
 
     /// Every record of `topic` still in its log, in partition then offset order, for tests and

@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 
 use super::*;
 use crate::broker::Broker;
+use crate::broker::lock::LockExt;
 use crate::config::Config;
 use crate::{EmbeddedBroker, Secret};
 
@@ -22,10 +23,7 @@ struct Logs(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Logs {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend_from_slice(buf);
+        self.0.locked().extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -45,13 +43,7 @@ impl Logs {
     }
 
     fn text(&self) -> String {
-        String::from_utf8_lossy(
-            &self
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
-        .into_owned()
+        String::from_utf8_lossy(&self.0.locked()).into_owned()
     }
 }
 

@@ -161,6 +161,7 @@ use uuid::Uuid;
 use super::cluster::Cluster;
 use super::wire::codec::TopicId;
 use crate::Error;
+use crate::broker::lock::LockExt;
 use crate::broker::{AckKind, Delivery, Member, RecordId, SettleResult};
 use session::{AckEntry, Command, SessionHandle};
 
@@ -256,7 +257,7 @@ impl State {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.locked()
     }
 
     fn bump(&self) {
@@ -366,12 +367,7 @@ struct KafkaMember {
 
 impl Drop for KafkaMember {
     fn drop(&mut self) {
-        if let Some(h) = self
-            .heartbeat
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
+        if let Some(h) = self.heartbeat.locked().take() {
             h.abort();
         }
     }
@@ -379,7 +375,7 @@ impl Drop for KafkaMember {
 
 impl KafkaMember {
     fn sessions(&self) -> MutexGuard<'_, HashMap<i32, SessionHandle>> {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+        self.sessions.locked()
     }
 
     fn check_open(&self) -> Result<(), Error> {
@@ -723,11 +719,7 @@ impl Member for KafkaMember {
                 first_error.get_or_insert(e);
             }
         }
-        let heartbeat = self
-            .heartbeat
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let heartbeat = self.heartbeat.locked().take();
         if let Some(h) = heartbeat {
             h.abort();
             let _ = h.await;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use crate::broker::ErrorCount;
+use crate::broker::lock::LockExt;
 
 static COUNTS: Mutex<BTreeMap<(String, String), u64>> = Mutex::new(BTreeMap::new());
 
@@ -14,7 +15,7 @@ static COUNTS: Mutex<BTreeMap<(String, String), u64>> = Mutex::new(BTreeMap::new
 /// starting with it) with `code` (a Kafka error name, or `network`, `timeout`, `codec`).
 pub(crate) fn record(api: &str, code: &str) {
     let api = api_label(api);
-    let mut counts = COUNTS.lock().unwrap_or_else(|p| p.into_inner());
+    let mut counts = COUNTS.locked();
     *counts.entry((api.to_owned(), code.to_owned())).or_insert(0) += 1;
 }
 
@@ -49,7 +50,7 @@ fn api_label(api: &str) -> &str {
 
 /// Everything counted so far.
 pub(crate) fn snapshot() -> Vec<ErrorCount> {
-    let counts = COUNTS.lock().unwrap_or_else(|p| p.into_inner());
+    let counts = COUNTS.locked();
     counts
         .iter()
         .map(|((api, code), n)| ErrorCount::new(api.clone(), code.clone(), *n))

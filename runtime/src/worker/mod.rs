@@ -28,6 +28,7 @@ pub(crate) use logging::write_errors as log_write_errors;
 
 use crate::Error;
 use crate::broker::Broker;
+use crate::broker::lock::LockExt;
 use crate::config::{self, Config, DeadLetter, Declared, Sources};
 use crate::definition::JobDefinition;
 use crate::embedded::EmbeddedBroker;
@@ -244,7 +245,7 @@ impl WorkerStatus {
     /// Group `group` cannot go on (its principal may not read its topic): the worker stops and
     /// [`Worker::run`] returns `error` (the first one, when several groups fail).
     pub(crate) fn stop_with(&self, group: &str, topics: &[&str], error: Error) {
-        let mut fatal = self.inner.fatal.lock().unwrap_or_else(|p| p.into_inner());
+        let mut fatal = self.inner.fatal.locked();
         if fatal.is_none() {
             let reads: Vec<String> = topics
                 .iter()
@@ -261,11 +262,7 @@ impl WorkerStatus {
     }
 
     fn take_fatal(&self) -> Option<Error> {
-        self.inner
-            .fatal
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
+        self.inner.fatal.locked().take()
     }
 }
 
