@@ -32,6 +32,11 @@ mod secret;
 
 pub use error::Error;
 pub use secret::Secret;
+// Helpers for backend crates (the Kafka client) and the runtime: not the seam itself.
+#[doc(hidden)]
+pub mod lock;
+#[doc(hidden)]
+pub mod retry;
 
 pub use describe::{
     AUTO_OFFSET_RESET, DELIVERY_COUNT_LIMIT, GROUP_CONFIG_KEYS, GroupDescription, GroupMember,

@@ -35,7 +35,7 @@ use tokio::time::Instant;
 
 use super::cluster::Cluster;
 use super::conn::Versions;
-use super::producer::backoff;
+use super::producer::pause;
 use super::stats::ErrorCounts;
 use super::wire::describe_share_group_offsets::{
     DescribeShareGroupOffsetsRequest, DescribeShareGroupOffsetsRequestGroup,

@@ -15,6 +15,7 @@ use super::conn::{Connection, Versions};
 use super::stats::ErrorCounts;
 use super::transport::{self, Stream};
 use crate::Error;
+use shareworker_core::lock::LockExt;
 
 /// Metadata versions this client speaks (v10 added topic ids; v12 lookups by id).
 pub(crate) const METADATA: Versions = Versions { min: 12, max: 13 };
@@ -101,7 +102,7 @@ impl Cluster {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.locked()
     }
 
     /// Any live connection for produce and admin calls: a known broker's, or a bootstrap one.

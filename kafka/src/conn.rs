@@ -35,6 +35,7 @@ use super::stats::ErrorCounts;
 use super::transport::Transport;
 use super::wire::layout::Checked;
 use crate::{Error, KafkaError as _};
+use shareworker_core::lock::LockExt;
 
 /// ApiVersions: v3, the first flexible version, sent first on every connection.
 pub(crate) const API_VERSIONS: Versions = Versions { min: 3, max: 3 };
@@ -147,19 +148,13 @@ impl Shared {
     /// it is an authentication error (fatal), else as "connection lost".
     fn fail_all(&self, cause: &Error) {
         {
-            let mut first = self.cause.lock().unwrap_or_else(|p| p.into_inner());
+            let mut first = self.cause.locked();
             if first.is_none() {
                 *first = Some(cause.duplicate());
             }
         }
         self.closed.store(true, Ordering::Release);
-        let pending: Vec<Pending> = self
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-            .map(|(_, p)| p)
-            .collect();
+        let pending: Vec<Pending> = self.pending.locked().drain().map(|(_, p)| p).collect();
         for p in pending {
             let _ = p.reply.send(Err(self.lost(cause)));
         }
@@ -178,7 +173,7 @@ impl Shared {
     /// The error for a call made after the connection closed: why it closed, if known (a TLS
     /// alert can end it before its first request is sent).
     fn closed_error(&self) -> Error {
-        match &*self.cause.lock().unwrap_or_else(|p| p.into_inner()) {
+        match &*self.cause.locked() {
             Some(cause) => self.lost(cause),
             None => Error::broker(format!("connection to {} is closed", self.addr)),
         }
@@ -207,24 +202,18 @@ impl Shared {
             .map_err(|_| Error::invalid_input("request larger than 2 GiB"))?;
         buf[..4].copy_from_slice(&len.to_be_bytes());
         let (tx, rx) = oneshot::channel();
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                correlation,
-                Pending {
-                    header_version: C::response_header_version(version),
-                    reply: tx,
-                },
-            );
+        self.pending.locked().insert(
+            correlation,
+            Pending {
+                header_version: C::response_header_version(version),
+                reply: tx,
+            },
+        );
         Ok((correlation, buf.freeze(), rx))
     }
 
     fn forget(&self, correlation: i32) {
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&correlation);
+        self.pending.locked().remove(&correlation);
     }
 
     /// Waits for the answer to a framed request, within `timeout`.
@@ -372,11 +361,7 @@ impl Connection {
                 resp.error_code
             )));
         }
-        let mut versions = self
-            .shared
-            .versions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut versions = self.shared.versions.locked();
         for k in resp.api_keys {
             versions.insert(
                 k.api_key,
@@ -391,12 +376,7 @@ impl Connection {
 
     /// The versions the broker supports for `key`, if any.
     pub(crate) fn versions(&self, key: i16) -> Option<Versions> {
-        self.shared
-            .versions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .copied()
+        self.shared.versions.locked().get(&key).copied()
     }
 
     /// The highest version both sides support, from our range `ours`.
@@ -652,8 +632,7 @@ fn pick(shared: &Shared, key: i16, ours: Versions) -> Result<i16, Error> {
     let name = api_name(key);
     let theirs = shared
         .versions
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+        .locked()
         .get(&key)
         .copied()
         .ok_or_else(|| {
@@ -680,11 +659,7 @@ fn io_error(addr: &str, e: std::io::Error) -> Error {
 async fn read_loop<R: AsyncRead + Unpin>(rd: &mut R, shared: &Shared) -> Result<(), Error> {
     while let Some(frame) = read_frame(rd, &shared.addr).await? {
         let correlation = (&frame[..4]).get_i32();
-        let pending = shared
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&correlation);
+        let pending = shared.pending.locked().remove(&correlation);
         let Some(p) = pending else {
             // Its caller timed out and went away.
             continue;

@@ -34,6 +34,7 @@ use kafka_protocol::records::{
 use super::cluster::{Cluster, TopicMeta};
 use super::conn::Versions;
 use crate::{Error, KafkaError as _};
+use shareworker_core::retry::Backoff;
 use shareworker_core::{OutgoingRecord, Produced};
 
 /// Produce versions this client speaks: the flexible ones that still name topics (v13 uses ids).
@@ -304,11 +305,17 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// The pause before retry `attempt` (from 1): 100 ms, doubling, at most 1 s.
+/// The retry schedule of the Kafka producer, admin and reader paths.
+const RETRY: Backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
+
+/// The pause before retry `attempt` (from 1), without jitter: 100 ms, doubling, at most 1 s.
 pub(crate) fn backoff(attempt: u32) -> Duration {
-    FIRST_BACKOFF
-        .saturating_mul(1 << attempt.saturating_sub(1).min(10))
-        .min(MAX_BACKOFF)
+    RETRY.base(attempt)
+}
+
+/// The pause to sleep before retry `attempt` (from 1): [`backoff`] less up to 20 % at random.
+pub(crate) fn pause(attempt: u32) -> Duration {
+    RETRY.jitter(backoff(attempt))
 }
 
 /// One partition's batch within a round.
@@ -471,7 +478,7 @@ impl Producer {
                     Error::broker(format!("producing to `{topic}` did not finish"))
                 }));
             }
-            tokio::time::sleep(backoff(attempt)).await;
+            tokio::time::sleep(pause(attempt)).await;
             self.cluster.refresh(&[topic]).await?;
             if self.cluster.cached_topic(topic).is_none() {
                 return Err(Error::unknown_topic(topic));

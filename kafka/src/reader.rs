@@ -10,7 +10,7 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 
 use super::cluster::Cluster;
 use super::conn::Versions;
-use super::producer::backoff;
+use super::producer::pause;
 use super::wire::records::acquired_records;
 use super::wire::share_fetch::AcquiredRecords;
 use crate::{Error, KafkaError as _};
@@ -162,7 +162,7 @@ pub(crate) async fn read(
         if attempt >= MAX_ATTEMPTS {
             return Err(retry);
         }
-        tokio::time::sleep(backoff(attempt)).await;
+        tokio::time::sleep(pause(attempt)).await;
         cluster.refresh(&[topic]).await?;
         if cluster.cached_topic(topic).is_none() {
             return Err(Error::unknown_topic(topic));

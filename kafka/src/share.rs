@@ -164,6 +164,7 @@ use super::cluster::Cluster;
 use super::wire::codec::TopicId;
 use crate::{Error, KafkaError as _};
 use session::{AckEntry, Command, SessionHandle};
+use shareworker_core::lock::LockExt;
 use shareworker_core::{AckKind, Delivery, Member, RecordId, SettleResult};
 
 /// A topic partition by topic id.
@@ -258,7 +259,7 @@ impl State {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.locked()
     }
 
     fn bump(&self) {
@@ -368,12 +369,7 @@ struct KafkaMember {
 
 impl Drop for KafkaMember {
     fn drop(&mut self) {
-        if let Some(h) = self
-            .heartbeat
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
+        if let Some(h) = self.heartbeat.locked().take() {
             h.abort();
         }
     }
@@ -381,7 +377,7 @@ impl Drop for KafkaMember {
 
 impl KafkaMember {
     fn sessions(&self) -> MutexGuard<'_, HashMap<i32, SessionHandle>> {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+        self.sessions.locked()
     }
 
     fn check_open(&self) -> Result<(), Error> {
@@ -725,11 +721,7 @@ impl Member for KafkaMember {
                 first_error.get_or_insert(e);
             }
         }
-        let heartbeat = self
-            .heartbeat
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let heartbeat = self.heartbeat.locked().take();
         if let Some(h) = heartbeat {
             h.abort();
             let _ = h.await;

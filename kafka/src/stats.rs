@@ -14,6 +14,7 @@ use std::sync::Mutex;
 
 use crate::{Error, KafkaError as _};
 use shareworker_core::ErrorCount;
+use shareworker_core::lock::LockExt;
 
 /// The broker errors one client has seen, by API and code.
 #[derive(Debug, Default)]
@@ -26,7 +27,7 @@ impl ErrorCounts {
     /// starting with it) with `code` (a Kafka error name, or `network`, `timeout`, `codec`).
     pub(crate) fn record(&self, api: &str, code: &str) {
         let api = api_label(api);
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut counts = self.counts.locked();
         *counts.entry((api.to_owned(), code.to_owned())).or_insert(0) += 1;
     }
 
@@ -46,7 +47,7 @@ impl ErrorCounts {
 
     /// Everything counted so far.
     pub(crate) fn snapshot(&self) -> Vec<ErrorCount> {
-        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let counts = self.counts.locked();
         counts
             .iter()
             .map(|((api, code), n)| ErrorCount::new(api.clone(), code.clone(), *n))

@@ -346,16 +346,28 @@ impl BackoffConfig {
     /// assert_eq!(b.base_delay(30), Duration::from_secs(300));
     /// ```
     pub fn base_delay(&self, attempt: u16) -> Duration {
-        let exp = i32::from(attempt.max(1)) - 1;
-        let secs = self.initial.as_secs_f64() * self.multiplier.powi(exp);
-        let max = self.max.as_secs_f64();
-        Duration::from_secs_f64(if secs.is_finite() { secs.min(max) } else { max })
+        self.schedule().base(u32::from(attempt))
+    }
+
+    /// The same formula as the runtime's own retry loops use.
+    fn schedule(&self) -> crate::broker::retry::Backoff {
+        crate::broker::retry::Backoff {
+            initial: self.initial,
+            max: self.max,
+            multiplier: self.multiplier,
+            jitter: self.jitter,
+        }
     }
 
     /// The delay after attempt `attempt` failed, with jitter drawn at random.
     pub fn delay(&self, attempt: u16) -> Duration {
-        let base = self.base_delay(attempt);
-        base.mul_f64(1.0 - self.jitter * fastrand::f64())
+        self.delay_with(attempt, fastrand::f64())
+    }
+
+    /// The delay after attempt `attempt` failed, with `draw` (from `[0, 1)`) as the jitter's
+    /// random number.
+    pub(crate) fn delay_with(&self, attempt: u16, draw: f64) -> Duration {
+        self.schedule().delay_with(u32::from(attempt), draw)
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::Error;
+use shareworker_core::lock::LockExt;
 
 /// Whether a running [`Worker`](crate::Worker) is ready: it has joined all its groups, the broker answered its
 /// last request, and it is not shutting down. Cheap to clone. This is what `/readyz` reports.
@@ -75,7 +76,7 @@ impl WorkerStatus {
     /// Group `group` cannot go on (its principal may not read its topic): the worker stops and
     /// [`Worker::run`](crate::Worker::run) returns `error` (the first one, when several groups fail).
     pub(crate) fn stop_with(&self, group: &str, topics: &[&str], error: Error) {
-        let mut fatal = self.inner.fatal.lock().unwrap_or_else(|p| p.into_inner());
+        let mut fatal = self.inner.fatal.locked();
         if fatal.is_none() {
             let reads: Vec<String> = topics
                 .iter()
@@ -92,10 +93,6 @@ impl WorkerStatus {
     }
 
     pub(crate) fn take_fatal(&self) -> Option<Error> {
-        self.inner
-            .fatal
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
+        self.inner.fatal.locked().take()
     }
 }

@@ -27,6 +27,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::broker::lock::LockExt;
 use crate::broker::{Broker, Delivery, Produced};
 use crate::codec::Encode;
 use crate::config::Config;
@@ -196,11 +197,7 @@ impl TestWorker {
             .config(self.config.clone())
             .code_config_only()
             .without_signal_handling()
-            .on_event(move |e| {
-                sink.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(e.clone())
-            });
+            .on_event(move |e| sink.locked().push(e.clone()));
         let worker = std::mem::take(&mut self.definitions)
             .into_iter()
             .fold(worker, |w, d| w.job(d))
@@ -249,7 +246,7 @@ impl TestWorker {
                 crate::duration::format(self.limit)
             )));
         }
-        let events = std::mem::take(&mut *events.lock().unwrap_or_else(|p| p.into_inner()));
+        let events = std::mem::take(&mut *events.locked());
         Ok(TestReport {
             broker: self.broker.clone(),
             events,

@@ -79,7 +79,7 @@ impl Admin {
             if attempt >= MAX_ATTEMPTS {
                 return Err(retry);
             }
-            tokio::time::sleep(backoff(attempt)).await;
+            tokio::time::sleep(pause(attempt)).await;
         }
     }
 
@@ -139,7 +139,7 @@ impl Admin {
             if attempt >= MAX_ATTEMPTS {
                 return Err(retry);
             }
-            tokio::time::sleep(backoff(attempt)).await;
+            tokio::time::sleep(pause(attempt)).await;
         };
         let mut members: Vec<GroupMember> = described
             .members
@@ -314,7 +314,7 @@ impl Admin {
             match self.cluster.coordinator(group).await {
                 Ok(id) => return Ok(id),
                 Err(e) if coordinator_moved(e.kafka_code()) && attempt < MAX_ATTEMPTS => {
-                    tokio::time::sleep(backoff(attempt)).await;
+                    tokio::time::sleep(pause(attempt)).await;
                 }
                 Err(e) => return Err(e),
             }

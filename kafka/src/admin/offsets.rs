@@ -75,7 +75,7 @@ impl Admin {
                     Error::broker(format!("ListOffsets `{topic}` did not finish"))
                 }));
             }
-            tokio::time::sleep(backoff(attempt)).await;
+            tokio::time::sleep(pause(attempt)).await;
             self.cluster.refresh(&[topic]).await?;
         }
     }

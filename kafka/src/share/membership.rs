@@ -15,13 +15,15 @@ use tracing::{debug, warn};
 use super::super::conn::Versions;
 use super::{Fatal, Shared};
 use crate::{Error, KafkaError as _};
+use shareworker_core::retry::Backoff;
 
 pub(crate) const HEARTBEAT: Versions = Versions { min: 1, max: 1 };
 const API: &str = "ShareGroupHeartbeat";
 
-/// Backoff of retries: from the first to the longest pause.
+/// Backoff of retries: from the first to the longest pause, doubling, with jitter.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+const BACKOFF: Backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
 /// The interval used until the coordinator names one.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 /// The longest pause between heartbeats while the member has no partitions: the coordinator
@@ -149,15 +151,11 @@ fn apply(shared: &Shared, resp: &ShareGroupHeartbeatResponse) {
     shared.bump();
 }
 
-fn next_backoff(b: Duration) -> Duration {
-    (b * 2).min(BACKOFF_MAX)
-}
-
 /// The first heartbeat (epoch 0, with the topic names), retried on coordinator and connection
 /// errors within the request timeout. Returns the heartbeat interval.
 pub(super) async fn join(shared: &Shared) -> Result<Duration, Error> {
     let give_up = Instant::now() + shared.cluster.config().request_timeout;
-    let mut backoff = BACKOFF_MIN;
+    let mut retries = BACKOFF.retries();
     loop {
         let error = match heartbeat(shared, 0, true).await {
             Ok(resp) => match verdict(resp.error_code) {
@@ -177,12 +175,12 @@ pub(super) async fn join(shared: &Shared) -> Result<Duration, Error> {
                 e
             }
         };
-        if Instant::now() + backoff >= give_up {
+        let pause = retries.next_pause();
+        if Instant::now() + pause >= give_up {
             return Err(error);
         }
         debug!(group = %shared.group, error = %error, "joining the share group; retrying");
-        tokio::time::sleep(backoff).await;
-        backoff = next_backoff(backoff);
+        tokio::time::sleep(pause).await;
     }
 }
 
@@ -199,7 +197,7 @@ fn pause(shared: &Shared, interval: Duration) -> Duration {
 pub(super) async fn run(shared: Arc<Shared>, interval: Duration) {
     let mut interval = interval;
     let mut delay = pause(&shared, interval);
-    let mut backoff = BACKOFF_MIN;
+    let mut retries = BACKOFF.retries();
     loop {
         tokio::time::sleep(delay).await;
         let epoch = shared.lock().member_epoch;
@@ -210,7 +208,7 @@ pub(super) async fn run(shared: Arc<Shared>, interval: Duration) {
                     apply(&shared, &resp);
                     interval = interval_of(&resp);
                     delay = pause(&shared, interval);
-                    backoff = BACKOFF_MIN;
+                    retries.reset();
                     if joining {
                         debug!(group = %shared.group, member = %shared.member_id, epoch = resp.member_epoch, "rejoined the share group");
                     }
@@ -218,18 +216,18 @@ pub(super) async fn run(shared: Arc<Shared>, interval: Duration) {
                 Verdict::Coordinator => {
                     shared.cluster.forget_coordinator(&shared.group);
                     debug!(group = %shared.group, error = %error_of(&resp), "share-group coordinator moved; looking it up again");
-                    delay = backoff;
-                    backoff = next_backoff(backoff);
+                    delay = retries.next_pause();
                 }
                 Verdict::Rejoin => {
                     warn!(group = %shared.group, member = %shared.member_id, error = %error_of(&resp),
                         "the member is no longer in the share group; joining again");
                     shared.lock().member_epoch = 0;
                     // At once the first time; with backoff if joining keeps failing.
-                    delay = if joining { backoff } else { Duration::ZERO };
-                    if joining {
-                        backoff = next_backoff(backoff);
-                    }
+                    delay = if joining {
+                        retries.next_pause()
+                    } else {
+                        Duration::ZERO
+                    };
                 }
                 Verdict::Fatal => {
                     let e = error_of(&resp);
@@ -245,15 +243,13 @@ pub(super) async fn run(shared: Arc<Shared>, interval: Duration) {
                 }
                 Verdict::Retry => {
                     warn!(group = %shared.group, error = %error_of(&resp), "share-group heartbeat failed; retrying");
-                    delay = backoff;
-                    backoff = next_backoff(backoff);
+                    delay = retries.next_pause();
                 }
             },
             Err(e) => {
                 shared.cluster.forget_coordinator(&shared.group);
                 warn!(group = %shared.group, error = %e, "share-group heartbeat failed; retrying");
-                delay = backoff.min(interval);
-                backoff = next_backoff(backoff);
+                delay = retries.next_pause().min(interval);
             }
         }
     }
@@ -281,7 +277,7 @@ pub(super) async fn leave(shared: &Shared) -> Result<(), Error> {
         if attempt >= 3 {
             return Err(error);
         }
-        tokio::time::sleep(BACKOFF_MIN * attempt).await;
+        tokio::time::sleep(BACKOFF.delay(attempt)).await;
     }
 }
 

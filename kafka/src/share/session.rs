@@ -26,6 +26,7 @@ use super::super::wire::share_fetch::{
 use super::acks::{AckRange, plan};
 use super::{Buffered, Owned, Shared, Tp};
 use crate::{Error, KafkaError as _};
+use shareworker_core::lock::LockExt;
 use shareworker_core::{AckKind, Delivery, Header, Headers, RecordId, SettleResult};
 
 pub(crate) const SHARE_FETCH: Versions = Versions { min: 1, max: 2 };
@@ -102,11 +103,11 @@ pub(super) struct SessionInfo {
 
 impl SessionInfo {
     fn wanted(&self) -> MutexGuard<'_, BTreeSet<Tp>> {
-        self.wanted.lock().unwrap_or_else(|p| p.into_inner())
+        self.wanted.locked()
     }
 
     fn fetch_since(&self) -> MutexGuard<'_, Option<Instant>> {
-        self.fetch_since.lock().unwrap_or_else(|p| p.into_inner())
+        self.fetch_since.locked()
     }
 
     /// No fetch queued or in flight any more.

@@ -30,6 +30,7 @@ use member::EmbeddedMember;
 use partition::SharePartition;
 
 use crate::Error;
+use crate::broker::lock::LockExt;
 use crate::broker::{
     Broker, BrokerAdmin, Delivery, GroupConfig, GroupDescription, GroupLimits, GroupMember, Member,
     OutgoingRecord, PartitionOffsets, Produced, SharePartitionState, StartFrom, TopicLag,
@@ -259,10 +260,7 @@ impl EmbeddedBroker {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves consistent state: every mutation is complete
         // before anything that can panic. So a poisoned lock is taken as it is.
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.state.locked()
     }
 
     /// Every record of `topic` still in its log, in partition then offset order, for tests and

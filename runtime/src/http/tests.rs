@@ -13,6 +13,7 @@ use super::*;
 use crate::broker::{Broker, BrokerAdmin};
 use crate::config::Config;
 use crate::{EmbeddedBroker, Secret};
+use shareworker_core::lock::LockExt;
 
 const TOKEN: &str = "a-long-admin-token-for-tests-4242";
 
@@ -22,10 +23,7 @@ struct Logs(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Logs {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend_from_slice(buf);
+        self.0.locked().extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -45,13 +43,7 @@ impl Logs {
     }
 
     fn text(&self) -> String {
-        String::from_utf8_lossy(
-            &self
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
-        .into_owned()
+        String::from_utf8_lossy(&self.0.locked()).into_owned()
     }
 }
 

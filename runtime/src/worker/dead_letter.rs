@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::Error;
+use crate::broker::retry::Backoff;
 use crate::broker::{Broker, Delivery, OutgoingRecord, RecordId};
 use crate::metrics::HandlerMetrics;
 
@@ -27,8 +28,9 @@ pub mod headers {
     pub const TIME: &str = "shareworker.dlq.time";
 }
 
-/// The longest pause between two tries of a dead-letter write.
-const MAX_PAUSE: Duration = Duration::from_secs(30);
+/// The pauses between two tries of a dead-letter write: from 200 ms, doubling, at most 30 s,
+/// less up to 20 % at random.
+const RETRY: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
 
 pub(crate) struct DeadLetterJob {
     pub(crate) topic: String,
@@ -51,9 +53,9 @@ impl DeadLetterJob {
     ///
     /// Never gives up: every failed try, whatever the error, is reported to `failed` (with the
     /// number of tries so far and the pause before the next) and tried again after a pause that
-    /// doubles from 200 ms up to 30 s. Meanwhile the dispatcher keeps the record acquired and
-    /// renews its lock: releasing it instead would let the broker archive it at its delivery
-    /// count limit, with no dead letter. Only shutdown (at the end of its grace period) stops
+    /// doubles from 200 ms up to 30 s, less up to 20 % at random. Meanwhile the dispatcher
+    /// keeps the record acquired and renews its lock: releasing it instead would let the broker
+    /// archive it at its delivery count limit, with no dead letter. Only shutdown (at the end of its grace period) stops
     /// this, by aborting the task.
     pub(crate) async fn write(self, broker: &dyn Broker, failed: impl Fn(Error, u32, Duration)) {
         let original = &self.original;
@@ -85,8 +87,7 @@ impl DeadLetterJob {
             .push(headers::HANDLER, self.handler.to_string());
         record.headers.push(headers::ERROR, self.error.clone());
         record.headers.push(headers::TIME, millis.to_string());
-        let mut pause = Duration::from_millis(200);
-        let mut tries = 0u32;
+        let mut retries = RETRY.retries();
         let acl = self.metrics.dead_letter_acl.as_ref();
         loop {
             match broker.produce(&self.topic, vec![record.clone()]).await {
@@ -97,7 +98,7 @@ impl DeadLetterJob {
                     return;
                 }
                 Err(e) => {
-                    tries += 1;
+                    let pause = retries.next_pause();
                     if e.is_not_authorized()
                         && let Some(g) = acl
                     {
@@ -105,9 +106,8 @@ impl DeadLetterJob {
                         // stays locked meanwhile, so nothing is lost.
                         g.set(1);
                     }
-                    failed(e, tries, pause);
+                    failed(e, retries.count(), pause);
                     tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(MAX_PAUSE);
                 }
             }
         }

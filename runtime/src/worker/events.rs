@@ -44,8 +44,8 @@ pub enum Outcome {
     /// The dead letter was written and the original rejected.
     DeadLettered,
     /// One try to write the dead letter failed. The record stays acquired (its lock renewed)
-    /// and the write is tried again after a pause (200 ms, doubling up to 30 s), until it
-    /// succeeds ([`Outcome::DeadLettered`]) or the shutdown grace period ends
+    /// and the write is tried again after a pause (200 ms, doubling up to 30 s, with jitter),
+    /// until it succeeds ([`Outcome::DeadLettered`]) or the shutdown grace period ends
     /// ([`Outcome::DeadLetterAbandoned`]).
     DeadLetterFailed {
         /// Why the write failed.

@@ -11,7 +11,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::AbortHandle;
@@ -19,16 +19,16 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info_span, warn};
 
-use super::dead_letter;
+use super::decide::{self, Ending};
 use super::events::{EventSink, JobEvent, Outcome};
-use super::limits::{self, DeliveryLimit};
+use super::limits::DeliveryLimit;
 use super::prefetch::{self, Sizer};
 use super::run::{JobRun, Pace, Started};
 use crate::Error;
 use crate::broker::{AckKind, Broker, Delivery, Member, RecordId};
-use crate::config::{DeadLetter, HandlerConfig, Prefetch};
+use crate::config::{HandlerConfig, Prefetch};
 use crate::definition::HandlerService;
-use crate::job::{Job, JobError, JobMeta, Verdict};
+use crate::job::{Job, JobError, JobMeta};
 use crate::metrics::{GroupMetrics, HandlerMetrics};
 use crate::worker::WorkerStatus;
 
@@ -61,6 +61,13 @@ impl std::hash::Hasher for SeqHasher {
         self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
+
+mod fate;
+mod settle;
+mod shutdown;
+
+use fate::count;
+use settle::{Ack, settle_loop};
 
 type Entries = HashMap<u64, Entry, std::hash::BuildHasherDefault<SeqHasher>>;
 
@@ -123,18 +130,6 @@ struct Entry {
     /// A renewal failed: the broker gave the record to someone else, so it is never settled
     /// or renewed from here again.
     lost: bool,
-}
-
-/// An acknowledgement waiting to be sent, with the delivery count of the record's delivery
-/// (to tell, should the broker refuse it, whether the record was at its last delivery).
-type Ack = (RecordId, AckKind, u16);
-
-/// Queues the final acknowledgement of a record, unless its lock was lost (then the broker has
-/// given it to another delivery, which this acknowledgement must not settle).
-fn push_ack(acks: &mut Vec<Ack>, e: Entry, kind: AckKind) {
-    if !e.lost {
-        acks.push((e.id, kind, e.attempt));
-    }
 }
 
 /// What job and dead-letter tasks report back.
@@ -347,99 +342,9 @@ impl Dispatcher {
         }
     }
 
-    fn begin_shutdown(&mut self) {
-        let grace = self.r.grace;
-        debug!(group = %self.r.group, in_flight = self.entries.len(), ?grace, "shutting down");
-        self.shutting_down = Some(Instant::now() + grace);
-        self.fetch = None;
-        self.permit_wait = None;
-        // Records that have not started, or wait out a backoff, go back now.
-        let queued: Vec<u64> = self
-            .queues
-            .iter_mut()
-            .flat_map(|q| q.drain(..).map(|(seq, _)| seq))
-            .collect();
-        for seq in queued {
-            if let Some(e) = self.entries.remove(&seq) {
-                self.release(e, "shutdown before it started");
-            }
-        }
-        while let Some(Reverse((_, seq))) = self.held.pop() {
-            let Some(e) = self.entries.get(&seq) else {
-                continue;
-            };
-            let h = e.handler;
-            self.held_count[h] -= 1;
-            // Released at (or past) its last attempt, the broker would archive it: it gets its
-            // dead letter within the grace period instead.
-            if e.attempt >= self.max_attempts(h) {
-                let err = e.error.clone().unwrap_or_default();
-                self.give_up(seq, err, "last attempt failed", None);
-            } else if let Some(e) = self.entries.remove(&seq) {
-                self.release(e, "shutdown while it waited out its backoff");
-            }
-        }
-    }
-
-    /// The grace period is over: stop what still runs and release it.
-    fn abandon_all(&mut self) {
-        let group = self.r.group.clone();
-        let entries: Vec<Entry> = self.entries.drain().map(|(_, e)| e).collect();
-        for e in entries {
-            match &e.state {
-                State::Running(h) => {
-                    h.abort();
-                    warn!(group = %group, record = %e.id, attempt = e.attempt,
-                        "still running when the shutdown grace period ended; cancelled and released");
-                }
-                State::DeadLettering(h) => {
-                    h.abort();
-                    let hr = &self.r.handlers[e.handler];
-                    error!(handler = %hr.name, group = %group, record = %e.id, attempt = e.attempt,
-                        "the dead-letter write was still unfinished when the shutdown grace period ended; cut off and released: the record is delivered again (and may be dead-lettered twice, if the write had landed), or archived by the broker at its delivery count limit");
-                    self.event(
-                        e.handler,
-                        &e.id,
-                        e.attempt,
-                        Outcome::DeadLetterAbandoned,
-                        None,
-                    );
-                }
-                State::Queued | State::Held => {
-                    warn!(group = %group, record = %e.id, "still held when the shutdown grace period ended; released");
-                }
-            }
-            self.release(e, "the shutdown grace period ended");
-        }
-    }
-
     /// How many attempts handler `h` gets under the group's current delivery count limit.
     fn max_attempts(&self, h: usize) -> u16 {
-        limits::max_attempts(self.r.handlers[h].config.max_attempts, self.r.limit.get())
-    }
-
-    /// Releases a record. At (or past) the delivery count limit the broker archives it instead
-    /// of delivering it again: that is counted and logged, never silent.
-    fn release(&mut self, e: Entry, why: &str) {
-        if !e.lost && e.attempt >= self.r.limit.get() {
-            self.archived(
-                e.handler,
-                &e.id,
-                e.attempt,
-                format!("released at its last delivery: {why}"),
-            );
-        }
-        push_ack(&mut self.acks, e, AckKind::Release);
-    }
-
-    /// The broker archives (or archived) a record at its delivery count limit, with no dead
-    /// letter: a metric, an error log line and an event.
-    fn archived(&self, h: usize, id: &RecordId, attempt: u16, reason: String) {
-        let hr = &self.r.handlers[h];
-        error!(handler = %hr.name, group = %self.r.group, record = %id, attempt,
-            delivery_count_limit = self.r.limit.get(), reason = %reason,
-            "the broker archives this record at its delivery count limit, without a dead letter; its original stays in the topic until retention deletes it");
-        self.event(h, id, attempt, Outcome::Archived { reason }, None);
+        decide::max_attempts(self.r.handlers[h].config.max_attempts, self.r.limit.get())
     }
 
     fn on_fetched(&mut self, res: Result<Vec<Delivery>, Error>) {
@@ -471,7 +376,7 @@ impl Dispatcher {
                 continue;
             };
             if self.shutting_down.is_some() {
-                if d.delivery_count >= self.r.limit.get() {
+                if decide::archived_on_release(d.delivery_count, self.r.limit.get(), false) {
                     self.archived(
                         h,
                         &d.id,
@@ -687,53 +592,6 @@ impl Dispatcher {
         }
     }
 
-    fn on_settle_failed(&mut self, id: RecordId, kind: AckKind, mut attempt: u16, error: &Error) {
-        if kind == AckKind::Renew {
-            self.r.metrics.renewal_failures.inc();
-        } else if error.is_lock_lost() {
-            self.r.metrics.locks_lost.inc();
-        }
-        // The record is gone from this member: the limit may have changed under us.
-        if kind == AckKind::Renew || error.is_lock_lost() {
-            self.r.limit.reread_soon(self.r.broker.clone());
-        }
-        let limit = self.r.limit.get();
-        if kind == AckKind::Renew {
-            // The lock is gone: stop renewing, and never settle this delivery.
-            let mut archived = None;
-            if let Some(e) = self.entries.values_mut().find(|e| e.id == id && !e.lost) {
-                e.lost = true;
-                attempt = e.attempt;
-                // A dead letter being written still lands; anything else at its last
-                // delivery is archived by the broker when its lock expires.
-                if e.attempt >= limit && !matches!(e.state, State::DeadLettering(_)) {
-                    archived = Some(e.handler);
-                }
-            }
-            warn!(group = %self.r.group, record = %id, error = %error,
-                "renewing the lock failed: the record will be delivered again; its running handler goes on, but its result will not be acknowledged");
-            if let Some(h) = archived {
-                self.archived(
-                    h,
-                    &id,
-                    attempt,
-                    format!("its lock was lost at its last delivery: {error}"),
-                );
-            }
-        } else {
-            warn!(group = %self.r.group, record = %id, ack = %kind, error = %error,
-                "settling failed; the record will be delivered again when its lock expires");
-        }
-        self.r.events.emit(JobEvent {
-            handler: self.handler_for(&id),
-            group: self.r.group.clone(),
-            id,
-            attempt,
-            outcome: Outcome::SettleFailed { kind },
-            took: None,
-        });
-    }
-
     fn handler_for(&self, id: &RecordId) -> Arc<str> {
         self.by_topic
             .get(&id.topic)
@@ -759,202 +617,6 @@ impl Dispatcher {
         });
     }
 
-    fn on_finished(&mut self, seq: u64, result: Result<(), JobError>, took: Duration) {
-        let Some(entry) = self.entries.get(&seq) else {
-            return; // abandoned at the end of the grace period or the lease
-        };
-        let (h, attempt, id) = (entry.handler, entry.attempt, entry.id.clone());
-        self.running[h] -= 1;
-        let outcome = match &result {
-            Ok(()) => "succeeded",
-            Err(e) if e.is_permanent() => "failed permanently",
-            Err(_) => "failed",
-        };
-        debug!(handler = %self.r.handlers[h].name, record = %id, attempt, outcome,
-            took = %crate::duration::Short(took), "job finished");
-        let err = match result {
-            Ok(()) => {
-                self.event(h, &id, attempt, Outcome::Accepted, Some(took));
-                if let Some(e) = self.entries.remove(&seq) {
-                    push_ack(&mut self.acks, e, AckKind::Accept);
-                }
-                return;
-            }
-            Err(err) => err,
-        };
-        // The limit as the broker has it now (re-read at every refresh): a record failing at
-        // or past it is dead-lettered, since released it would be archived.
-        let max_attempts = self.max_attempts(h);
-        let hr = &self.r.handlers[h];
-        let verdict = err.verdict();
-        if let Verdict::Retry(delay) = verdict
-            && attempt < max_attempts
-        {
-            let delay = delay.unwrap_or_else(|| hr.config.backoff.delay(attempt));
-            let can_hold = self.shutting_down.is_none()
-                && self.held_count[h] < hr.config.max_held
-                && !delay.is_zero();
-            // A record that cannot be held (shutdown, too many held) goes back at once.
-            let delay = if can_hold { delay } else { Duration::ZERO };
-            warn!(handler = %hr.name, record = %id, attempt, max_attempts,
-                delay = %crate::duration::Short(delay), error = %err, "job failed; retrying after backoff");
-            self.event(
-                h,
-                &id,
-                attempt,
-                Outcome::Retrying {
-                    delay,
-                    error: err.to_string(),
-                },
-                Some(took),
-            );
-            if can_hold {
-                if let Some(e) = self.entries.get_mut(&seq) {
-                    e.state = State::Held;
-                    e.error = Some(err.to_string());
-                }
-                self.held_count[h] += 1;
-                self.held.push(Reverse((Instant::now() + delay, seq)));
-            } else if let Some(e) = self.entries.remove(&seq) {
-                self.release(e, "failed, to be retried");
-            }
-            return;
-        }
-        let why = if verdict == Verdict::Permanent {
-            "permanent failure"
-        } else {
-            "last attempt failed"
-        };
-        self.give_up(seq, err.to_string(), why, Some(took));
-    }
-
-    /// The record's last attempt failed (or its failure is permanent): its dead letter, written
-    /// by the broker or by us, or its rejection when dead-lettering is off.
-    fn give_up(&mut self, seq: u64, err: String, why: &str, took: Option<Duration>) {
-        let Some(entry) = self.entries.get(&seq) else {
-            return;
-        };
-        let (h, attempt, id) = (entry.handler, entry.attempt, entry.id.clone());
-        let hr = &self.r.handlers[h];
-        if let Some(topic) = hr.broker_dead_letter.clone() {
-            error!(handler = %hr.name, record = %id, attempt, broker_dead_letter = %topic,
-                error = %err, "job failed ({why}); rejecting it: the broker writes it to its dead-letter topic");
-            self.event(
-                h,
-                &id,
-                attempt,
-                Outcome::DeadLetteredByBroker {
-                    topic: topic.to_string(),
-                    error: err,
-                },
-                took,
-            );
-            if let Some(e) = self.entries.remove(&seq) {
-                push_ack(&mut self.acks, e, AckKind::Reject);
-            }
-            return;
-        }
-        match hr.config.dead_letter.clone() {
-            DeadLetter::Topic(topic) => {
-                error!(handler = %hr.name, record = %id, attempt, dead_letter = %topic,
-                    error = %err, "job failed ({why}); sending it to the dead-letter topic");
-                let original = self
-                    .entries
-                    .get_mut(&seq)
-                    .and_then(|e| e.meta.take())
-                    .map(|m| m.delivery.clone());
-                let Some(original) = original else {
-                    if let Some(e) = self.entries.remove(&seq) {
-                        self.release(e, "its record was not kept for a dead letter");
-                    }
-                    return;
-                };
-                let job = dead_letter::DeadLetterJob {
-                    topic,
-                    group: self.r.group.clone(),
-                    handler: hr.name.clone(),
-                    id: id.clone(),
-                    attempt,
-                    error: err.clone(),
-                    at: SystemTime::now(),
-                    original,
-                    metrics: hr.metrics.clone(),
-                };
-                let broker = self.r.broker.clone();
-                let done = self.done_tx.clone();
-                let task = tokio::spawn(async move {
-                    let tell = done.clone();
-                    job.write(&*broker, move |error, tries, pause| {
-                        let _ = tell.send(Completion::DeadLetterTryFailed {
-                            seq,
-                            error,
-                            tries,
-                            pause,
-                        });
-                    })
-                    .await;
-                    let _ = done.send(Completion::DeadLettered { seq });
-                });
-                if let Some(e) = self.entries.get_mut(&seq) {
-                    e.state = State::DeadLettering(task.abort_handle());
-                }
-                self.event(h, &id, attempt, Outcome::DeadLettering { error: err }, took);
-            }
-            DeadLetter::Off => {
-                error!(handler = %hr.name, record = %id, attempt, error = %err,
-                    "job failed ({why}); rejecting it (no dead-letter topic)");
-                self.event(h, &id, attempt, Outcome::Rejected { error: err }, took);
-                if let Some(e) = self.entries.remove(&seq) {
-                    push_ack(&mut self.acks, e, AckKind::Reject);
-                }
-            }
-        }
-    }
-
-    fn on_dead_lettered(&mut self, seq: u64) {
-        let Some(e) = self.entries.remove(&seq) else {
-            return;
-        };
-        let (h, id, attempt) = (e.handler, e.id.clone(), e.attempt);
-        push_ack(&mut self.acks, e, AckKind::Reject);
-        self.event(h, &id, attempt, Outcome::DeadLettered, None);
-    }
-
-    /// A dead-letter write failed once: the record stays acquired (renewed with the others)
-    /// and the write goes on; an operator sees a metric, an error line and an event.
-    fn on_dead_letter_try_failed(&mut self, seq: u64, error: &Error, tries: u32, pause: Duration) {
-        let Some(e) = self.entries.get(&seq) else {
-            return;
-        };
-        let (h, id, attempt) = (e.handler, e.id.clone(), e.attempt);
-        let hr = &self.r.handlers[h];
-        let topic = match &hr.config.dead_letter {
-            DeadLetter::Topic(t) => t.as_str(),
-            DeadLetter::Off => "",
-        };
-        if error.is_not_authorized() {
-            // Not a blip: it lasts until an operator grants the ACL.
-            error!(handler = %hr.name, group = %self.r.group, record = %id, attempt, dead_letter = %topic,
-                tries, error = %error, missing_acl = %format!("Write on Topic:{topic}"),
-                "cannot write the dead letter: the worker's principal needs the Write ACL on the dead-letter topic; the record stays held (its lock renewed) and the write is tried again in {}",
-                crate::duration::Short(pause));
-        } else {
-            error!(handler = %hr.name, group = %self.r.group, record = %id, attempt, dead_letter = %topic,
-                tries, error = %error,
-                "writing the dead letter failed; the record stays held (its lock renewed) and the write is tried again in {}",
-                crate::duration::Short(pause));
-        }
-        self.event(
-            h,
-            &id,
-            attempt,
-            Outcome::DeadLetterFailed {
-                error: error.to_string(),
-            },
-            None,
-        );
-    }
-
     fn on_timer(&mut self) {
         let now = Instant::now();
         while let Some(Reverse((t, seq))) = self.held.peek().copied() {
@@ -965,21 +627,11 @@ impl Dispatcher {
             let Some(e) = self.entries.get(&seq) else {
                 continue;
             };
-            let h = e.handler;
-            self.held_count[h] -= 1;
+            self.held_count[e.handler] -= 1;
             // The delivery count limit dropped to its attempt while it waited: released, the
-            // broker would archive it.
-            if e.attempt >= self.max_attempts(h) {
-                let err = e.error.clone().unwrap_or_default();
-                self.give_up(
-                    seq,
-                    err,
-                    "last attempt failed: the group's delivery count limit was lowered",
-                    None,
-                );
-            } else if let Some(e) = self.entries.remove(&seq) {
-                self.release(e, "after its backoff");
-            }
+            // broker would archive it; it is dead-lettered instead.
+            let err = e.error.clone().unwrap_or_default();
+            self.decide_and_act(seq, Ending::BackoffOver, err, None);
         }
         if self.next_renew.is_some_and(|t| t <= now) {
             self.renew(now);
@@ -1021,193 +673,6 @@ impl Dispatcher {
             self.lease_expired(seq, now);
         }
         self.next_renew = next;
-    }
-
-    /// A running handler reached the maximum lease: cancel it and release its record.
-    /// A handler ran for `max_lease`: cancelled, and its record released, or dead-lettered on
-    /// its last attempt.
-    fn lease_expired(&mut self, seq: u64, now: Instant) {
-        // Gone already: finished, or abandoned at the end of the grace period.
-        if !self
-            .entries
-            .get(&seq)
-            .is_some_and(|e| matches!(e.state, State::Running(_)))
-        {
-            return;
-        }
-        let Some(e) = self.entries.get(&seq) else {
-            return;
-        };
-        if let State::Running(h) = &e.state {
-            h.abort();
-        }
-        let h = e.handler;
-        self.running[h] -= 1;
-        if e.attempt >= self.max_attempts(h) {
-            // Its last attempt: released, the broker would archive it.
-            let hr = &self.r.handlers[h];
-            hr.metrics.lease_expired.inc();
-            let max_lease = crate::duration::Short(self.r.max_lease).to_string();
-            let took = now.duration_since(e.lease_from);
-            self.r.events.emit(JobEvent {
-                handler: hr.name.clone(),
-                group: self.r.group.clone(),
-                id: e.id.clone(),
-                attempt: e.attempt,
-                outcome: Outcome::LeaseExpired,
-                took: Some(took),
-            });
-            self.give_up(
-                seq,
-                format!("ran past the maximum lease ({max_lease})"),
-                "last attempt cancelled",
-                Some(took),
-            );
-            return;
-        }
-        if let Some(e) = self.entries.remove(&seq) {
-            let hr = &self.r.handlers[e.handler];
-            error!(handler = %hr.name, record = %e.id, max_lease = %crate::duration::Short(self.r.max_lease),
-                "handler ran past the maximum lease; cancelled it and released the record");
-            let took = Some(now.duration_since(e.lease_from));
-            count(&hr.metrics, e.attempt, &Outcome::LeaseExpired, took);
-            self.r.events.emit(JobEvent {
-                handler: hr.name.clone(),
-                group: self.r.group.clone(),
-                id: e.id.clone(),
-                attempt: e.attempt,
-                outcome: Outcome::LeaseExpired,
-                took,
-            });
-            self.release(e, "ran past the maximum lease");
-        }
-    }
-
-    /// Sends the waiting acknowledgements when enough wait, the oldest waited long enough, or
-    /// the dispatcher is shutting down.
-    fn maybe_flush_acks(&mut self) {
-        if self.acks.is_empty() {
-            self.acks_due = None;
-            return;
-        }
-        let now = Instant::now();
-        let (batch, linger) = prefetch::ack_batching(
-            (0..self.r.handlers.len())
-                .map(|h| self.prefetch_target(h))
-                .sum(),
-            ACK_BATCH,
-            ACK_LINGER,
-        );
-        let due = *self.acks_due.get_or_insert(now + linger);
-        if self.acks.len() >= batch || due <= now || self.shutting_down.is_some() {
-            self.flush_acks();
-        }
-    }
-
-    fn flush_acks(&mut self) {
-        self.acks_due = None;
-        if self.acks.is_empty() {
-            return;
-        }
-        let batch = std::mem::take(&mut self.acks);
-        if self.settle_tx.send(batch).is_err() {
-            error!(group = %self.r.group, "the settle task is gone; records come back when their locks expire");
-        }
-    }
-}
-
-/// Counts an outcome in the handler's metrics.
-fn count(m: &HandlerMetrics, attempt: u16, outcome: &Outcome, took: Option<Duration>) {
-    if let Some(t) = took
-        && !matches!(outcome, Outcome::DeadLettered | Outcome::LockRenewed)
-    {
-        m.duration.observe(t.as_secs_f64());
-    }
-    let settled_for_good = match outcome {
-        Outcome::Accepted => {
-            m.accepted.inc();
-            true
-        }
-        Outcome::Retrying { .. } => {
-            m.released.inc();
-            false
-        }
-        Outcome::LeaseExpired => {
-            m.lease_expired.inc();
-            m.released.inc();
-            false
-        }
-        Outcome::DeadLettered | Outcome::DeadLetteredByBroker { .. } => {
-            m.dead_lettered.inc();
-            true
-        }
-        Outcome::DeadLetterFailed { .. } => {
-            m.dead_letter_failures.inc();
-            false
-        }
-        Outcome::DeadLetterAbandoned => {
-            m.dead_letters_abandoned.inc();
-            m.released.inc();
-            false
-        }
-        Outcome::Archived { .. } => {
-            m.archived.inc();
-            false
-        }
-        Outcome::Rejected { .. } => {
-            m.rejected.inc();
-            true
-        }
-        _ => false,
-    };
-    if settled_for_good && attempt > 0 {
-        m.attempts.observe(f64::from(attempt));
-    }
-}
-
-async fn settle_loop(
-    member: Arc<dyn Member>,
-    mut rx: mpsc::UnboundedReceiver<Vec<Ack>>,
-    done: mpsc::UnboundedSender<Completion>,
-    group: Arc<str>,
-) {
-    let mut batch = Vec::new();
-    while let Some(mut first) = rx.recv().await {
-        batch.append(&mut first);
-        while let Ok(mut more) = rx.try_recv() {
-            batch.append(&mut more);
-        }
-        let wire: Vec<(RecordId, AckKind)> = batch
-            .iter()
-            .map(|(id, kind, _)| (id.clone(), *kind))
-            .collect();
-        match member.settle(&wire).await {
-            Ok(results) => {
-                for ((id, kind, attempt), r) in batch.drain(..).zip(results) {
-                    if let Err(error) = r {
-                        let _ = done.send(Completion::SettleFailed {
-                            id,
-                            kind,
-                            attempt,
-                            error,
-                        });
-                    }
-                }
-            }
-            Err(e) => {
-                error!(group = %group, error = %e, records = batch.len(),
-                    "settle request failed; these records come back when their locks expire");
-                for (id, kind, attempt) in batch.drain(..) {
-                    let _ = done.send(Completion::SettleFailed {
-                        id,
-                        kind,
-                        attempt,
-                        error: Error::broker(e.to_string()),
-                    });
-                }
-            }
-        }
-        batch.clear();
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod app;
 mod dead_letter;
+mod decide;
 mod events;
 mod group;
 mod prefetch;
