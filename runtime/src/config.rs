@@ -1067,10 +1067,10 @@ mod tests {
             );
 
             // Once it exists, it is read.
-            jail.create_file("nope.toml", "broker = \"kafka://k:9092\"")?;
+            jail.create_file("nope.toml", "[embedded]\npartitions = 7")?;
             let c = load(&Config::default(), &declared(&code), &Sources::Standard)
                 .map_err(|e| e.to_string())?;
-            assert_eq!(c.broker, "kafka://k:9092");
+            assert_eq!(c.embedded.partitions, 7);
             jail.clear_env();
 
             // A file given in the code (or the CLI's --config) must exist too; a directory is
