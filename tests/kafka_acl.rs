@@ -106,7 +106,7 @@ fn broker() -> Option<()> {
 
 /// Runs Kafka's ACL tool against the broker (as ANONYMOUS, a super user): `args` after
 /// `--bootstrap-server`.
-async fn acls(args: &[&str]) {
+async fn acls(args: &[&str]) -> String {
     let mut full: Vec<String> = vec![
         "run-tool".into(),
         "--version".into(),
@@ -116,7 +116,7 @@ async fn acls(args: &[&str]) {
         format!("127.0.0.1:{PORT}"),
     ];
     full.extend(args.iter().map(|s| (*s).to_owned()));
-    brokers::kafka_sh_async(full).await;
+    brokers::kafka_sh_async(full).await
 }
 
 /// Grants `operation` on each of `resources` (`--topic T`, `--group G` pairs) to `user`.
@@ -133,6 +133,35 @@ async fn grant(user: &str, operation: &str, resources: &[(&str, &str)]) {
         args.extend([*kind, *name]);
     }
     acls(&args).await;
+    // The tool returns once the controller has the ACLs; the broker applies them from the
+    // metadata log a little later (on a loaded machine, seconds later). A worker started in
+    // between is refused. The broker answers the listing from what it enforces: wait for it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let listed = acls(&["--list", "--principal", &principal]).await;
+        if resources
+            .iter()
+            .all(|(_, name)| allows(&listed, name, operation))
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the broker does not enforce {operation} for {principal} on {resources:?} within 60 s: {listed}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Whether the output of `AclCommand --list` grants `operation` on the resource `name`: its block
+/// (`Current ACLs for resource `ResourcePattern(..., name=NAME, ...)`:` and the lines below)
+/// has `operation=OPERATION`.
+fn allows(listed: &str, name: &str, operation: &str) -> bool {
+    let want = format!("operation={}", operation.to_uppercase());
+    listed
+        .split("Current ACLs for resource")
+        .filter(|block| block.contains(&format!("name={name},")))
+        .any(|block| block.contains(&want))
 }
 
 // ------------------------------------------------------------------------------- log capture
