@@ -444,7 +444,7 @@ async fn exporter(
                 format!("--group `{g}`: write it as GROUP=TOPIC[,TOPIC], such as send_email=emails")
             })?;
         let topics: Vec<String> = topics.split(',').map(str::to_owned).collect();
-        groups.push(shareworker::autoscale::ExportedGroup::new(
+        groups.push(shareworker::exporter::ExportedGroup::new(
             group,
             topics,
             handler_time,
@@ -452,7 +452,7 @@ async fn exporter(
         ));
     }
     let (broker, config) = target::kafka_from_config(broker, config_file).await?;
-    let mut exporter = shareworker::autoscale::Exporter::new(broker, config.autoscale.clone());
+    let mut exporter = shareworker::exporter::Exporter::new(broker, config.autoscale.clone());
     for g in groups {
         exporter = exporter.group(g);
     }

@@ -39,7 +39,6 @@
 
 use std::collections::VecDeque;
 
-pub use crate::metrics::exporter::{ExportedGroup, Exporter};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};

@@ -46,7 +46,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::job::BoxError;
+use tower::BoxError;
 
 /// Decodes a handler's payload from a record's value: `Job<T>` needs `T: Decode`.
 ///

@@ -5,9 +5,11 @@ pub mod autoscale;
 pub mod broker;
 pub mod codec;
 mod config;
+mod dead_letter;
 mod definition;
 mod duration;
 mod embedded;
+pub mod exporter;
 mod http;
 mod job;
 mod limits;
@@ -33,6 +35,7 @@ pub use config::{
     BackoffConfig, Config, DEFAULT_FILE, DeadLetter, ENV_PREFIX, EmbeddedConfig, HandlerConfig,
     HttpConfig, LogConfig, LogFormat, Prefetch, StartFromConfig,
 };
+pub use dead_letter::headers as dead_letter_headers;
 pub use definition::{Handler, HandlerService, InnerService, JobDefinition};
 pub use embedded::{EmbeddedBroker, EmbeddedBrokerBuilder};
 pub use job::{BoxError, Job, JobError};
@@ -81,8 +84,7 @@ pub use shareworker_macros::main;
 pub use state::{FromStates, Need, State, States};
 pub use status::WorkerStatus;
 pub use worker::{
-    App, JobEvent, Outcome, RunSummary, ShutdownHandle, Worker, WorkerBuilder, dead_letter_headers,
-    init_tracing, run,
+    App, JobEvent, Outcome, RunSummary, ShutdownHandle, Worker, WorkerBuilder, init_tracing, run,
 };
 
 /// The Rust code of the `#[job]` and `#[main]` docs (in the macros crate, which cannot name

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::Payload;
 use crate::Error;
 use crate::broker::{BrokerAdmin, Delivery, Header, Headers, OutgoingRecord, RecordId};
-use crate::worker::dead_letter_headers as dlq;
+use crate::dead_letter::headers as dlq;
 
 /// Headers of replays.
 pub mod headers {

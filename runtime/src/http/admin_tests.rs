@@ -13,8 +13,8 @@ use super::*;
 use crate::admin::{DeadLetterRecord, ReplayReport, headers};
 use crate::broker::{Broker, BrokerAdmin, OutgoingRecord};
 use crate::config::HttpConfig;
+use crate::dead_letter::headers as dlq;
 use crate::testing::TestWorker;
-use crate::worker::dead_letter_headers as dlq;
 use crate::{EmbeddedBroker, Job, JobDefinition, JobError};
 
 async fn always_fails(job: Job<Value>) -> Result<(), JobError> {

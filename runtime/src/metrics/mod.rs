@@ -1,7 +1,6 @@
 //! Prometheus metrics of a worker, the refresh task behind share lag and the replica hint, and
 //! the HTTP endpoint that serves them.
 
-pub(crate) mod exporter;
 pub(crate) mod refresh;
 
 use std::sync::Arc;

@@ -1,7 +1,6 @@
 //! The worker: runs handlers on a broker until a shutdown signal.
 
 mod app;
-mod dead_letter;
 mod decide;
 mod events;
 mod group;
@@ -23,7 +22,6 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-pub use dead_letter::headers as dead_letter_headers;
 pub use events::{JobEvent, Outcome};
 
 use crate::Error;

@@ -7,7 +7,6 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use tracing::{debug, error, warn};
 
-use super::super::dead_letter;
 use super::super::decide::{self, Decision, Ending, Facts, ReleaseWhy, Route, decide};
 use super::super::events::{JobEvent, Outcome};
 use super::settle::push_ack;
@@ -15,6 +14,7 @@ use super::{Completion, Dispatcher, Entry, State};
 use crate::Error;
 use crate::broker::{AckKind, RecordId};
 use crate::config::DeadLetter;
+use crate::dead_letter;
 use crate::job::{JobError, Verdict};
 use crate::metrics::HandlerMetrics;
 

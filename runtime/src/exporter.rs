@@ -1,4 +1,11 @@
 //! [`Exporter`]: share lag and the replica hint of groups, without running their handlers.
+//!
+//! A process of its own (the CLI's `shareworker exporter`) for autoscalers that should not
+//! depend on the workers being up: it reads the groups' share lag and their topics' arrival
+//! rates from the broker, turns them into `shareworker_desired_replicas` with the
+//! [`autoscale`](crate::autoscale) estimator, and serves them on `/metrics` with the same HTTP
+//! server as a worker. It sits above the estimator, the metrics and the HTTP server, and
+//! nothing in the runtime depends on it.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -7,13 +14,13 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use super::Metrics;
-use super::refresh::{self, GroupView, HandlerView, Source};
 use crate::Error;
 use crate::autoscale::AutoscaleConfig;
 use crate::broker::BrokerAdmin;
 use crate::config::{Config, HttpConfig};
 use crate::http::{AdminAccess, AdminContext, Endpoint, HttpState};
+use crate::metrics::Metrics;
+use crate::metrics::refresh::{self, GroupView, HandlerView, Source};
 use crate::status::WorkerStatus;
 
 /// A group the [`Exporter`] watches, with what a replica of its worker can do.
