@@ -14,11 +14,19 @@
 //! - the records queued stay under `prefetch_max_records` and, at the measured mean record
 //!   size, `prefetch_max_bytes`.
 //!
+//! The round trip is the shortest of the last [`ROUND_TRIPS`] fetches that brought records: an
+//! acquire that brought records may also have waited (for a fetch already in flight, for
+//! records to arrive), and waiting is not distance. Taking the minimum, as TCP's BBR does with
+//! its `min_rtt`, keeps one slow answer from blowing up a slow handler's target for several
+//! windows. The first answer is no round trip at all: it includes joining the group and the
+//! group's assignment (`share.assignment.interval.ms`, a second by default), so until a second
+//! fetch brings records the target stays where it is.
+//!
 //! Before the first measurement the target is [`INITIAL`]. A handler starved by its fetches
 //! finishes about as many jobs per round trip as a fetch brings, so with a headroom of 2 the
 //! target doubles each window until a bound or the handler's own speed holds it.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +54,8 @@ pub(crate) const INITIAL: usize = 1;
 pub(crate) const MIN: usize = 1;
 /// Completion rates are sampled over windows of at least this long.
 pub(crate) const WINDOW: Duration = Duration::from_millis(100);
+/// The round trip is the shortest of this many fetches that brought records.
+pub(crate) const ROUND_TRIPS: usize = 8;
 /// Weight of a new sample in the moving averages.
 const ALPHA: f64 = 0.5;
 
@@ -118,7 +128,11 @@ struct HandlerState {
 pub(crate) struct Sizer {
     handlers: Vec<HandlerState>,
     window_start: Instant,
-    round_trip: Option<Duration>,
+    /// The last [`ROUND_TRIPS`] fetches that brought records (the first one aside): how long
+    /// each took.
+    round_trips: VecDeque<Duration>,
+    /// Whether a fetch brought records yet.
+    answered: bool,
     lock: Duration,
 }
 
@@ -136,7 +150,8 @@ impl Sizer {
                 })
                 .collect(),
             window_start: Instant::now(),
-            round_trip: None,
+            round_trips: VecDeque::with_capacity(ROUND_TRIPS),
+            answered: false,
             lock: crate::broker::GroupLimits::default().lock_duration,
         }
     }
@@ -153,10 +168,13 @@ impl Sizer {
             return;
         };
         self.lock = first.lock_duration;
-        self.round_trip = Some(match self.round_trip {
-            Some(rt) => rt.mul_f64(1.0 - ALPHA) + took.mul_f64(ALPHA),
-            None => took,
-        });
+        if self.answered {
+            if self.round_trips.len() == ROUND_TRIPS {
+                self.round_trips.pop_front();
+            }
+            self.round_trips.push_back(took);
+        }
+        self.answered = true;
         for d in records {
             let Some(h) = handler_of(d).and_then(|h| self.handlers.get_mut(h)) else {
                 continue;
@@ -201,7 +219,7 @@ impl Sizer {
                 Some(r) => r * (1.0 - ALPHA) + sample * ALPHA,
                 None => sample,
             });
-            let Some(rt) = self.round_trip else {
+            let Some(rt) = self.round_trips.iter().min().copied() else {
                 continue;
             };
             let mut b = bounds(i);
@@ -338,6 +356,8 @@ mod tests {
         // Nothing measured before a window is over.
         assert!(!s.tick(Instant::now(), |_| 0, b));
         let recs: Vec<_> = (0..8).map(|p| delivery(p, 0, 100)).collect();
+        // The first answer (joining, the assignment) is no round trip; see below.
+        s.fetched(Duration::from_secs(2), &recs, |_| Some(0));
         s.fetched(Duration::from_millis(100), &recs, |_| Some(0));
         tokio::time::advance(WINDOW).await;
         // 1000 completions in 100 ms: 10,000/s x 100 ms x 2 = 2000.
@@ -352,6 +372,51 @@ mod tests {
             s.tick(Instant::now(), |_| 1020 + 10 * n, b);
         }
         assert_eq!(s.target(0), 20, "100 jobs/s x 100 ms x 2");
+        // The first answer (joining, the assignment) is no round trip.
+        let mut first = Sizer::new(1);
+        first.fetched(Duration::from_secs(2), &recs, |_| Some(0));
+        tokio::time::advance(WINDOW).await;
+        first.tick(Instant::now(), |_| 1000, b);
+        assert_eq!(first.target(0), INITIAL, "no round trip measured yet");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_slow_answer_does_not_make_a_slow_handler_hold_more() {
+        let mut s = Sizer::new(1);
+        let b = |_| bounds();
+        let recs: Vec<_> = (0..4).map(|p| delivery(p, 0, 100)).collect();
+        // The first answer waited a second for the group's assignment; then one waited for a
+        // fetch in flight; the next one is quick.
+        s.fetched(Duration::from_secs(1), &recs, |_| Some(0));
+        s.fetched(Duration::from_millis(900), &recs, |_| Some(0));
+        s.fetched(Duration::from_millis(20), &recs, |_| Some(0));
+        // 8 jobs/s (a 500 ms handler at concurrency 4): 8 x 100 ms = 0.8, so 1, not 8 x 2 s = 16.
+        let mut done = 0;
+        for _ in 0..10 {
+            tokio::time::advance(WINDOW).await;
+            done += 1;
+            s.tick(Instant::now(), |_| done * 8 / 10, b);
+        }
+        assert!(s.target(0) <= 2, "{}", s.target(0));
+        // At 1000 jobs/s the 20 ms round trip counts: 100 ms of work ahead.
+        let mut t = Instant::now();
+        let mut run = |s: &mut Sizer, done: &mut u64| {
+            for _ in 0..30 {
+                *done += 100;
+                t += WINDOW;
+                let d = *done;
+                s.tick(t, |_| d, b);
+            }
+        };
+        let mut done = 8;
+        run(&mut s, &mut done);
+        assert!((99..=100).contains(&s.target(0)), "{}", s.target(0));
+        // After ROUND_TRIPS slower answers the quick one is forgotten: 1000/s x 400 ms x 2.
+        for _ in 0..ROUND_TRIPS {
+            s.fetched(Duration::from_millis(400), &recs, |_| Some(0));
+        }
+        run(&mut s, &mut done);
+        assert!((799..=800).contains(&s.target(0)), "{}", s.target(0));
     }
 
     #[tokio::test(start_paused = true)]
