@@ -391,11 +391,9 @@ mod tests {
         s.fetched(Duration::from_millis(900), &recs, |_| Some(0));
         s.fetched(Duration::from_millis(20), &recs, |_| Some(0));
         // 8 jobs/s (a 500 ms handler at concurrency 4): 8 x 100 ms = 0.8, so 1, not 8 x 2 s = 16.
-        let mut done = 0;
-        for _ in 0..10 {
+        for window in 1..=10u64 {
             tokio::time::advance(WINDOW).await;
-            done += 1;
-            s.tick(Instant::now(), |_| done * 8 / 10, b);
+            s.tick(Instant::now(), |_| window * 8 / 10, b);
         }
         assert!(s.target(0) <= 2, "{}", s.target(0));
         // At 1000 jobs/s the 20 ms round trip counts: 100 ms of work ahead.
