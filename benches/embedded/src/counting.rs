@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use shareworker::{Broker, Error, GroupConfig, OutgoingRecord};
-use shareworker::broker::{AckKind, Delivery, GroupLimits, Member, Produced, RecordId, SettleResult, TopicLag};
+use shareworker::broker::{
+    AckKind, BrokerAdmin, Delivery, ErrorCount, GroupDescription, GroupLimits, Member,
+    PartitionOffsets, Produced, RecordId, SettleResult, TopicLag,
+};
 
 #[derive(Default)]
 pub(crate) struct Stats {
@@ -163,7 +166,61 @@ impl<B: Broker + Clone> Broker for Counting<B> {
         self.inner.configure_group(group, config).await
     }
 
+    async fn end_offsets(&self, topics: &[String]) -> Result<Vec<(String, u64)>, Error> {
+        self.inner.end_offsets(topics).await
+    }
+
+    async fn broker_dead_letter(&self, group: &str) -> Result<Option<String>, Error> {
+        self.inner.broker_dead_letter(group).await
+    }
+
+    async fn prepare_broker_dead_letter(&self, topic: &str) -> Result<(), Error> {
+        self.inner.prepare_broker_dead_letter(topic).await
+    }
+
+    fn error_counts(&self) -> Vec<ErrorCount> {
+        self.inner.error_counts()
+    }
+
     fn kind(&self) -> &'static str {
         self.inner.kind()
+    }
+
+    async fn offsets(&self, topic: &str) -> Result<Vec<PartitionOffsets>, Error> {
+        self.inner.offsets(topic).await
+    }
+}
+
+/// The operator views pass straight through (the worker reads group configs at start).
+#[async_trait]
+impl<B: BrokerAdmin + Clone> BrokerAdmin for Counting<B> {
+    async fn describe_group(&self, group: &str) -> Result<GroupDescription, Error> {
+        self.inner.describe_group(group).await
+    }
+
+    async fn list_groups(&self) -> Result<Vec<String>, Error> {
+        self.inner.list_groups().await
+    }
+
+    async fn group_configs(&self, group: &str) -> Result<Vec<(String, String)>, Error> {
+        self.inner.group_configs(group).await
+    }
+
+    async fn set_group_configs(
+        &self,
+        group: &str,
+        configs: &[(String, String)],
+    ) -> Result<(), Error> {
+        self.inner.set_group_configs(group, configs).await
+    }
+
+    async fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max: usize,
+    ) -> Result<Vec<Delivery>, Error> {
+        self.inner.read(topic, partition, offset, max).await
     }
 }
