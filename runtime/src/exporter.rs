@@ -66,7 +66,8 @@ impl ExportedGroup {
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use shareworker::autoscale::{AutoscaleConfig, ExportedGroup, Exporter};
+/// use shareworker::autoscale::AutoscaleConfig;
+/// use shareworker::exporter::{ExportedGroup, Exporter};
 ///
 /// # #[tokio::main] async fn main() -> Result<(), shareworker::Error> {
 /// let kafka = shareworker::KafkaBroker::connect("kafka://127.0.0.1:9092").await?;
