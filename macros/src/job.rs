@@ -269,10 +269,10 @@ fn generate(func: &ItemFn, attrs: &JobAttrs, topic: &LitStr, handler: &Handler<'
         None => quote_spanned!(ident.span()=> _),
     };
     let make = if handler.states.is_empty() {
-        quote!(::shareworker::__private::definition::<_, #payload, #future, #error>)
+        quote!(::shareworker::JobDefinition::new::<_, #payload, #future, #error>)
     } else {
         let states = &handler.states;
-        quote!(::shareworker::__private::definition_with_states::<
+        quote!(::shareworker::JobDefinition::handler::<
             _,
             (::shareworker::Job<#payload>, #(#states,)*),
         >)
@@ -291,18 +291,10 @@ fn generate(func: &ItemFn, attrs: &JobAttrs, topic: &LitStr, handler: &Handler<'
             /// `#[job(...)]`. The worker finds it by itself; call this to inspect it or to run
             /// the handler elsewhere.
             #[must_use]
-            #[allow(clippy::needless_update)]
             #vis fn definition() -> ::shareworker::JobDefinition {
                 #checks
-                #make(
-                    ::shareworker::__private::HandlerAttrs {
-                        name: #name,
-                        topic: #topic,
-                        #settings
-                        ..::shareworker::__private::HandlerAttrs::DEFAULT
-                    },
-                    #ident,
-                )
+                #make(#name, #topic, #ident)
+                    #settings
             }
         }
 
@@ -316,30 +308,26 @@ fn generate(func: &ItemFn, attrs: &JobAttrs, topic: &LitStr, handler: &Handler<'
     }
 }
 
-/// The `HandlerAttrs` fields written in the attribute, each followed by a comma.
+/// The settings written in the attribute, as calls of [`JobDefinition`]'s public builder methods
+/// (`.group(..)`, `.concurrency(..)`, ...): the macro writes what a user could write by hand.
+/// A `backoff(...)` that names some of its parts passes the defaults for the others: the
+/// configuration file and the environment still override each part on its own.
 fn settings(attrs: &JobAttrs) -> TokenStream {
-    let some = |value: TokenStream| quote!(::core::option::Option::Some(#value));
-    let mut fields = TokenStream::new();
+    let mut calls = TokenStream::new();
     if let Some(group) = &attrs.group {
-        fields.extend(field("group", some(quote!(#group))));
+        calls.extend(quote!(.group(#group)));
     }
     if let Some(n) = attrs.concurrency {
-        fields.extend(field(
-            "concurrency",
-            some(Literal::u32_unsuffixed(n).into_token_stream()),
-        ));
+        let n = Literal::u32_unsuffixed(n);
+        calls.extend(quote!(.concurrency(#n)));
     }
     if let Some(n) = attrs.prefetch {
-        fields.extend(field(
-            "prefetch",
-            some(Literal::u32_unsuffixed(n).into_token_stream()),
-        ));
+        let n = Literal::u32_unsuffixed(n);
+        calls.extend(quote!(.prefetch(#n)));
     }
     if let Some(n) = attrs.max_attempts {
-        fields.extend(field(
-            "max_attempts",
-            some(Literal::u16_unsuffixed(n).into_token_stream()),
-        ));
+        let n = Literal::u16_unsuffixed(n);
+        calls.extend(quote!(.max_attempts(#n)));
     }
     if let Some(Backoff {
         initial,
@@ -348,39 +336,26 @@ fn settings(attrs: &JobAttrs) -> TokenStream {
         jitter,
     }) = &attrs.backoff
     {
-        if let Some(d) = initial {
-            fields.extend(field("backoff_initial", some(duration(*d))));
-        }
-        if let Some(d) = max {
-            fields.extend(field("backoff_max", some(duration(*d))));
-        }
-        if let Some(x) = multiplier {
-            fields.extend(field("backoff_multiplier", some(float(*x))));
-        }
-        if let Some(x) = jitter {
-            fields.extend(field("backoff_jitter", some(float(*x))));
-        }
+        let default = |part: &str| {
+            let part = Ident::new(part, Span::call_site());
+            quote!(::shareworker::BackoffConfig::default().#part)
+        };
+        let initial = initial.map_or_else(|| default("initial"), duration);
+        let max = max.map_or_else(|| default("max"), duration);
+        let multiplier = multiplier.map_or_else(|| default("multiplier"), float);
+        let jitter = jitter.map_or_else(|| default("jitter"), float);
+        calls.extend(quote!(.backoff(#initial, #max, #multiplier, #jitter)));
     }
     if let Some(d) = attrs.timeout {
-        fields.extend(field("timeout", some(duration(d))));
+        let d = duration(d);
+        calls.extend(quote!(.timeout(#d)));
     }
     match &attrs.dead_letter {
-        Some(DeadLetter::Topic(topic)) => fields.extend(field(
-            "dead_letter",
-            quote!(::shareworker::__private::DeadLetterAttr::Topic(#topic)),
-        )),
-        Some(DeadLetter::Off) => fields.extend(field(
-            "dead_letter",
-            quote!(::shareworker::__private::DeadLetterAttr::Off),
-        )),
+        Some(DeadLetter::Topic(topic)) => calls.extend(quote!(.dead_letter(#topic))),
+        Some(DeadLetter::Off) => calls.extend(quote!(.no_dead_letter())),
         None => {}
     }
-    fields
-}
-
-fn field(name: &str, value: TokenStream) -> TokenStream {
-    let name = Ident::new(name, Span::call_site());
-    quote!(#name: #value,)
+    calls
 }
 
 /// A `Duration` constant, in the largest exact unit.
@@ -413,8 +388,9 @@ fn float(x: f64) -> TokenStream {
 }
 
 /// Type checks reported at the user's tokens: `T` can be decoded, `E` converts into `JobError`,
-/// the handler's future is `Send`. They sit in the same body as the call to `definition`, whose
-/// bounds are the same: the compiler then reports each failure once, here.
+/// the handler's future is `Send`. They sit in the same body as the call to
+/// `JobDefinition::new` (or `::handler`), whose bounds are the same: the compiler then reports
+/// each failure once, here.
 fn checks(ident: &Ident, handler: &Handler<'_>) -> TokenStream {
     let payload = handler.payload;
     let payload_check = quote_spanned! {payload.span()=>

@@ -5,10 +5,8 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use crate::config::{DeadLetter, HandlerOverrides};
-use crate::{App, Decode, Job, JobDefinition, JobError};
+use crate::{App, Decode, JobDefinition, JobError};
 
 pub use inventory;
 
@@ -27,111 +25,6 @@ pub fn registered() -> Vec<JobDefinition> {
     let mut regs: Vec<&Registration> = inventory::iter::<Registration>.into_iter().collect();
     regs.sort_by_key(|r| r.name);
     regs.into_iter().map(|r| (r.definition)()).collect()
-}
-
-/// The dead-letter setting written in `#[job(dead_letter = ...)]`.
-#[derive(Clone, Copy, Debug)]
-pub enum DeadLetterAttr {
-    /// Not written.
-    Default,
-    /// `dead_letter = "topic"`.
-    Topic(&'static str),
-    /// `dead_letter = "off"` or `dead_letter = false`.
-    Off,
-}
-
-/// The attributes written in `#[job(...)]`, checked by the macro.
-#[derive(Clone, Copy, Debug)]
-pub struct HandlerAttrs {
-    /// The function's name.
-    pub name: &'static str,
-    /// `topic = "..."`.
-    pub topic: &'static str,
-    /// `group = "..."`.
-    pub group: Option<&'static str>,
-    /// `concurrency = N`.
-    pub concurrency: Option<u32>,
-    /// `prefetch = N`.
-    pub prefetch: Option<u32>,
-    /// `max_attempts = N`.
-    pub max_attempts: Option<u16>,
-    /// `backoff(initial = "...")`.
-    pub backoff_initial: Option<Duration>,
-    /// `backoff(max = "...")`.
-    pub backoff_max: Option<Duration>,
-    /// `backoff(multiplier = X)`.
-    pub backoff_multiplier: Option<f64>,
-    /// `backoff(jitter = X)`.
-    pub backoff_jitter: Option<f64>,
-    /// `timeout = "..."`.
-    pub timeout: Option<Duration>,
-    /// `dead_letter = ...`.
-    pub dead_letter: DeadLetterAttr,
-}
-
-impl HandlerAttrs {
-    /// Nothing set; the macro fills `name` and `topic`.
-    pub const DEFAULT: HandlerAttrs = HandlerAttrs {
-        name: "",
-        topic: "",
-        group: None,
-        concurrency: None,
-        prefetch: None,
-        max_attempts: None,
-        backoff_initial: None,
-        backoff_max: None,
-        backoff_multiplier: None,
-        backoff_jitter: None,
-        timeout: None,
-        dead_letter: DeadLetterAttr::Default,
-    };
-}
-
-/// Builds the definition of a `#[job]` handler.
-pub fn definition<F, T, Fut, E>(attrs: HandlerAttrs, handler: F) -> JobDefinition
-where
-    F: Fn(Job<T>) -> Fut + Clone + Send + Sync + 'static,
-    T: Decode + Send + 'static,
-    Fut: Future<Output = Result<(), E>> + Send + 'static,
-    E: Into<JobError>,
-{
-    let mut def = JobDefinition::new(attrs.name, attrs.topic, handler);
-    def.overrides = overrides(attrs);
-    def
-}
-
-/// The settings written in `#[job(...)]`, as code-level overrides.
-fn overrides(attrs: HandlerAttrs) -> HandlerOverrides {
-    HandlerOverrides {
-        group: attrs.group.map(str::to_owned),
-        concurrency: attrs.concurrency,
-        prefetch: attrs.prefetch,
-        max_attempts: attrs.max_attempts,
-        backoff: crate::config::BackoffOverrides {
-            initial: attrs.backoff_initial,
-            max: attrs.backoff_max,
-            multiplier: attrs.backoff_multiplier,
-            jitter: attrs.backoff_jitter,
-        },
-        timeout: attrs.timeout,
-        dead_letter: match attrs.dead_letter {
-            DeadLetterAttr::Default => None,
-            DeadLetterAttr::Topic(t) => Some(DeadLetter::Topic(t.to_owned())),
-            DeadLetterAttr::Off => Some(DeadLetter::Off),
-        },
-        max_held: None,
-    }
-}
-
-/// Builds the definition of a `#[job]` handler that takes [`State`](crate::State) arguments;
-/// `Args` is `(Job<T>, A1, ...)`, written out by the macro.
-pub fn definition_with_states<H, Args>(attrs: HandlerAttrs, handler: H) -> JobDefinition
-where
-    H: crate::Handler<Args>,
-{
-    let mut def = JobDefinition::handler(attrs.name, attrs.topic, handler);
-    def.overrides = overrides(attrs);
-    def
 }
 
 /// Compile-time check that a handler argument after the job can be made from the worker's
