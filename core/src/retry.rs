@@ -108,9 +108,114 @@ impl Retries {
     }
 }
 
+/// A part of a handler's backoff setting that breaks the rules, and why.
+///
+/// The rules are checked here, once, for both places a backoff is written: the `#[job]`
+/// attribute (at compile time) and the configuration (when a worker starts).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackoffProblem {
+    /// The part: `initial`, `multiplier` or `jitter`.
+    pub part: &'static str,
+    /// What is wrong, as the end of a sentence about the part ("must be ...").
+    pub message: String,
+}
+
+/// Checks the parts of a backoff that are given: `multiplier` a number of at least 1.0,
+/// `jitter` from 0.0 to 1.0, `initial` not above `max` (when both are given). Returns every
+/// problem found, in that order.
+///
+/// ```
+/// use std::time::Duration;
+/// use shareworker_core::retry::check_backoff;
+///
+/// let problems = check_backoff(Some(Duration::from_secs(60)), Some(Duration::from_secs(1)), Some(0.5), None);
+/// assert_eq!(problems.len(), 2);
+/// assert_eq!(problems[0].part, "multiplier");
+/// assert_eq!(problems[1].message, "must not exceed `max` (1m > 1s)");
+/// ```
+pub fn check_backoff(
+    initial: Option<Duration>,
+    max: Option<Duration>,
+    multiplier: Option<f64>,
+    jitter: Option<f64>,
+) -> Vec<BackoffProblem> {
+    let mut problems = Vec::new();
+    if let Some(m) = multiplier
+        && !(m >= 1.0 && m.is_finite())
+    {
+        problems.push(BackoffProblem {
+            part: "multiplier",
+            message: format!("must be a number of at least 1.0, got {m}"),
+        });
+    }
+    if let Some(j) = jitter
+        && !(0.0..=1.0).contains(&j)
+    {
+        problems.push(BackoffProblem {
+            part: "jitter",
+            message: format!("must be between 0.0 and 1.0, got {j}"),
+        });
+    }
+    if let (Some(initial), Some(max)) = (initial, max)
+        && initial > max
+    {
+        problems.push(BackoffProblem {
+            part: "initial",
+            message: format!(
+                "must not exceed `max` ({} > {})",
+                humantime::format_duration(initial),
+                humantime::format_duration(max)
+            ),
+        });
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_rules() {
+        let s = Duration::from_secs;
+        assert!(check_backoff(Some(s(1)), Some(s(1)), Some(1.0), Some(0.0)).is_empty());
+        assert!(check_backoff(None, None, Some(f64::MAX), Some(1.0)).is_empty());
+        let parts = |p: Vec<BackoffProblem>| p.iter().map(|p| p.part).collect::<Vec<_>>();
+        assert_eq!(
+            parts(check_backoff(None, None, Some(0.99), None)),
+            ["multiplier"]
+        );
+        assert_eq!(
+            parts(check_backoff(None, None, Some(f64::NAN), None)),
+            ["multiplier"]
+        );
+        assert_eq!(
+            parts(check_backoff(None, None, Some(f64::INFINITY), None)),
+            ["multiplier"]
+        );
+        assert_eq!(
+            parts(check_backoff(None, None, None, Some(-0.1))),
+            ["jitter"]
+        );
+        assert_eq!(
+            parts(check_backoff(None, None, None, Some(1.01))),
+            ["jitter"]
+        );
+        assert_eq!(
+            parts(check_backoff(None, None, None, Some(f64::NAN))),
+            ["jitter"]
+        );
+        assert_eq!(
+            parts(check_backoff(Some(s(2)), Some(s(1)), None, None)),
+            ["initial"]
+        );
+        // Only one of initial and max: nothing to compare.
+        assert!(check_backoff(Some(s(2)), None, None, None).is_empty());
+        assert_eq!(
+            check_backoff(None, None, Some(0.5), None)[0].message,
+            "must be a number of at least 1.0, got 0.5"
+        );
+    }
 
     const MS: Duration = Duration::from_millis(1);
 

@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use proc_macro2::{Group, TokenStream};
+use shareworker_core::retry::{BackoffProblem, check_backoff};
 use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
-use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, ExprUnary, Lit, LitStr, Token, UnOp};
 
 /// The keys `#[job(...)]` accepts, in the order the docs list them.
@@ -370,40 +370,34 @@ fn backoff(meta: &ParseNestedMeta<'_>, errors: &mut Errors) -> syn::Result<Backo
             }
             "multiplier" => {
                 let (value, expr) = number(&inner, &key, "2.0")?;
-                if value < 1.0 {
-                    errors.push(syn::Error::new_spanned(
-                        expr,
-                        "backoff multiplier must be at least 1.0",
-                    ));
-                }
+                broken(errors, &expr, check_backoff(None, None, Some(value), None));
                 backoff.multiplier = Some(value);
             }
             _ => {
                 let (value, expr) = number(&inner, &key, "0.1")?;
-                if !(0.0..=1.0).contains(&value) {
-                    errors.push(syn::Error::new_spanned(
-                        expr,
-                        "backoff jitter must be between 0.0 and 1.0",
-                    ));
-                }
+                broken(errors, &expr, check_backoff(None, None, None, Some(value)));
                 backoff.jitter = Some(value);
             }
         }
         Ok(())
     })?;
-    if let (Some(initial), Some(max)) = (backoff.initial, backoff.max)
-        && initial > max
-    {
-        errors.push(syn::Error::new(
-            meta.path.span(),
-            format!(
-                "backoff `initial` ({}) must not exceed `max` ({})",
-                humantime::format_duration(initial),
-                humantime::format_duration(max)
-            ),
+    broken(
+        errors,
+        &meta.path,
+        check_backoff(backoff.initial, backoff.max, None, None),
+    );
+    Ok(backoff)
+}
+
+/// Reports the backoff rules `problems` breaks (checked by `shareworker-core`, like the
+/// configuration's backoff) at `at`.
+fn broken(errors: &mut Errors, at: &impl quote::ToTokens, problems: Vec<BackoffProblem>) {
+    for p in problems {
+        errors.push(syn::Error::new_spanned(
+            at,
+            format!("backoff `{}` {}", p.part, p.message),
         ));
     }
-    Ok(backoff)
 }
 
 /// `dead_letter = "topic"`, `"off"` or `false`. Outer `Result`: syntax; inner: value.

@@ -298,30 +298,15 @@ pub(crate) fn validate(config: &Config) -> Result<(), Error> {
         if h.max_attempts == Some(0) {
             return bad(k("max_attempts"), "must be at least 1, got 0".into());
         }
-        if !(h.backoff.multiplier >= 1.0 && h.backoff.multiplier.is_finite()) {
-            return bad(
-                k("backoff.multiplier"),
-                format!(
-                    "must be a number of at least 1.0, got {}",
-                    h.backoff.multiplier
-                ),
-            );
-        }
-        if !(0.0..=1.0).contains(&h.backoff.jitter) {
-            return bad(
-                k("backoff.jitter"),
-                format!("must be between 0.0 and 1.0, got {}", h.backoff.jitter),
-            );
-        }
-        if h.backoff.initial > h.backoff.max {
-            return bad(
-                k("backoff.initial"),
-                format!(
-                    "must not exceed backoff.max ({} > {})",
-                    crate::duration::format(h.backoff.initial),
-                    crate::duration::format(h.backoff.max)
-                ),
-            );
+        let b = &h.backoff;
+        let rules = shareworker_core::retry::check_backoff(
+            Some(b.initial),
+            Some(b.max),
+            Some(b.multiplier),
+            Some(b.jitter),
+        );
+        if let Some(p) = rules.into_iter().next() {
+            return bad(k(&format!("backoff.{}", p.part)), p.message);
         }
         if h.timeout.is_some_and(|t| t.is_zero()) {
             return bad(k("timeout"), "must be more than 0".into());

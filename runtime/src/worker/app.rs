@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use tower::{Layer, Service};
 
-use super::{WorkerBuilder, broker_from_config};
+use super::WorkerBuilder;
+use super::builder::broker_from_config;
 use crate::broker::Broker;
 use crate::config::{self, Config};
 use crate::definition::InnerService;

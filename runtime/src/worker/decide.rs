@@ -142,7 +142,7 @@ pub(crate) enum Decision {
     Reject { why: GiveUp, settle: bool },
 }
 
-pub(crate) use super::limits::max_attempts;
+pub(crate) use crate::limits::max_attempts;
 
 /// Whether a record released now is archived by the broker: at (or past) the delivery count
 /// limit, unless its lock was lost (then it is not this member's to release).

@@ -21,7 +21,6 @@ use tracing::{debug, error, info_span, warn};
 
 use super::decide::{self, Ending};
 use super::events::{EventSink, JobEvent, Outcome};
-use super::limits::DeliveryLimit;
 use super::prefetch::{self, Sizer};
 use super::run::{JobRun, Pace, Started};
 use crate::Error;
@@ -29,6 +28,7 @@ use crate::broker::{AckKind, Broker, Delivery, Member, RecordId};
 use crate::config::{HandlerConfig, Prefetch};
 use crate::definition::HandlerService;
 use crate::job::{Job, JobError, JobMeta};
+use crate::limits::DeliveryLimit;
 use crate::metrics::{GroupMetrics, HandlerMetrics};
 use crate::worker::WorkerStatus;
 
