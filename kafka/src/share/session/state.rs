@@ -378,6 +378,15 @@ impl SessionState {
             by_tp.entry(p.tp).or_default().push(p);
         }
         let mut partitions: BTreeMap<Uuid, Vec<AcknowledgePartition>> = BTreeMap::new();
+        let mut add = |tp: Tp, acknowledgement_batches| {
+            partitions
+                .entry(tp.0)
+                .or_default()
+                .push(AcknowledgePartition {
+                    partition_index: tp.1,
+                    acknowledgement_batches,
+                });
+        };
         let mut sent: Sent = HashMap::new();
         for (tp, list) in by_tp {
             let ranges: Vec<AckRange> = list.iter().map(|p| p.range).collect();
@@ -400,26 +409,13 @@ impl SessionState {
             if carried.is_empty() {
                 continue;
             }
-            partitions
-                .entry(tp.0)
-                .or_default()
-                .push(AcknowledgePartition {
-                    partition_index: tp.1,
-                    acknowledgement_batches: planned.batches,
-                });
+            add(tp, planned.batches);
             sent.insert(tp, carried);
         }
         for tp in fetch_only {
-            if sent.contains_key(tp) {
-                continue;
+            if !sent.contains_key(tp) {
+                add(*tp, Vec::new());
             }
-            partitions
-                .entry(tp.0)
-                .or_default()
-                .push(AcknowledgePartition {
-                    partition_index: tp.1,
-                    acknowledgement_batches: Vec::new(),
-                });
         }
         let topics = partitions
             .into_iter()
