@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shareworker::{EmbeddedBroker, Job, JobError, Message, Outcome, Queue, Worker};
+use shareworker::{EmbeddedBroker, Job, JobError, Queue, Worker, queue::Message, worker::Outcome};
 use shareworker_examples::Checks;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -76,7 +76,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     START.get_or_init(Instant::now);
 
     let broker = EmbeddedBroker::builder()
-        .start_from(shareworker::StartFrom::Earliest)
+        .start_from(shareworker::broker::StartFrom::Earliest)
         .build()?;
     // The backoff delays the worker announced, by payment offset.
     let delays: Arc<Mutex<Vec<Duration>>> = Arc::default();
@@ -205,7 +205,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         summary.dead_lettered == 2 && letters.len() == 2,
         format!("2 dead letters in payments.dlq (got {})", letters.len()),
     );
-    use shareworker::dead_letter_headers as dlq;
+    use shareworker::dead_letter::headers as dlq;
     // The dead letter of the record at `offset` in `payments`, and one of its headers.
     let letter = |offset: &str| {
         letters

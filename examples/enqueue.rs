@@ -20,7 +20,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shareworker::{GroupConfig, Job, JobError, KafkaBroker, Message, Queue, StartFrom, Worker};
+use shareworker::{
+    Job, JobError, KafkaBroker, Queue, Worker,
+    broker::{GroupConfig, StartFrom},
+    queue::Message,
+};
 use shareworker_examples::Checks;
 use tokio::sync::Notify;
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use shareworker::broker::AckKind;
-use shareworker::{EmbeddedBroker, Job, JobError, Outcome, Queue, Worker};
+use shareworker::{EmbeddedBroker, Job, JobError, Queue, Worker, worker::Outcome};
 use shareworker_examples::Checks;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -72,7 +72,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Kafka's shortest lock is 15 s; the embedded broker takes any, so the example is quick.
     let broker = EmbeddedBroker::builder()
         .lock_duration(LOCK)
-        .start_from(shareworker::StartFrom::Earliest)
+        .start_from(shareworker::broker::StartFrom::Earliest)
         .build()?;
     let renewals = Arc::new(AtomicUsize::new(0));
     let renewed = renewals.clone();
@@ -121,7 +121,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Another member of the same share group, asking for records while the job runs: it gets
     // the record only if its lock expires.
     let other = {
-        use shareworker::Broker;
+        use shareworker::broker::Broker;
         broker.join("render", &["renders".to_string()]).await?
     };
     let mut stolen = 0;

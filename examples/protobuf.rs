@@ -1,8 +1,8 @@
 //! Payloads in Protocol Buffers instead of JSON, through `prost`.
 //!
 //! Run it with `cargo run --example protobuf`. A handler's payload type decides how its records
-//! are decoded (`shareworker::Decode`), and `Queue::enqueue` encodes with the same type
-//! (`shareworker::Encode`), so producer and handler cannot disagree. Here a small wrapper,
+//! are decoded (`shareworker::codec::Decode`), and `Queue::enqueue` encodes with the same type
+//! (`shareworker::codec::Encode`), so producer and handler cannot disagree. Here a small wrapper,
 //! `Proto<T>`, implements both for every prost message; the message itself is written by hand
 //! with `#[derive(prost::Message)]` (no `protoc` needed; `prost-build` makes the same from a
 //! `.proto` file). Three orders are enqueued as protobuf and handled; one record that is not
@@ -16,8 +16,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shareworker::{
-    Bytes, Decode, DecodeError, EmbeddedBroker, Encode, EncodeError, Job, JobError, Message,
-    Outcome, Queue, Worker,
+    EmbeddedBroker, Job, JobError, Queue, Worker,
+    broker::Bytes,
+    codec::{Decode, DecodeError, Encode, EncodeError},
+    queue::Message,
+    worker::Outcome,
 };
 use shareworker_examples::Checks;
 use tokio::sync::Notify;
@@ -79,7 +82,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         shareworker::init_tracing();
     }
     let broker = EmbeddedBroker::builder()
-        .start_from(shareworker::StartFrom::Earliest)
+        .start_from(shareworker::broker::StartFrom::Earliest)
         .build()?;
     let settled = Arc::new(AtomicUsize::new(0));
     let all_settled = Arc::new(Notify::new());
@@ -145,13 +148,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("\norders.dlq holds {} record(s)", letters.len());
     let letter = letters.first();
     let error = letter
-        .and_then(|r| r.headers.get_str(shareworker::dead_letter_headers::ERROR))
+        .and_then(|r| r.headers.get_str(shareworker::dead_letter::headers::ERROR))
         .unwrap_or("")
         .to_owned();
     let attempts = letter
         .and_then(|r| {
             r.headers
-                .get_str(shareworker::dead_letter_headers::ATTEMPTS)
+                .get_str(shareworker::dead_letter::headers::ATTEMPTS)
         })
         .unwrap_or("")
         .to_owned();
@@ -183,7 +186,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     checks.check(
         letter.and_then(|r| r.value.as_deref()) == Some(&[0xff, 0xff, 0xff][..])
-            && letter.and_then(|r| r.headers.get_str(shareworker::dead_letter_headers::OFFSET))
+            && letter.and_then(|r| r.headers.get_str(shareworker::dead_letter::headers::OFFSET))
                 == Some(garbage.offset.to_string().as_str()),
         "the dead letter keeps the original bytes and offset",
     );

@@ -17,7 +17,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use shareworker::broker::AckKind;
-use shareworker::{Broker, Config, GroupConfig, Job, JobError, Outcome, Queue, StartFrom, Worker};
+use shareworker::{
+    Config, Job, JobError, Queue, Worker,
+    broker::{Broker, GroupConfig, StartFrom},
+    worker::Outcome,
+};
 use shareworker_examples::Checks;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -203,9 +207,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!(
             "dead letter: {} from tasks offset {} after {} attempts: {}",
             String::from_utf8_lossy(d.value.as_deref().unwrap_or_default()),
-            h(shareworker::dead_letter_headers::OFFSET),
-            h(shareworker::dead_letter_headers::ATTEMPTS),
-            h(shareworker::dead_letter_headers::ERROR),
+            h(shareworker::dead_letter::headers::OFFSET),
+            h(shareworker::dead_letter::headers::ATTEMPTS),
+            h(shareworker::dead_letter::headers::ERROR),
         );
     }
 
@@ -223,7 +227,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
     );
     checks.check(
-        dead.is_some() && h(shareworker::dead_letter_headers::ATTEMPTS) == "4",
+        dead.is_some() && h(shareworker::dead_letter::headers::ATTEMPTS) == "4",
         "the broken task is in tasks.dlq after 4 attempts",
     );
     let lock = broker.group_limits("process").await?.lock_duration;
@@ -267,7 +271,7 @@ async fn dead_letters(
             .collect();
         member.settle(&acks).await?;
         found = records.into_iter().find(|r| {
-            r.headers.get_str(shareworker::dead_letter_headers::OFFSET) == Some(offset.as_str())
+            r.headers.get_str(shareworker::dead_letter::headers::OFFSET) == Some(offset.as_str())
         });
     }
     member.leave().await?;

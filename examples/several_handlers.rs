@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use shareworker::{EmbeddedBroker, Job, JobError, Outcome, Queue, Worker};
+use shareworker::{EmbeddedBroker, Job, JobError, Queue, Worker, worker::Outcome};
 use shareworker_examples::Checks;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -95,7 +95,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let total: u32 = JOBS.iter().map(|j| j.2).sum();
 
     let broker = EmbeddedBroker::builder()
-        .start_from(shareworker::StartFrom::Earliest)
+        .start_from(shareworker::broker::StartFrom::Earliest)
         .build()?;
     let accepted = std::sync::Arc::new(AtomicU32::new(0));
     let counted = accepted.clone();
@@ -130,7 +130,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (name, topic, n) in JOBS {
         for i in 1..=n {
             queue
-                .send(topic, shareworker::Message::text(format!("{topic} {i}")))
+                .send(
+                    topic,
+                    shareworker::queue::Message::text(format!("{topic} {i}")),
+                )
                 .await?;
         }
         println!("enqueued {n} jobs for {name}");

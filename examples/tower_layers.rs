@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shareworker::{EmbeddedBroker, Job, JobDefinition, JobError, Outcome, Queue, Worker};
+use shareworker::{EmbeddedBroker, Job, JobDefinition, JobError, Queue, Worker, worker::Outcome};
 use shareworker_examples::Checks;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -80,7 +80,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .layer(RateLimitLayer::new(RATE, PER));
 
     let broker = EmbeddedBroker::builder()
-        .start_from(shareworker::StartFrom::Earliest)
+        .start_from(shareworker::broker::StartFrom::Earliest)
         .build()?;
     let timed_out = Arc::new(Mutex::new(Vec::new()));
     let retries = timed_out.clone();

@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shareworker::broker::{BrokerAdmin, Delivery};
 use shareworker::{
-    Config, GroupConfig, Job, JobDefinition, JobError, Outcome, OutgoingRecord, StartFrom, Worker,
+    Config, Job, JobDefinition, JobError, Worker,
+    broker::{GroupConfig, OutgoingRecord, StartFrom},
+    worker::Outcome,
 };
 use shareworker_tests::kafka;
 use std::sync::Mutex;

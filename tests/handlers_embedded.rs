@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shareworker::testing::TestWorker;
-use shareworker::{Bytes, Job, JobDefinition, JobError, Message, Outcome};
+use shareworker::{Job, JobDefinition, JobError, broker::Bytes, queue::Message, worker::Outcome};
 use tokio::time::Instant;
 
 #[tokio::test(start_paused = true)]
@@ -110,7 +110,7 @@ async fn permanent_error_passes_through_a_layer() {
     assert_eq!(
         dlq[0]
             .headers
-            .get_str(shareworker::dead_letter_headers::ERROR),
+            .get_str(shareworker::dead_letter::headers::ERROR),
         Some("never valid")
     );
 }
@@ -163,7 +163,7 @@ async fn jobs_see_shutdown_through_cancelled() {
         }
     });
     let broker = shareworker::EmbeddedBroker::builder()
-        .start_from(shareworker::StartFrom::Earliest)
+        .start_from(shareworker::broker::StartFrom::Earliest)
         .build()
         .expect("broker");
     let queue = shareworker::Queue::new(broker.clone());
@@ -199,17 +199,17 @@ async fn jobs_see_shutdown_through_cancelled() {
 #[derive(Debug, PartialEq)]
 struct Count(u32);
 
-impl shareworker::Decode for Count {
-    fn decode(raw: &Bytes) -> Result<Self, shareworker::DecodeError> {
-        let text = std::str::from_utf8(raw).map_err(shareworker::DecodeError::new)?;
-        text.parse()
-            .map(Count)
-            .map_err(|e| shareworker::DecodeError::new(format!("not a count ({e}): {text:?}")))
+impl shareworker::codec::Decode for Count {
+    fn decode(raw: &Bytes) -> Result<Self, shareworker::codec::DecodeError> {
+        let text = std::str::from_utf8(raw).map_err(shareworker::codec::DecodeError::new)?;
+        text.parse().map(Count).map_err(|e| {
+            shareworker::codec::DecodeError::new(format!("not a count ({e}): {text:?}"))
+        })
     }
 }
 
-impl shareworker::Encode for Count {
-    fn encode(&self) -> Result<Bytes, shareworker::EncodeError> {
+impl shareworker::codec::Encode for Count {
+    fn encode(&self) -> Result<Bytes, shareworker::codec::EncodeError> {
         Ok(Bytes::from(self.0.to_string()))
     }
 }
@@ -269,12 +269,12 @@ async fn a_format_of_our_own_is_decoded_and_what_does_not_decode_is_dead_lettere
     assert_eq!(letters.len(), 1);
     let headers = &letters[0].headers;
     assert_eq!(
-        headers.get_str(shareworker::dead_letter_headers::ATTEMPTS),
+        headers.get_str(shareworker::dead_letter::headers::ATTEMPTS),
         Some("1"),
         "a payload that does not decode is permanent"
     );
     assert_eq!(
-        headers.get_str(shareworker::dead_letter_headers::ERROR),
+        headers.get_str(shareworker::dead_letter::headers::ERROR),
         Some("not a count (invalid digit found in string): \"forty-two\""),
         "the dead letter says what the decoder said"
     );

@@ -32,8 +32,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shareworker::broker::BrokerAdmin;
 use shareworker::{
-    Broker, Bytes, Error, GroupConfig, Job, JobDefinition, JobError, KafkaBroker, OutgoingRecord,
-    StartFrom, Worker,
+    Error, Job, JobDefinition, JobError, KafkaBroker, Worker,
+    broker::{Broker, Bytes, GroupConfig, OutgoingRecord, StartFrom},
 };
 use shareworker_tests::{brokers, http, kafka};
 

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use shareworker::{Broker, GroupConfig, StartFrom};
+use shareworker::broker::{Broker, GroupConfig, StartFrom};
 use shareworker_tests::brokers::{self, Cluster};
 use shareworker_tests::kafka;
 use shareworker_tests::probe;

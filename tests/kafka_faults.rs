@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use shareworker::{Broker, GroupConfig, StartFrom};
+use shareworker::broker::{Broker, GroupConfig, StartFrom};
 use shareworker_tests::brokers::{self, Single};
 use shareworker_tests::http::try_request;
 use shareworker_tests::kafka;

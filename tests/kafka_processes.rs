@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use shareworker::{Broker, GroupConfig, OutgoingRecord, StartFrom};
+use shareworker::broker::{Broker, GroupConfig, OutgoingRecord, StartFrom};
 use shareworker_tests::kafka;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};

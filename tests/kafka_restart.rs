@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shareworker::{
-    Broker, Bytes, Config, GroupConfig, Job, JobDefinition, JobError, KafkaBroker, OutgoingRecord,
-    StartFrom, Worker,
+    Config, Job, JobDefinition, JobError, KafkaBroker, Worker,
+    broker::{Broker, Bytes, GroupConfig, OutgoingRecord, StartFrom},
 };
 use shareworker_tests::kafka;
 

@@ -33,8 +33,10 @@ use rcgen::{
 };
 use shareworker::broker::AckKind;
 use shareworker::{
-    Broker, Bytes, Error, GroupConfig, Job, JobDefinition, JobError, KafkaBroker, KafkaConfig,
-    OutgoingRecord, SaslMechanism, Secret, SecurityProtocol, StartFrom, Worker,
+    Error, Job, JobDefinition, JobError, KafkaBroker, Worker,
+    broker::{Broker, Bytes, GroupConfig, OutgoingRecord, StartFrom},
+    config::Secret,
+    kafka::{KafkaConfig, SaslMechanism, SecurityProtocol},
 };
 use shareworker_tests::kafka;
 use tokio::io::{AsyncBufReadExt, BufReader};

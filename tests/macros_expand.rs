@@ -1,7 +1,7 @@
 //! What `#[shareworker::job]` generates: a definition per handler, registered by name.
 
 use serde::Deserialize;
-use shareworker::{Bytes, Job, JobError};
+use shareworker::{Job, JobError, broker::Bytes};
 
 /// A JSON payload.
 #[derive(Debug, Deserialize)]
@@ -37,7 +37,7 @@ async fn audit_log(job: Job<String>) -> Result<(), std::io::Error> {
 
 // Raw bytes, a pattern for the argument, an `anyhow::Result<()>` alias, `pub(crate)`.
 #[shareworker::job(topic = "thumbnails", backoff(max = "5m"))]
-pub(crate) async fn make_thumbnail(mut job: Job<shareworker::Bytes>) -> anyhow::Result<()> {
+pub(crate) async fn make_thumbnail(mut job: Job<shareworker::broker::Bytes>) -> anyhow::Result<()> {
     let raw: &mut Bytes = job.payload_mut();
     anyhow::ensure!(raw.len() < 1 << 20, "image too large");
     Ok(())

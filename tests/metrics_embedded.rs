@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use shareworker::{
-    Config, EmbeddedBroker, Job, JobDefinition, JobError, Outcome, Queue, StartFrom, Worker,
+    Config, EmbeddedBroker, Job, JobDefinition, JobError, Queue, Worker, broker::StartFrom,
+    worker::Outcome,
 };
 use shareworker_tests::http::{request, sample, try_request, wait_for_metrics};
 use tokio::sync::{Notify, Semaphore};

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shareworker::{
-    Config, GroupConfig, Job, JobDefinition, JobError, OutgoingRecord, StartFrom, Worker,
+    Config, Job, JobDefinition, JobError, Worker,
+    broker::{GroupConfig, OutgoingRecord, StartFrom},
 };
 use shareworker_tests::http::{request, sample, wait_for_metrics};
 use shareworker_tests::kafka;

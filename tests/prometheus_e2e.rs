@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use shareworker::{Config, EmbeddedBroker, Job, JobDefinition, JobError, Queue, StartFrom, Worker};
+use shareworker::{
+    Config, EmbeddedBroker, Job, JobDefinition, JobError, Queue, Worker, broker::StartFrom,
+};
 use shareworker_tests::http::{request, sample};
 use shareworker_tests::prometheus::{Prometheus, prometheus};
 

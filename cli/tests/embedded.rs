@@ -4,8 +4,8 @@
 mod support;
 
 use serde_json::json;
-use shareworker::Broker;
 use shareworker::admin::{DeadLetterRecord, ReplayReport, StatusReport, headers};
+use shareworker::broker::Broker;
 use support::{TOKEN, TestWorker, cli, cli_with_token, read_all};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,10 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use shareworker::{Broker, GroupConfig, KafkaBroker, OutgoingRecord, StartFrom};
+use shareworker::{
+    KafkaBroker,
+    broker::{Broker, GroupConfig, OutgoingRecord, StartFrom},
+};
 use support::{cli, kafka_bootstrap, unique};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

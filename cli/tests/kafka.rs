@@ -7,7 +7,10 @@ use std::time::Duration;
 use serde_json::json;
 use shareworker::admin::{GroupStatus, StatusReport, headers};
 use shareworker::broker::AckKind;
-use shareworker::{Broker, GroupConfig, KafkaBroker, OutgoingRecord, StartFrom};
+use shareworker::{
+    KafkaBroker,
+    broker::{Broker, GroupConfig, OutgoingRecord, StartFrom},
+};
 use support::{cli, kafka_bootstrap, read_all, unique};
 
 async fn connect(url: &str) -> KafkaBroker {

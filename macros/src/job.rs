@@ -338,7 +338,7 @@ fn settings(attrs: &JobAttrs) -> TokenStream {
     {
         let default = |part: &str| {
             let part = Ident::new(part, Span::call_site());
-            quote!(::shareworker::BackoffConfig::default().#part)
+            quote!(::shareworker::config::BackoffConfig::default().#part)
         };
         let initial = initial.map_or_else(|| default("initial"), duration);
         let max = max.map_or_else(|| default("max"), duration);

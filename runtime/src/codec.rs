@@ -8,7 +8,7 @@
 //! traits already has the JSON impls, so a second format for it goes on a wrapper).
 //!
 //! ```
-//! use shareworker::{Bytes, Decode, DecodeError, Encode, EncodeError, Job, JobError};
+//! use shareworker::{broker::Bytes, codec::{Decode, DecodeError, Encode, EncodeError}, Job, JobError};
 //!
 //! /// Payloads in a format of our own: `name;count`.
 //! struct Order { name: String, count: u32 }
@@ -55,9 +55,9 @@ use tower::BoxError;
 /// does not decode is a permanent failure: the record goes to the dead-letter topic, with the
 /// [`DecodeError`]'s message, without running the handler.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be a job payload: it is neither serde `Deserialize` nor `shareworker::Decode`",
+    message = "`{Self}` cannot be a job payload: it is neither serde `Deserialize` nor `shareworker::codec::Decode`",
     label = "not a payload type",
-    note = "derive `serde::Deserialize` for JSON payloads, or implement `shareworker::Decode` for another format"
+    note = "derive `serde::Deserialize` for JSON payloads, or implement `shareworker::codec::Decode` for another format"
 )]
 pub trait Decode: Sized {
     /// Decodes a record's value.
@@ -76,16 +76,16 @@ pub trait Decode: Sized {
 }
 
 /// Encodes a payload as a record's value, for [`Queue::enqueue`](crate::Queue::enqueue) and
-/// [`Message::encode`](crate::Message::encode).
+/// [`Message::encode`](crate::queue::Message::encode).
 ///
 /// Implemented for every serde `Serialize` type (JSON; raw for [`Bytes`], `Vec<u8>`, `String`,
 /// `str` and `[u8]`), matching [`Decode`]; implement both for another format.
 ///
 /// The serde impl is for `'static` types, like a handler's payload; a value that borrows goes
-/// as JSON through [`Message::json`](crate::Message::json).
+/// as JSON through [`Message::json`](crate::queue::Message::json).
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be enqueued: it is neither serde `Serialize` nor `shareworker::Encode`",
-    note = "derive `serde::Serialize` for JSON payloads, or implement `shareworker::Encode` for another format"
+    message = "`{Self}` cannot be enqueued: it is neither serde `Serialize` nor `shareworker::codec::Encode`",
+    note = "derive `serde::Serialize` for JSON payloads, or implement `shareworker::codec::Encode` for another format"
 )]
 pub trait Encode {
     /// Encodes `self` as a record's value.
@@ -184,7 +184,7 @@ pub(crate) fn json<T: Serialize + ?Sized>(payload: &T) -> Result<Bytes, EncodeEr
 /// letter's `shareworker.dlq.error`.
 ///
 /// ```
-/// let e = shareworker::DecodeError::new("missing field `to`");
+/// let e = shareworker::codec::DecodeError::new("missing field `to`");
 /// assert_eq!(e.to_string(), "missing field `to`");
 /// ```
 #[derive(Debug)]
@@ -208,7 +208,7 @@ impl std::error::Error for DecodeError {}
 /// A payload that cannot be encoded.
 ///
 /// ```
-/// let e = shareworker::EncodeError::new("a map key is not a string");
+/// let e = shareworker::codec::EncodeError::new("a map key is not a string");
 /// assert_eq!(e.to_string(), "a map key is not a string");
 /// ```
 #[derive(Debug)]

@@ -276,7 +276,7 @@ impl JobDefinition {
         self
     }
 
-    /// Sets the backoff between attempts (see [`BackoffConfig`](crate::BackoffConfig)).
+    /// Sets the backoff between attempts (see [`BackoffConfig`](crate::config::BackoffConfig)).
     pub fn backoff(
         mut self,
         initial: Duration,

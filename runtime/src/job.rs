@@ -188,7 +188,7 @@ impl<T> Job<T> {
     ///
     /// ```
     /// # async fn work() {}
-    /// async fn long(job: shareworker::Job<shareworker::Bytes>) -> Result<(), shareworker::JobError> {
+    /// async fn long(job: shareworker::Job<shareworker::broker::Bytes>) -> Result<(), shareworker::JobError> {
     ///     tokio::select! {
     ///         _ = work() => Ok(()),
     ///         _ = job.cancelled() => Err(shareworker::JobError::retry("shutting down")),

@@ -4,11 +4,11 @@ pub mod admin;
 pub mod autoscale;
 pub mod broker;
 pub mod codec;
-mod config;
-mod dead_letter;
-mod definition;
+pub mod config;
+pub mod dead_letter;
+pub mod definition;
 mod duration;
-mod embedded;
+pub mod embedded;
 pub mod exporter;
 mod http;
 mod job;
@@ -16,34 +16,30 @@ mod limits;
 mod logging;
 mod logs;
 mod metrics;
-mod queue;
-mod state;
+pub mod queue;
+pub mod state;
 mod status;
 pub mod testing;
-mod worker;
+pub mod worker;
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
-// What an application also uses of the seam; the rest (Member, Delivery, AckKind, ...) is
-// for backend authors, under `shareworker::broker`.
-pub use broker::{Broker, GroupConfig, Headers, OutgoingRecord, StartFrom};
-pub use bytes::Bytes;
-pub use codec::{Decode, DecodeError, Encode, EncodeError};
-pub use config::{
-    BackoffConfig, Config, DEFAULT_FILE, DeadLetter, ENV_PREFIX, EmbeddedConfig, HandlerConfig,
-    HttpConfig, LogConfig, LogFormat, Prefetch, StartFromConfig,
-};
-pub use dead_letter::headers as dead_letter_headers;
-pub use definition::{Handler, HandlerService, InnerService, JobDefinition};
-pub use embedded::{EmbeddedBroker, EmbeddedBrokerBuilder};
+// The crate root holds what an application developer uses; the rest lives in its module
+// (settings in `config`, the seam for backend authors in `broker`, ...).
+pub use config::Config;
+pub use definition::JobDefinition;
+pub use embedded::EmbeddedBroker;
 pub use job::{BoxError, Job, JobError};
-pub use queue::{Message, Queue};
+pub use queue::Queue;
 pub use shareworker_core::Error;
-pub use shareworker_core::Secret;
+/// The Kafka share-group client (the crate `shareworker-kafka`): [`KafkaBroker`], its
+/// [`KafkaConfig`](kafka::KafkaConfig) and security settings, usable without the worker.
 #[cfg(feature = "kafka")]
-pub use shareworker_kafka::{KafkaBroker, KafkaConfig, SaslMechanism, SecurityProtocol};
+pub use shareworker_kafka as kafka;
+#[cfg(feature = "kafka")]
+pub use shareworker_kafka::KafkaBroker;
 /// Turns an `async fn(Job<T>) -> Result<(), E>` into a job handler.
 ///
 /// ```no_run
@@ -81,11 +77,8 @@ pub use shareworker_macros::job;
 /// }
 /// ```
 pub use shareworker_macros::main;
-pub use state::{FromStates, Need, State, States};
-pub use status::WorkerStatus;
-pub use worker::{
-    App, JobEvent, Outcome, RunSummary, ShutdownHandle, Worker, WorkerBuilder, init_tracing, run,
-};
+pub use state::State;
+pub use worker::{App, Worker, init_tracing, run};
 
 /// The Rust code of the `#[job]` and `#[main]` docs (in the macros crate, which cannot name
 /// this one), compiled as doc-tests here.

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::process::ExitCode;
 
-use crate::{App, Decode, JobDefinition, JobError};
+use crate::{App, JobDefinition, JobError, codec::Decode};
 
 pub use inventory;
 
@@ -29,7 +29,7 @@ pub fn registered() -> Vec<JobDefinition> {
 
 /// Compile-time check that a handler argument after the job can be made from the worker's
 /// states; the macro spans it at the argument's type.
-pub const fn assert_state_arg<A: crate::FromStates>() {}
+pub const fn assert_state_arg<A: crate::state::FromStates>() {}
 
 /// Compile-time check that a handler's payload type can be decoded; the macro spans it at `T`.
 pub const fn assert_payload<T: Decode + Send + 'static>() {}
@@ -113,7 +113,7 @@ fn block_on(f: impl Future<Output = ExitCode>) -> ExitCode {
 }
 
 /// Success, or the error and its causes on stderr and a failure code.
-fn exit_code(result: Result<crate::RunSummary, crate::Error>) -> ExitCode {
+fn exit_code(result: Result<crate::worker::RunSummary, crate::Error>) -> ExitCode {
     match result {
         Ok(_summary) => ExitCode::SUCCESS,
         Err(e) => {

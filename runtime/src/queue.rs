@@ -12,7 +12,7 @@ use crate::codec::{self, Encode};
 /// Enqueues jobs on a broker: each job is a record on the handler's topic.
 ///
 /// ```
-/// use shareworker::{EmbeddedBroker, Message, Queue};
+/// use shareworker::{EmbeddedBroker, queue::Message, Queue};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), shareworker::Error> {
 /// let queue = Queue::new(EmbeddedBroker::new());
@@ -55,7 +55,7 @@ impl Message {
     /// `Job<T>` handler decodes (JSON for serde types, raw for bytes and text).
     ///
     /// ```
-    /// use shareworker::Message;
+    /// use shareworker::queue::Message;
     ///
     /// #[derive(serde::Serialize)]
     /// struct Email { to: String }

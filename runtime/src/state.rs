@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 /// A value registered on the worker, as a handler argument after the [`Job`](crate::Job): a
 /// database pool, an HTTP client, a mailer. Register it with
-/// [`WorkerBuilder::state`](crate::WorkerBuilder::state),
+/// [`WorkerBuilder::state`](crate::worker::WorkerBuilder::state),
 /// [`App::state`](crate::App::state) in `#[shareworker::main]`, or
 /// [`TestWorker::state`](crate::testing::TestWorker::state) in tests (where a fake goes in
 /// its place).

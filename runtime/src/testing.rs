@@ -3,7 +3,7 @@
 //!
 //! ```
 //! use shareworker::testing::TestWorker;
-//! use shareworker::{Job, JobDefinition, JobError, Outcome};
+//! use shareworker::{Job, JobDefinition, JobError, worker::Outcome};
 //!
 //! async fn charge(job: Job<u32>) -> Result<(), JobError> {
 //!     if *job.payload() == 0 {
@@ -36,7 +36,7 @@ use crate::embedded::EmbeddedBroker;
 use crate::queue::{Message, Queue};
 use crate::state::States;
 use crate::worker::{JobEvent, Outcome, RunSummary, Worker};
-use crate::{Error, StartFrom};
+use crate::{Error, broker::StartFrom};
 
 /// How often [`TestWorker::run_until_idle`] looks whether the work is done.
 const POLL: Duration = Duration::from_millis(10);
@@ -97,13 +97,13 @@ impl TestWorker {
     }
 
     /// Registers `value` as state for handlers that take [`State<T>`](crate::State) of its
-    /// type, as [`WorkerBuilder::state`](crate::WorkerBuilder::state) does: the place for a
+    /// type, as [`WorkerBuilder::state`](crate::worker::WorkerBuilder::state) does: the place for a
     /// fake of a database or a mailer.
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};
     /// use shareworker::testing::TestWorker;
-    /// use shareworker::{Job, JobDefinition, JobError, Message, State};
+    /// use shareworker::{Job, JobDefinition, JobError, queue::Message, State};
     ///
     /// #[derive(Clone, Default)]
     /// struct FakeMailer(Arc<Mutex<Vec<String>>>);

@@ -5,7 +5,7 @@
 // Links the library's handlers; without it they are silently missing from the binary.
 use shareworker_test_jobs as _;
 
-use shareworker::{App, Bytes, Error, Job, JobError, Message, State};
+use shareworker::{App, Error, Job, JobError, State, broker::Bytes, queue::Message};
 
 /// How the greeting starts.
 #[derive(Clone)]

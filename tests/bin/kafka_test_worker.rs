@@ -10,7 +10,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use shareworker::{Bytes, Job, JobDefinition, JobError, KafkaBroker, Worker};
+use shareworker::{Job, JobDefinition, JobError, KafkaBroker, Worker, broker::Bytes};
 
 fn var(name: &str) -> Result<String, String> {
     std::env::var(name).map_err(|_| format!("set {name}"))

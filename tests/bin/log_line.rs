@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shareworker::{EmbeddedBroker, Job, JobDefinition, JobError, Outcome, Queue, Worker};
+use shareworker::{EmbeddedBroker, Job, JobDefinition, JobError, Queue, Worker, worker::Outcome};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     shareworker::init_tracing();
@@ -44,7 +44,7 @@ async fn send(job: Job<u32>) -> Result<(), JobError> {
 
 async fn worker() -> Result<(), Box<dyn std::error::Error>> {
     let broker = EmbeddedBroker::builder()
-        .start_from(shareworker::StartFrom::Earliest)
+        .start_from(shareworker::broker::StartFrom::Earliest)
         .build()?;
     Queue::new(broker.clone()).enqueue("emails", &7u32).await?;
     let done = Arc::new(tokio::sync::Notify::new());

@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use shareworker::{
-    Broker, Config, EmbeddedBroker, Job, JobDefinition, JobError, OutgoingRecord, StartFrom, Worker,
+    Config, EmbeddedBroker, Job, JobDefinition, JobError, Worker,
+    broker::{Broker, OutgoingRecord, StartFrom},
 };
 
 async fn flaky(job: Job<u64>) -> Result<(), JobError> {

@@ -21,8 +21,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shareworker::{
-    Broker, Config, EmbeddedBroker, GroupConfig, Job, JobDefinition, JobError, KafkaBroker,
-    Message, Outcome, OutgoingRecord, Queue, StartFrom, Worker,
+    Config, EmbeddedBroker, Job, JobDefinition, JobError, KafkaBroker, Queue, Worker,
+    broker::{Broker, GroupConfig, OutgoingRecord, StartFrom},
+    queue::Message,
+    worker::Outcome,
 };
 use tokio::time::Instant;
 

@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shareworker::{
-    App, Broker, Config, GroupConfig, Job, JobDefinition, JobError, OutgoingRecord, StartFrom,
-    State, Worker, WorkerBuilder,
+    App, Config, Job, JobDefinition, JobError, State, Worker,
+    broker::{Broker, GroupConfig, OutgoingRecord, StartFrom},
+    worker::WorkerBuilder,
 };
 use tokio::time::{Instant, sleep};
 
@@ -229,7 +230,7 @@ pub async fn a_layer_from_the_app_wraps_one_handler(h: &AppHarness) {
     let w = wrapped.clone();
     app.layer(
         "a",
-        tower::util::MapRequestLayer::new(move |job: Job<shareworker::Bytes>| {
+        tower::util::MapRequestLayer::new(move |job: Job<shareworker::broker::Bytes>| {
             w.fetch_add(1, Ordering::SeqCst);
             job
         }),
@@ -237,7 +238,7 @@ pub async fn a_layer_from_the_app_wraps_one_handler(h: &AppHarness) {
     .expect("layer on a");
     // The app's queue is on the worker's broker.
     app.queue()
-        .send(&ta, shareworker::Message::text("4"))
+        .send(&ta, shareworker::queue::Message::text("4"))
         .await
         .expect("enqueue from the app");
     let worker = app.build().await.expect("worker");

@@ -25,7 +25,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use shareworker::broker::{AckKind, BrokerAdmin, Delivery, Member, Produced, RecordId, TopicLag};
-use shareworker::{EmbeddedBroker, Error, GroupConfig, OutgoingRecord, StartFrom};
+use shareworker::{
+    EmbeddedBroker, Error,
+    broker::{GroupConfig, OutgoingRecord, StartFrom},
+};
 use tokio::time::{Instant, sleep};
 
 /// What the conformance suite needs from a backend: a broker, fresh names and the times to use.

@@ -29,9 +29,10 @@ use shareworker::broker::{
     TopicLag,
 };
 use shareworker::{
-    Broker, Config, Error, GroupConfig, Job, JobDefinition, JobError, JobEvent, Outcome,
-    OutgoingRecord, RunSummary, ShutdownHandle, StartFrom, Worker, WorkerStatus,
-    dead_letter_headers as dlq,
+    Config, Error, Job, JobDefinition, JobError, Worker,
+    broker::{Broker, GroupConfig, OutgoingRecord, StartFrom},
+    dead_letter::headers as dlq,
+    worker::{JobEvent, Outcome, RunSummary, ShutdownHandle, WorkerStatus},
 };
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep};

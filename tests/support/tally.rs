@@ -5,7 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use shareworker::{Broker, Bytes, Job, JobDefinition, JobError, OutgoingRecord};
+use shareworker::{
+    Job, JobDefinition, JobError,
+    broker::{Broker, Bytes, OutgoingRecord},
+};
 use tokio::time::Instant;
 
 /// One handling of a record.
@@ -182,8 +185,8 @@ pub async fn produce(
 
 /// A worker running in the background of a test.
 pub struct Running {
-    stop: shareworker::ShutdownHandle,
-    run: tokio::task::JoinHandle<Result<shareworker::RunSummary, shareworker::Error>>,
+    stop: shareworker::worker::ShutdownHandle,
+    run: tokio::task::JoinHandle<Result<shareworker::worker::RunSummary, shareworker::Error>>,
     /// The address of its HTTP endpoint (`/readyz`), when enabled.
     pub http: Option<std::net::SocketAddr>,
 }
@@ -233,7 +236,7 @@ impl Running {
     ///
     /// # Panics
     /// When the worker's task panicked or the run failed.
-    pub async fn stop(self) -> shareworker::RunSummary {
+    pub async fn stop(self) -> shareworker::worker::RunSummary {
         self.stop.shutdown();
         match self.run.await {
             Ok(Ok(summary)) => summary,

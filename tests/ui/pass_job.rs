@@ -3,7 +3,7 @@
 #![deny(warnings, missing_docs)]
 #![forbid(unsafe_code)]
 
-use shareworker::{Bytes, Job, JobError};
+use shareworker::{broker::Bytes, Job, JobError};
 
 /// A JSON payload.
 #[derive(serde::Deserialize)]

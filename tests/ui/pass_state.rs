@@ -32,7 +32,7 @@ pub async fn welcome(
 
 /// One state, by full path, behind an alias return type.
 #[shareworker::job(topic = "audit")]
-async fn audit(_job: Job<shareworker::Bytes>, _db: shareworker::State<Db>) -> anyhow::Result<()> {
+async fn audit(_job: Job<shareworker::broker::Bytes>, _db: shareworker::State<Db>) -> anyhow::Result<()> {
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use shareworker::{Broker, Error, GroupConfig, OutgoingRecord};
+use shareworker::{broker::{Broker, GroupConfig, OutgoingRecord}, Error};
 use shareworker::broker::{
     AckKind, BrokerAdmin, Delivery, ErrorCount, GroupDescription, GroupLimits, Member,
     PartitionOffsets, Produced, RecordId, SettleResult, TopicLag,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use shareworker::{Broker, Config, Job, JobDefinition, JobError, Message, Outcome, Queue, Worker};
+use shareworker::{broker::Broker, Config, Job, JobDefinition, JobError, queue::Message, worker::Outcome, Queue, Worker};
 
 use crate::{Args, Completion, memory_kib, shareworker_impl, thousands};
 

@@ -9,10 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use shareworker::{
-    Broker, Bytes, Config, GroupConfig, Job, JobDefinition, JobError, KafkaBroker, Outcome,
-    StartFrom, Worker,
-};
+use shareworker::{broker::{Broker, Bytes, GroupConfig, StartFrom}, Config, Job, JobDefinition, JobError, KafkaBroker, worker::Outcome, Worker};
 
 use crate::counting::Counting;
 use crate::{Args, Completion, hol, memory_kib, thousands};

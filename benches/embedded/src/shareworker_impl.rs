@@ -3,10 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use shareworker::{
-    Broker, Bytes, Config, EmbeddedBroker, Job, JobDefinition, JobError, Message, Outcome, Queue,
-    StartFrom, Worker,
-};
+use shareworker::{broker::{Broker, Bytes, StartFrom}, Config, EmbeddedBroker, Job, JobDefinition, JobError, queue::Message, worker::Outcome, Queue, Worker};
 
 use crate::{Completion, E2e};
 

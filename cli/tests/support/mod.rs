@@ -10,7 +10,9 @@ use std::time::Duration;
 use serde_json::Value;
 use shareworker::broker::BrokerAdmin;
 use shareworker::{
-    Broker, Config, EmbeddedBroker, Job, JobDefinition, JobError, ShutdownHandle, StartFrom, Worker,
+    Config, EmbeddedBroker, Job, JobDefinition, JobError, Worker,
+    broker::{Broker, StartFrom},
+    worker::ShutdownHandle,
 };
 
 /// What one run of the CLI printed.
@@ -135,7 +137,7 @@ impl TestWorker {
         config.http.address = "127.0.0.1:0".into();
         config.http.admin = admin;
         if admin {
-            config.http.admin_token = Some(shareworker::Secret::new(TOKEN));
+            config.http.admin_token = Some(shareworker::config::Secret::new(TOKEN));
         }
         let worker = Worker::builder()
             .broker(broker.clone())

@@ -211,7 +211,7 @@ impl DeadLetterRecord {
 /// nothing is consumed.
 ///
 /// ```
-/// use shareworker::{Broker, EmbeddedBroker, OutgoingRecord};
+/// use shareworker::{broker::{Broker, OutgoingRecord}, EmbeddedBroker};
 /// use shareworker::admin::{DeadLetterFilter, dead_letters};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), shareworker::Error> {
@@ -367,7 +367,7 @@ pub struct Skipped {
 /// dead letters of replayed records, are skipped unless `options.force`.
 ///
 /// ```
-/// use shareworker::{Broker, EmbeddedBroker, OutgoingRecord};
+/// use shareworker::{broker::{Broker, OutgoingRecord}, EmbeddedBroker};
 /// use shareworker::admin::{DeadLetterFilter, ReplayOptions, replay};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), shareworker::Error> {
@@ -565,7 +565,7 @@ pub struct DiscardReport {
 /// replay is forced. Dead letters already discarded or already replayed are skipped.
 ///
 /// ```
-/// use shareworker::{Broker, EmbeddedBroker, OutgoingRecord};
+/// use shareworker::{broker::{Broker, OutgoingRecord}, EmbeddedBroker};
 /// use shareworker::admin::{DeadLetterFilter, DiscardOptions, ReplayOptions, discard, replay};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), shareworker::Error> {

@@ -17,7 +17,7 @@
 //!
 //! The routes that change things answer only with `http.admin = true` and a request carrying
 //! `Authorization: Bearer <token>`, the token of `http.admin_token` (see
-//! [`HttpConfig`](crate::HttpConfig)); without a configured token they stay off. With
+//! [`HttpConfig`](crate::config::HttpConfig)); without a configured token they stay off. With
 //! `http.admin_protect_reads = true` the others need the token too.
 //!
 //! Errors answer `{"error": "..."}` with 400 (bad input), 401 (no or a wrong admin token),
@@ -190,7 +190,7 @@ pub struct Enqueued {
 /// Unlike [`Queue`](crate::Queue), it never creates the topic: a misspelt name is an error.
 ///
 /// ```
-/// use shareworker::{Broker, EmbeddedBroker};
+/// use shareworker::{broker::Broker, EmbeddedBroker};
 /// use shareworker::admin::{EnqueueRequest, enqueue};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), shareworker::Error> {
@@ -222,7 +222,7 @@ const ENQUEUE_CHUNK: usize = 500;
 /// up to 500 records per topic.
 ///
 /// ```
-/// use shareworker::{Broker, EmbeddedBroker};
+/// use shareworker::{broker::Broker, EmbeddedBroker};
 /// use shareworker::admin::{EnqueueRequest, enqueue_all};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), shareworker::Error> {

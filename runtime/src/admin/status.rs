@@ -60,7 +60,7 @@ pub struct StatusReport {
 /// The status of `group` on `broker`: its description and its limits.
 ///
 /// ```
-/// use shareworker::{Broker, EmbeddedBroker};
+/// use shareworker::{broker::Broker, EmbeddedBroker};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), shareworker::Error> {
 /// let broker = EmbeddedBroker::new();

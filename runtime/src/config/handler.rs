@@ -16,11 +16,11 @@ pub enum StartFromConfig {
     Latest,
 }
 
-impl From<StartFromConfig> for crate::StartFrom {
+impl From<StartFromConfig> for crate::broker::StartFrom {
     fn from(s: StartFromConfig) -> Self {
         match s {
-            StartFromConfig::Earliest => crate::StartFrom::Earliest,
-            StartFromConfig::Latest => crate::StartFrom::Latest,
+            StartFromConfig::Earliest => crate::broker::StartFrom::Earliest,
+            StartFromConfig::Latest => crate::broker::StartFrom::Latest,
         }
     }
 }
@@ -141,7 +141,7 @@ impl BackoffConfig {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let b = shareworker::BackoffConfig::default();
+    /// let b = shareworker::config::BackoffConfig::default();
     /// assert_eq!(b.base_delay(1), Duration::from_secs(1));
     /// assert_eq!(b.base_delay(3), Duration::from_secs(4));
     /// assert_eq!(b.base_delay(30), Duration::from_secs(300));

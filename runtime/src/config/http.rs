@@ -50,7 +50,7 @@ pub struct HttpConfig {
     pub admin: bool,
     /// The bearer token the admin routes ask for (`SHAREWORKER_HTTP__ADMIN_TOKEN`), at least 16
     /// characters. Set this or `admin_token_file`, not both.
-    pub admin_token: Option<crate::Secret>,
+    pub admin_token: Option<crate::config::Secret>,
     /// A file holding the admin token (read once at start; surrounding whitespace is dropped).
     pub admin_token_file: Option<PathBuf>,
     /// Whether the read-only routes (`/status`, `GET /admin/dlq`, `GET /admin/groups/G/config`,

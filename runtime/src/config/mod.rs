@@ -20,6 +20,7 @@ mod tests;
 pub use handler::*;
 pub use http::*;
 pub(crate) use load::*;
+pub use shareworker_core::Secret;
 
 /// The environment variable prefix; nested keys are separated by `__`, as in
 /// `SHAREWORKER_HANDLERS__SEND_EMAIL__CONCURRENCY=8`.
@@ -73,10 +74,10 @@ pub struct Config {
     /// Logging (key `log`).
     #[serde(default)]
     pub log: LogConfig,
-    /// Settings of the Kafka client: TLS and SASL (see [`KafkaConfig`](crate::KafkaConfig)).
+    /// Settings of the Kafka client: TLS and SASL (see [`KafkaConfig`](crate::kafka::KafkaConfig)).
     #[serde(default)]
     #[cfg(feature = "kafka")]
-    pub kafka: crate::KafkaConfig,
+    pub kafka: crate::kafka::KafkaConfig,
     /// The handlers this process runs, by name (default: every handler of the binary). One
     /// binary, several deployments: `handlers_enabled = ["send_email"]`, or
     /// `SHAREWORKER_HANDLERS_ENABLED=send_email,resize`, or `--handlers send_email` on the
@@ -155,7 +156,7 @@ impl Default for Config {
             autoscale: crate::autoscale::AutoscaleConfig::default(),
             log: LogConfig::default(),
             #[cfg(feature = "kafka")]
-            kafka: crate::KafkaConfig::default(),
+            kafka: crate::kafka::KafkaConfig::default(),
             handlers_enabled: None,
             handlers: BTreeMap::new(),
         }

@@ -58,7 +58,7 @@ pub(crate) const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 ///
 /// ```
 /// use std::time::Duration;
-/// use shareworker::{Broker, EmbeddedBroker, GroupConfig, OutgoingRecord, StartFrom};
+/// use shareworker::{broker::{Broker, GroupConfig, OutgoingRecord, StartFrom}, EmbeddedBroker};
 /// use shareworker::broker::AckKind;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), shareworker::Error> {

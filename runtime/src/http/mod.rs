@@ -28,9 +28,10 @@ pub(crate) use admin::AdminContext;
 pub(crate) use auth::AdminAccess;
 use server::{Server, ServerLimits, bind};
 
+use crate::Error;
 use crate::config::HttpConfig;
 use crate::metrics::Metrics;
-use crate::{Error, WorkerStatus};
+use crate::status::WorkerStatus;
 
 /// What the endpoint serves from.
 #[derive(Clone)]

@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use super::*;
 use crate::broker::{Broker, BrokerAdmin};
 use crate::config::Config;
-use crate::{EmbeddedBroker, Secret};
+use crate::{EmbeddedBroker, config::Secret};
 use shareworker_core::lock::LockExt;
 
 const TOKEN: &str = "a-long-admin-token-for-tests-4242";

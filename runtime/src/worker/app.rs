@@ -10,7 +10,7 @@ use crate::broker::Broker;
 use crate::config::{self, Config};
 use crate::definition::InnerService;
 use crate::job::{BoxError, Job};
-use crate::{Bytes, Error, Queue, RunSummary, Worker};
+use crate::{Error, Queue, Worker, broker::Bytes, worker::RunSummary};
 
 /// The worker of this binary's `#[job]` handlers, between loading its configuration and
 /// running: register states, enqueue, add tower layers to handlers, then [`run`](App::run).
@@ -23,7 +23,7 @@ use crate::{Bytes, Error, Queue, RunSummary, Worker};
 /// ```no_run
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use shareworker::{App, Job, JobError, Message, State};
+/// use shareworker::{App, Job, JobError, queue::Message, State};
 ///
 /// #[derive(Clone, Default)]
 /// struct Db(Arc<std::sync::Mutex<Vec<String>>>);

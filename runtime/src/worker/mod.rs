@@ -30,7 +30,7 @@ use crate::config::{self, Config};
 use crate::http;
 pub(crate) use crate::limits::DeliveryLimit;
 use crate::metrics::{self, Metrics};
-pub(crate) use crate::status::WorkerStatus;
+pub use crate::status::WorkerStatus;
 use events::EventSink;
 use group::{GroupRunner, HandlerRt};
 
@@ -89,11 +89,11 @@ pub fn init_tracing() {
         // Colours for people at a terminal, plain text for files and log collectors.
         .with_ansi(std::io::stderr().is_terminal());
     let installed = match config::standard_log_format() {
-        crate::LogFormat::Json => builder
+        crate::config::LogFormat::Json => builder
             .json()
             .event_format(crate::logs::JsonEvents::new())
             .try_init(),
-        crate::LogFormat::Text => builder.try_init(),
+        crate::config::LogFormat::Text => builder.try_init(),
     };
     if installed.is_ok() {
         logging::install_panic_hook();
