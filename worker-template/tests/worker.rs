@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use shareworker::testing::TestWorker;
-use shareworker::{EmbeddedBroker, worker::Outcome, Worker};
+use shareworker::{EmbeddedBroker, Worker, worker::Outcome};
 use {{crate_name}}::{Store, Task, TaskStore, process};
 
 /// A fake database: what the handler saved.
