@@ -54,7 +54,10 @@ pub(crate) async fn e2e(jobs: u64, concurrency: usize, batch: usize) -> Result<E
         .map_err(|e| e.to_string())?;
     let dispatch = t1.elapsed();
     if done.count() != jobs {
-        return Err(format!("expected {jobs} jobs done, counted {}", done.count()));
+        return Err(format!(
+            "expected {jobs} jobs done, counted {}",
+            done.count()
+        ));
     }
     Ok(E2e {
         rss_after_enqueue,

@@ -7,10 +7,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use shareworker::{broker::{Broker, GroupConfig, OutgoingRecord}, Error};
 use shareworker::broker::{
     AckKind, BrokerAdmin, Delivery, ErrorCount, GroupDescription, GroupLimits, Member,
     PartitionOffsets, Produced, RecordId, SettleResult, TopicLag,
+};
+use shareworker::{
+    Error,
+    broker::{Broker, GroupConfig, OutgoingRecord},
 };
 
 #[derive(Default)]

@@ -11,7 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use shareworker::{broker::Broker, Config, Job, JobDefinition, JobError, queue::Message, worker::Outcome, Queue, Worker};
+use shareworker::{
+    Config, Job, JobDefinition, JobError, Queue, Worker, broker::Broker, queue::Message,
+    worker::Outcome,
+};
 
 use crate::{Args, Completion, memory_kib, shareworker_impl, thousands};
 
@@ -96,7 +99,10 @@ impl Workload {
         let seed: u64 = args.num("--seed", 42)?;
         let prefetch = args.prefetch()?;
         if jobs == 0 || concurrency == 0 || partitions < 1 || !(0.0..=1.0).contains(&slow_frac) {
-            return Err("--jobs, --concurrency and --partitions must be at least 1, --slow-frac in 0..=1".into());
+            return Err(
+                "--jobs, --concurrency and --partitions must be at least 1, --slow-frac in 0..=1"
+                    .into(),
+            );
         }
 
         // Draw every handler time up front.
@@ -232,15 +238,13 @@ pub(crate) async fn execute(
             }
             _ => {}
         })
-        .job(
-            {
-                let def = JobDefinition::new(handler, topic, sleepy).concurrency(concurrency);
-                match prefetch {
-                    Some(p) => def.prefetch(p),
-                    None => def,
-                }
-            },
-        )
+        .job({
+            let def = JobDefinition::new(handler, topic, sleepy).concurrency(concurrency);
+            match prefetch {
+                Some(p) => def.prefetch(p),
+                None => def,
+            }
+        })
         .build()
         .await
         .map_err(|e| e.to_string())?;
@@ -280,7 +284,9 @@ pub(crate) async fn execute(
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
     if summary.accepted != jobs as u64 {
-        return Err(format!("expected {jobs} accepted jobs, the worker reports {summary:?}"));
+        return Err(format!(
+            "expected {jobs} accepted jobs, the worker reports {summary:?}"
+        ));
     }
 
     let rate = jobs as f64 / elapsed.as_secs_f64();

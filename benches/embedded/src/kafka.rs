@@ -9,7 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use shareworker::{broker::{Broker, Bytes, GroupConfig, StartFrom}, Config, Job, JobDefinition, JobError, KafkaBroker, worker::Outcome, Worker};
+use shareworker::{
+    Config, Job, JobDefinition, JobError, KafkaBroker, Worker,
+    broker::{Broker, Bytes, GroupConfig, StartFrom},
+    worker::Outcome,
+};
 
 use crate::counting::Counting;
 use crate::{Args, Completion, hol, memory_kib, thousands};
@@ -40,7 +44,10 @@ async fn connect(url: &str) -> Result<KafkaBroker, String> {
 
 async fn earliest(broker: &impl Broker, group: &str) -> Result<(), String> {
     broker
-        .configure_group(group, &GroupConfig::default().start_from(StartFrom::Earliest))
+        .configure_group(
+            group,
+            &GroupConfig::default().start_from(StartFrom::Earliest),
+        )
         .await
         .map_err(|e| format!("configuring group `{group}`: {e}"))
 }

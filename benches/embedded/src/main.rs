@@ -179,7 +179,11 @@ fn main() -> ExitCode {
             let start = Instant::now();
             loop {
                 let (_, rss) = memory_kib();
-                eprintln!("rss t={:.2}s {:.1} MiB", start.elapsed().as_secs_f64(), rss as f64 / 1024.0);
+                eprintln!(
+                    "rss t={:.2}s {:.1} MiB",
+                    start.elapsed().as_secs_f64(),
+                    rss as f64 / 1024.0
+                );
                 std::thread::sleep(Duration::from_millis(50));
             }
         });

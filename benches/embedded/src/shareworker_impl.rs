@@ -3,7 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use shareworker::{broker::{Broker, Bytes, StartFrom}, Config, EmbeddedBroker, Job, JobDefinition, JobError, queue::Message, worker::Outcome, Queue, Worker};
+use shareworker::{
+    Config, EmbeddedBroker, Job, JobDefinition, JobError, Queue, Worker,
+    broker::{Broker, Bytes, StartFrom},
+    queue::Message,
+    worker::Outcome,
+};
 
 use crate::{Completion, E2e};
 
