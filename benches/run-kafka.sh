@@ -25,7 +25,11 @@
 #   JAVA_OPTS="-Xmx512M -XX:+UseG1GC ..."      JVM flags of the Java consumers (default: what
 #                                              kafka-*-perf-test.sh and kafka-run-class.sh use)
 #   JAVA_SHARE_PROPS=""                        extra --command-property k=v for the share consumer
-#   REPEAT=3                                   runs per configuration; the median rate is shown
+#   REPEAT=3                                   runs per configuration; the median rate is shown.
+#                                              The runs go round the configurations (one of
+#                                              each, then the second of each, ...)
+#   WARMUP=1                                   one run of the first configuration first, not
+#                                              counted (0: none)
 #   SKIP_CONSUME=1                             skip the consumer comparison
 #   HOL_JOBS=20000 HOL_PARTITIONS=4 HOL_CONCURRENCY=200 HOL_PREFETCH=auto HOL_REPEAT=1 SKIP_HOL=1
 #   HOL_BASE_PREFETCH=16                       the base binary's prefetch in the head-of-line run
@@ -65,6 +69,7 @@ BASE_CONFIGS="${BASE_CONFIGS:-32:16}"
 JAVA_OPTS="${JAVA_OPTS:--Xmx512M -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true}"
 JAVA_SHARE_PROPS="${JAVA_SHARE_PROPS:-}"
 REPEAT="${REPEAT:-3}"
+WARMUP="${WARMUP:-1}"
 HOL_JOBS="${HOL_JOBS:-20000}"
 HOL_PARTITIONS="${HOL_PARTITIONS:-4}"
 HOL_CONCURRENCY="${HOL_CONCURRENCY:-200}"
@@ -235,16 +240,29 @@ done
 
 medians=()
 declare -A MEDIAN_RATE MEDIAN_CPU MEDIAN_RSS MEDIAN_BROKER
-for cfg in "${configs[@]}"; do
-    IFS=: read -r impl c p <<<"$cfg"
-    keys=()
-    for ((r = 1; r <= REPEAT; r++)); do
+# Warm-up: the first share group on a broker creates its share-state topic, and the broker's JIT
+# warms up over the first runs; a first run costs the broker up to twice the CPU of the next.
+if ((${#configs[@]})) && ((WARMUP)); then
+    IFS=: read -r impl c p <<<"${configs[0]}"
+    wait_quiet
+    log "warm-up (not counted): ${configs[0]} (load $LOAD)"
+    run_one warmup "$impl" "$c" "$p"
+fi
+# The runs go round the configurations (1 of each, then 2 of each, ...), so a broker that grows
+# warmer or busier over the runs favours none of them.
+declare -A KEYS
+for ((r = 1; r <= REPEAT; r++)); do
+    for cfg in "${configs[@]}"; do
+        IFS=: read -r impl c p <<<"$cfg"
         wait_quiet
         log "$cfg run $r/$REPEAT (load $LOAD)"
         key="${cfg//:/_}_$r"
         run_one "$key" "$impl" "$c" "$p"
-        keys+=("$key")
+        KEYS[$cfg]="${KEYS[$cfg]:-} $key"
     done
+done
+for cfg in "${configs[@]}"; do
+    read -r -a keys <<<"${KEYS[$cfg]}"
     # The run with the median rate.
     mid=$(for k in "${keys[@]}"; do echo "${RATE[$k]} $k"; done | sort -n | awk -v n="${#keys[@]}" 'NR == int((n + 1) / 2) { print $2 }')
     medians+=("${ROW[$mid]}")
@@ -253,6 +271,7 @@ for cfg in "${configs[@]}"; do
     MEDIAN_RSS[$cfg]=$(echo "${ROW[$mid]}" | awk -F'|' '{ gsub(/ /, "", $8); print $8 }')
     MEDIAN_BROKER[$cfg]=$(echo "${ROW[$mid]}" | awk -F'|' '{ gsub(/ /, "", $9); print $9 }')
     # (columns: consumer, settings, time, records/s, x Java, CPU, RSS, ...)
+    log "$cfg:"
     for k in "${keys[@]}"; do log "    ${ROW[$k]}"; done
 done
 

@@ -31,7 +31,14 @@ pub(crate) struct Stats {
     /// Settle calls carrying at least one RENEW, and the RENEWs.
     renew_settles: AtomicU64,
     renews: AtomicU64,
+    slow_acquires: AtomicU64,
+    slow_acquire_ns: AtomicU64,
+    slow_settles: AtomicU64,
+    max_settle_ns: AtomicU64,
 }
+
+/// An acquire or settle call taking at least this long is counted as slow.
+const SLOW: Duration = Duration::from_millis(100);
 
 impl Stats {
     pub(crate) fn summary(&self) -> String {
@@ -43,7 +50,8 @@ impl Stats {
         format!(
             "acquire calls {a} ({} empty), {got} records ({:.1}/call, asked {:.1}/call), \
              {:.2} ms/call; settle calls {s}, {acks} acks ({:.1}/call), {:.2} ms/call; \
-             settle calls with RENEW {}, {} RENEWs",
+             settle calls with RENEW {}, {} RENEWs; acquire calls taking {SLOW:?} or more: {} \
+             ({:.2} s in all); settle calls taking {SLOW:?} or more: {} (longest {:.1} ms)",
             self.empty_acquires.load(Ordering::Relaxed),
             per(got, a),
             per(self.asked.load(Ordering::Relaxed), a),
@@ -52,6 +60,10 @@ impl Stats {
             per(self.settle_ns.load(Ordering::Relaxed), s) / 1e6,
             self.renew_settles.load(Ordering::Relaxed),
             self.renews.load(Ordering::Relaxed),
+            self.slow_acquires.load(Ordering::Relaxed),
+            self.slow_acquire_ns.load(Ordering::Relaxed) as f64 / 1e9,
+            self.slow_settles.load(Ordering::Relaxed),
+            self.max_settle_ns.load(Ordering::Relaxed) as f64 / 1e6,
         )
     }
 
@@ -101,7 +113,12 @@ impl Member for CountingMember {
         let s = &self.stats;
         s.acquires.fetch_add(1, Ordering::Relaxed);
         s.asked.fetch_add(max as u64, Ordering::Relaxed);
-        s.acquire_ns.fetch_add(ns(t.elapsed()), Ordering::Relaxed);
+        let took = t.elapsed();
+        s.acquire_ns.fetch_add(ns(took), Ordering::Relaxed);
+        if took >= SLOW {
+            s.slow_acquires.fetch_add(1, Ordering::Relaxed);
+            s.slow_acquire_ns.fetch_add(ns(took), Ordering::Relaxed);
+        }
         if let Ok(v) = &r {
             s.acquired.fetch_add(v.len() as u64, Ordering::Relaxed);
             if v.is_empty() {
@@ -122,7 +139,12 @@ impl Member for CountingMember {
             s.renew_settles.fetch_add(1, Ordering::Relaxed);
             s.renews.fetch_add(renews, Ordering::Relaxed);
         }
-        s.settle_ns.fetch_add(ns(t.elapsed()), Ordering::Relaxed);
+        let took = t.elapsed();
+        s.settle_ns.fetch_add(ns(took), Ordering::Relaxed);
+        if took >= SLOW {
+            s.slow_settles.fetch_add(1, Ordering::Relaxed);
+        }
+        s.max_settle_ns.fetch_max(ns(took), Ordering::Relaxed);
         r
     }
 

@@ -481,7 +481,8 @@ impl Actor {
         }
         self.state.fetched(wanted, resp.acquisition_lock_timeout_ms);
         self.learn_nodes(&resp.node_endpoints);
-        let codes = self.take_records(resp);
+        let (codes, brought) = self.take_records(resp);
+        self.state.fetch_brought(cmd.max_records, brought);
         let effects = self
             .state
             .conclude("ShareFetch", sent, &Outcome::Answered(codes), true);
@@ -491,7 +492,11 @@ impl Actor {
 
     /// Puts the records of a fetch answer into the member's buffer and queues the automatic
     /// acknowledgements; returns the acknowledgement error codes by partition.
-    fn take_records(&mut self, resp: ShareFetchResponse) -> HashMap<Tp, (i16, Option<String>)> {
+    /// Also returns how many records it brought.
+    fn take_records(
+        &mut self,
+        resp: ShareFetchResponse,
+    ) -> (HashMap<Tp, (i16, Option<String>)>, usize) {
         let mut codes = HashMap::new();
         let mut delivered = Vec::new();
         let generation = self.generation();
@@ -545,6 +550,7 @@ impl Actor {
         self.info
             .quiet
             .store(delivered.is_empty(), Ordering::Release);
+        let brought = delivered.len();
         if !delivered.is_empty() {
             let node = self.node();
             let mut state = self.shared.lock();
@@ -565,7 +571,7 @@ impl Actor {
                 });
             }
         }
-        codes
+        (codes, brought)
     }
 
     fn delivery(&self, topic: &Arc<str>, tp: Tp, r: AcquiredRecord) -> (Delivery, Uuid) {

@@ -48,6 +48,10 @@ const MAX_BYTES: i32 = 16 * 1024 * 1024;
 /// ask (the member buffers the excess). A small ask comes from a slow handler, which must not
 /// get more than it asked for (records it cannot start soon would wait behind it).
 pub(super) const BATCH_OPTIMIZED_FROM: i32 = 256;
+/// The first wait of a fetch after an empty answer that followed a large one (see
+/// [`SessionState::fetch_brought`]); it doubles on each empty answer until it reaches the
+/// member's longest round (`MAX_ROUND`), and the fetches wait as long as they are asked again.
+pub(super) const SHORT_WAIT: Duration = Duration::from_millis(5);
 /// The epoch that closes a session.
 pub(super) const FINAL_EPOCH: i32 = -1;
 
@@ -188,6 +192,9 @@ pub(super) struct SessionState {
     calls: HashMap<u64, Call>,
     next_call: u64,
     lock_timeout: Duration,
+    /// The longest the next fetch may wait for records (`None`: as long as it is asked), see
+    /// [`fetch_brought`](Self::fetch_brought).
+    wait_cap: Option<Duration>,
 }
 
 impl SessionState {
@@ -202,7 +209,34 @@ impl SessionState {
             calls: HashMap::new(),
             next_call: 0,
             lock_timeout: Duration::from_secs(30),
+            wait_cap: None,
         }
+    }
+
+    /// A fetch that asked for `asked` records brought `brought`; sets how long the next one
+    /// may wait on the broker.
+    ///
+    /// A fetch waits on the broker until it can acquire something or its `MaxWaitMs` is over,
+    /// and the session's acknowledgements queue behind it (one request at a time). After a
+    /// large answer (a quarter of the ask or more) records are plentiful, and what stops the
+    /// next fetch is more likely the partitions' record-lock limit, which only this member's
+    /// own acknowledgements, waiting behind that fetch, would lift: so the next fetch does not
+    /// wait at all, and each empty answer after it doubles the wait from [`SHORT_WAIT`] until
+    /// it is back to the whole round. After a small answer (a trickle of records) the next
+    /// fetch waits as long as asked, so a slow stream costs one request per round, not many.
+    pub(super) fn fetch_brought(&mut self, asked: i32, brought: usize) {
+        let asked = usize::try_from(asked).unwrap_or(0);
+        self.wait_cap = if brought > 0 && brought.saturating_mul(4) >= asked {
+            Some(Duration::ZERO)
+        } else if brought > 0 {
+            None
+        } else {
+            match self.wait_cap {
+                Some(d) if d.is_zero() => Some(SHORT_WAIT),
+                Some(d) if d < super::super::MAX_ROUND => Some(d * 2),
+                _ => None,
+            }
+        };
     }
 
     /// The epoch of the next request: 0 opens a session.
@@ -460,7 +494,7 @@ impl SessionState {
         }
         let (topics, sent) = self.build(riding, &added);
         let max_wait = if sent.is_empty() {
-            max_wait
+            self.wait_cap.map_or(max_wait, |cap| cap.min(max_wait))
         } else {
             Duration::ZERO
         };

@@ -473,3 +473,39 @@ fn renew_refusal_names_the_group_config() {
     let other = ack_error("ShareAcknowledge", 42, "bad", &p);
     assert!(other.is_broker() && !other.is_lock_lost(), "{other}");
 }
+
+/// The `MaxWaitMs` of the next fetch (asked to wait 500 ms) on session `s`.
+fn next_wait(s: &mut SessionState) -> i32 {
+    let (req, _) = s.fetch_request(&wanted(&[0]), 1000, Duration::from_millis(500), 2, ids());
+    s.fetched(wanted(&[0]), 0);
+    req.max_wait_ms
+}
+
+#[test]
+fn after_a_large_answer_the_next_fetch_does_not_wait_and_empty_answers_lengthen_the_wait() {
+    let mut s = open(&[0]);
+    assert_eq!(next_wait(&mut s), 500, "nothing answered yet: as asked");
+    // A quarter of the ask or more: records are plentiful; what may stop the next fetch is the
+    // lock limit, which this member's acknowledgements (queued behind that fetch) would lift.
+    s.fetch_brought(1000, 250);
+    assert_eq!(next_wait(&mut s), 0);
+    // Empty answers after it: 5 ms, doubling, back to the whole wait.
+    let mut waits = Vec::new();
+    for _ in 0..10 {
+        s.fetch_brought(1000, 0);
+        waits.push(next_wait(&mut s));
+    }
+    assert_eq!(waits, [5, 10, 20, 40, 80, 160, 320, 500, 500, 500]);
+    // A trickle (under a quarter of the ask): the next fetch waits as asked, so a slow stream
+    // costs one request per round.
+    s.fetch_brought(1000, 1);
+    assert_eq!(next_wait(&mut s), 500);
+    s.fetch_brought(1000, 0);
+    assert_eq!(next_wait(&mut s), 500, "an idle long poll stays long");
+    // A wait shorter than the cap is kept.
+    s.fetch_brought(1000, 0);
+    s.fetch_brought(1000, 600);
+    s.fetch_brought(1000, 0);
+    let (req, _) = s.fetch_request(&wanted(&[0]), 1000, Duration::from_millis(2), 2, ids());
+    assert_eq!(req.max_wait_ms, 2);
+}
