@@ -116,6 +116,11 @@ async fn a_slow_handler_keeps_a_small_prefetch() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn acquires_stay_within_the_record_locks() {
+    scenarios::acquires_stay_within_the_record_locks(&harness("locks")).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn prefetched_records_keep_their_locks_while_they_wait() {
     scenarios::prefetched_records_keep_their_locks(&harness("prefetch")).await;
 }

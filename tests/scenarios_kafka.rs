@@ -47,6 +47,7 @@ on_kafka! {
     a_task_five_times_the_lock_is_delivered_once => long_task_delivered_once,
     prefetched_records_keep_their_locks_while_they_wait => prefetched_records_keep_their_locks,
     a_slow_handler_keeps_a_small_prefetch => slow_handler_keeps_a_small_prefetch,
+    acquires_stay_within_the_record_locks => acquires_stay_within_the_record_locks,
     shutdown_releases_without_waiting_for_lock_expiry => shutdown_releases_everything,
     shutdown_lets_a_job_finish_within_the_grace_period => shutdown_lets_jobs_finish,
     panics_and_bad_json_do_not_stop_the_worker => bad_input_does_not_stop_the_worker,

@@ -417,6 +417,8 @@ impl Gauge {
 /// A call a worker made to its broker, as [`Recording`] saw it.
 #[derive(Clone, Debug, PartialEq)]
 enum Call {
+    /// An acquire asked for this many records.
+    Asked(usize),
     Acquired(RecordId),
     /// An acknowledgement the broker applied.
     Settled(RecordId, AckKind),
@@ -503,6 +505,7 @@ impl Broker for Recording {
 #[async_trait]
 impl Member for RecordingMember {
     async fn acquire(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, Error> {
+        self.push([Call::Asked(max)]);
         let got = self.inner.acquire(max, wait).await?;
         self.push(got.iter().map(|d| Call::Acquired(d.id.clone())));
         Ok(got)
@@ -1261,13 +1264,82 @@ pub async fn slow_handler_keeps_a_small_prefetch(h: &Harness) {
             Call::Settled(id, _) => {
                 held.remove(&id);
             }
-            Call::Left => {}
+            Call::Asked(_) | Call::Left => {}
         }
     }
     assert!(
         most <= 24,
         "{most} records were acquired and unsettled at once (4 running, a few queued, the rest acknowledged and waiting for the session's fetch in flight: at most 24 allowed)"
     );
+}
+
+/// A worker never asks for more records than the group's record-lock limit leaves it: a fetch
+/// the broker can only answer empty waits out its whole wait, and the acknowledgements that
+/// would free the locks queue behind it. A quick handler (concurrency 4) with a fixed prefetch
+/// of 1,000 in a group limited to 100 locks per partition (Kafka's least): at each acquire, the
+/// records asked for plus those acquired and not settled yet stay within 100 per partition of
+/// the topic. All 1,000 jobs still run.
+pub async fn acquires_stay_within_the_record_locks(h: &Harness) {
+    let topic = h.name("locks");
+    let group = h.name("locks-g");
+    const LIMIT: usize = 100;
+    h.group(
+        &group,
+        GroupConfig::default().max_record_locks(LIMIT as u32),
+    )
+    .await;
+    let payloads: Vec<u32> = (0..1000).collect();
+    h.enqueue(&topic, &payloads).await;
+    let partitions = h
+        .broker
+        .offsets(&topic)
+        .await
+        .expect("the topic's partitions")
+        .len();
+    let limit = LIMIT * partitions;
+    let recording = Recording::new(h.broker.clone());
+    let handler = |_job: Job<u32>| async move {
+        sleep(Duration::from_millis(2)).await;
+        Ok::<(), JobError>(())
+    };
+    let def = JobDefinition::new("locks", &topic, handler)
+        .group(&group)
+        .concurrency(4)
+        .prefetch(1000);
+    let running = start_on(Arc::new(recording.clone()), Config::default(), vec![def]).await;
+    running
+        .wait_idle(h, &[watch(&group, &topic)], Duration::from_secs(120))
+        .await;
+    let f = running.stop().await;
+    assert_eq!(
+        f.summary.accepted, 1000,
+        "all 1,000 accepted: {:?}",
+        f.summary
+    );
+    let mut held = std::collections::HashSet::new();
+    let mut asks = 0;
+    for call in recording.calls() {
+        match call {
+            Call::Asked(n) => {
+                asks += 1;
+                assert!(
+                    n + held.len() <= limit,
+                    "an acquire asked for {n} records while {} were held (limit {LIMIT} x {partitions} partitions)",
+                    held.len()
+                );
+            }
+            Call::Acquired(id) => {
+                held.insert(id);
+            }
+            Call::Settled(id, kind) => {
+                if kind != AckKind::Renew {
+                    held.remove(&id);
+                }
+            }
+            Call::Left => {}
+        }
+    }
+    assert!(asks > 0, "the worker acquired nothing");
 }
 
 // ---------------------------------------------------------------------------------------------

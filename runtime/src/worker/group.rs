@@ -159,6 +159,11 @@ pub(crate) enum Completion {
         attempt: u16,
         error: Error,
     },
+    /// A settle call was answered (or failed): the locks of its `records` (RENEW aside) are no
+    /// longer this member's.
+    Settled {
+        records: usize,
+    },
 }
 
 /// An acquire's records, and how long it took.
@@ -177,6 +182,11 @@ struct Dispatcher {
     /// How quick each handler's jobs have been (where its next job runs).
     pace: Vec<Arc<Pace>>,
     acks: Vec<Ack>,
+    /// The RENEW acknowledgements among `acks`.
+    acks_renew: usize,
+    /// Final acknowledgements handed to the settle task and not answered yet: their records
+    /// still hold locks on the broker.
+    settling: usize,
     /// When the waiting acknowledgements must go at the latest.
     acks_due: Option<Instant>,
     settle_tx: mpsc::UnboundedSender<Vec<Ack>>,
@@ -221,6 +231,8 @@ impl GroupRunner {
             next_seq: 0,
             pace: (0..n).map(|_| Arc::default()).collect(),
             acks: Vec::new(),
+            acks_renew: 0,
+            settling: 0,
             acks_due: None,
             settle_tx,
             done_tx,
@@ -440,6 +452,13 @@ impl Dispatcher {
         if want == 0 || (queued > 0 && want < target.div_ceil(2)) {
             return;
         }
+        // Never ask for more than the locks this member leaves free: a fetch the broker can
+        // only answer empty (every partition at its lock limit) waits out its whole
+        // `MaxWaitMs`, and the acknowledgements that would free the locks wait behind it.
+        let want = want.min(self.free_locks());
+        if want == 0 {
+            return;
+        }
         // An acquire is pending. It asked for what was free then; when at least twice as much is
         // free now, ask again: the member may not fetch more than an acquire asks for, so a
         // small one waiting on a quiet leader would hold the others back (dropping an acquire
@@ -457,6 +476,18 @@ impl Dispatcher {
             latency.observe(took.as_secs_f64());
             (r, took)
         }));
+    }
+
+    /// Record locks of the group (`share.partition.max.record.locks` per partition the
+    /// records came from) that this member does not hold: every record it has not settled
+    /// holds one (queued, running, backing off, dead-lettering, its acknowledgement waiting or
+    /// on its way). Other members' locks are not known here: the bound is this member's own.
+    fn free_locks(&self) -> usize {
+        let limit = u64::from(self.r.limit.record_locks())
+            .saturating_mul(self.sizer.partitions().max(1) as u64);
+        let acks = self.acks.len() - self.acks_renew;
+        let held = (self.entries.len() + acks + self.settling) as u64;
+        usize::try_from(limit.saturating_sub(held)).unwrap_or(usize::MAX)
     }
 
     /// Handler `h`'s prefetch: the fixed one, or the automatic one's target.
@@ -589,6 +620,9 @@ impl Dispatcher {
                 attempt,
                 error,
             } => self.on_settle_failed(id, kind, attempt, &error),
+            Completion::Settled { records } => {
+                self.settling = self.settling.saturating_sub(records);
+            }
         }
     }
 
@@ -660,6 +694,7 @@ impl Dispatcher {
             }
             debug!(group = %self.r.group, record = %e.id, "renewing lock");
             self.acks.push((e.id.clone(), AckKind::Renew, e.attempt));
+            self.acks_renew += 1;
             e.lock_started = now;
             renewed.push((e.handler, e.id.clone(), e.attempt));
             let due = now + e.lock / 2;

@@ -231,6 +231,11 @@ impl Sizer {
         true
     }
 
+    /// The partitions records came from, over all handlers (0 before the first records).
+    pub(crate) fn partitions(&self) -> usize {
+        self.handlers.iter().map(|h| h.partitions.len()).sum()
+    }
+
     /// Handler `h`'s current target.
     pub(crate) fn target(&self, h: usize) -> usize {
         self.handlers.get(h).map_or(INITIAL, |s| s.target)

@@ -110,10 +110,17 @@ impl Dispatcher {
             return;
         }
         let batch = std::mem::take(&mut self.acks);
+        self.settling += batch.len() - self.acks_renew;
+        self.acks_renew = 0;
         if self.settle_tx.send(batch).is_err() {
             error!(group = %self.r.group, "the settle task is gone; records come back when their locks expire");
         }
     }
+}
+
+/// The acknowledgements in `batch` that end a record's delivery (RENEW keeps it).
+fn finals(batch: &[Ack]) -> usize {
+    batch.iter().filter(|a| a.1 != AckKind::Renew).count()
 }
 
 pub(super) async fn settle_loop(
@@ -132,6 +139,7 @@ pub(super) async fn settle_loop(
             .iter()
             .map(|(id, kind, _)| (id.clone(), *kind))
             .collect();
+        let records = finals(&batch);
         match member.settle(&wire).await {
             Ok(results) => {
                 for ((id, kind, attempt), r) in batch.drain(..).zip(results) {
@@ -159,5 +167,8 @@ pub(super) async fn settle_loop(
             }
         }
         batch.clear();
+        // After the SettleFailed answers: the dispatcher learns of a failure before it counts
+        // the lock as free.
+        let _ = done.send(Completion::Settled { records });
     }
 }
