@@ -586,13 +586,13 @@ impl Dispatcher {
             self.r.shutdown.clone(),
         );
         entry.meta = Some(job.meta().clone());
-        entry.lease_from = Instant::now();
+        let started = Instant::now();
+        entry.lease_from = started;
         let run = JobRun::new(
             seq,
             hr.service.clone(),
             job,
-            hr.config.timeout,
-            self.r.max_lease,
+            (started, hr.config.timeout, self.r.max_lease),
             span,
             permit,
         );

@@ -175,8 +175,13 @@ impl Sizer {
             self.round_trips.push_back(took);
         }
         self.answered = true;
+        // Records come in runs from one partition: look each run's partition up once.
+        let mut last: Option<(usize, *const str, i32)> = None;
         for d in records {
-            let Some(h) = handler_of(d).and_then(|h| self.handlers.get_mut(h)) else {
+            let Some(i) = handler_of(d) else {
+                continue;
+            };
+            let Some(h) = self.handlers.get_mut(i) else {
                 continue;
             };
             let size = d.key.as_ref().map_or(0, |k| k.len())
@@ -190,8 +195,12 @@ impl Sizer {
                 Some(b) => b * 0.99 + size * 0.01,
                 None => size,
             });
-            if !h.partitions.contains(&(d.id.topic.clone(), d.id.partition)) {
-                h.partitions.insert((d.id.topic.clone(), d.id.partition));
+            let here = (i, Arc::as_ptr(&d.id.topic), d.id.partition);
+            if last != Some(here) {
+                last = Some(here);
+                if !h.partitions.contains(&(d.id.topic.clone(), d.id.partition)) {
+                    h.partitions.insert((d.id.topic.clone(), d.id.partition));
+                }
             }
         }
     }

@@ -87,22 +87,21 @@ pub(crate) enum Started {
 
 impl JobRun {
     /// The job's future: the handler call with its panics caught, its timeout and the
-    /// maximum lease.
+    /// maximum lease, both counted from `started` (when the dispatcher started the job: one
+    /// clock reading serves the lease, both timers and the run time).
     pub(crate) fn new(
         seq: u64,
         service: HandlerService,
         job: Job<Bytes>,
-        timeout: Option<Duration>,
-        max_lease: Duration,
+        (started, timeout, max_lease): (Instant, Option<Duration>, Duration),
         span: Span,
         permit: OwnedSemaphorePermit,
     ) -> Self {
         let future = async move {
-            let started = Instant::now();
             let call = AssertUnwindSafe(service.oneshot(job)).catch_unwind();
             let run = async move {
                 match timeout {
-                    Some(t) => match tokio::time::timeout(t, call).await {
+                    Some(t) => match tokio::time::timeout_at(deadline(started, t), call).await {
                         Ok(r) => flatten(r),
                         Err(_) => Err(JobError::retry(format!(
                             "timed out after {}",
@@ -115,7 +114,7 @@ impl JobRun {
             // The maximum lease has its own timer, so it ends the handler on time rather than
             // at the next lock renewal (the renewal still checks, for a handler that blocks its
             // thread and never yields to this timer).
-            match tokio::time::timeout(max_lease, run).await {
+            match tokio::time::timeout_at(deadline(started, max_lease), run).await {
                 Ok(result) => Completion::Finished {
                     seq,
                     result,
@@ -167,6 +166,15 @@ impl JobRun {
         });
         Started::Task(task.abort_handle())
     }
+}
+
+/// How far a timer may reach: about 30 years, as tokio's own `timeout` caps it (a longer
+/// maximum lease or timeout is no limit in practice, and would not fit an `Instant`).
+const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// `after` from `from`, at most [`FAR`].
+fn deadline(from: Instant, after: Duration) -> Instant {
+    from + after.min(FAR)
 }
 
 fn flatten(
