@@ -223,7 +223,8 @@ async fn e2e(args: &Args, header: bool) -> Result<(), String> {
     let wall = Instant::now();
     let r = match imp {
         "shareworker" => {
-            let prefetch: u32 = args.num("--prefetch", concurrency.max(16))?;
+            // The library's default (`auto`) unless --prefetch N says otherwise.
+            let prefetch = args.prefetch()?;
             let payload = match args.value("--payload").unwrap_or("json") {
                 "json" => shareworker_impl::Payload::Json,
                 "bytes" => shareworker_impl::Payload::Bytes,

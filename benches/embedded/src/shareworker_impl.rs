@@ -44,7 +44,7 @@ pub(crate) fn broker() -> Result<EmbeddedBroker, String> {
 pub(crate) async fn e2e(
     jobs: u64,
     concurrency: u32,
-    prefetch: u32,
+    prefetch: Option<u32>,
     batch: usize,
     payload: Payload,
 ) -> Result<E2e, String> {
@@ -91,7 +91,10 @@ pub(crate) async fn e2e(
                 counter.one();
             }
         })
-        .job(def.concurrency(concurrency).prefetch(prefetch))
+        .job(match prefetch {
+            Some(p) => def.concurrency(concurrency).prefetch(p),
+            None => def.concurrency(concurrency),
+        })
         .build()
         .await
         .map_err(|e| e.to_string())?;
@@ -128,6 +131,9 @@ pub(crate) async fn e2e(
         rss_after_enqueue,
         enqueue,
         dispatch,
-        note: format!("prefetch={prefetch} payload={payload:?} batch={batch}"),
+        note: format!(
+            "prefetch={} payload={payload:?} batch={batch}",
+            prefetch.map_or("auto".to_owned(), |p| p.to_string())
+        ),
     })
 }
