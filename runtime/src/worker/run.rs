@@ -24,10 +24,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
+use futures_util::future::CatchUnwind;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tower::ServiceExt;
+use tower::util::Oneshot;
 use tracing::{Instrument, Span};
 
 use super::group::Completion;
@@ -69,11 +71,21 @@ fn quick(polls: u32, c: &Completion) -> bool {
     polls == 1 && matches!(c, Completion::Finished { took, .. } if *took < QUICK)
 }
 
-type JobFuture = Pin<Box<dyn Future<Output = Completion> + Send>>;
+/// The handler call with its panics caught. Every part of it is `Unpin` (the handler's future
+/// is boxed by `BoxCloneService`), so a call polled once by the dispatcher can still move into
+/// a task of its own.
+type Call = CatchUnwind<AssertUnwindSafe<Oneshot<HandlerService, Job<Bytes>>>>;
 
 /// One job, ready to run.
 pub(crate) struct JobRun {
-    future: JobFuture,
+    seq: u64,
+    call: Call,
+    /// When the dispatcher started the job: one clock reading serves the lease, both timers
+    /// and the run time.
+    started: Instant,
+    timeout: Option<Duration>,
+    max_lease: Duration,
+    span: Span,
     permit: OwnedSemaphorePermit,
 }
 
@@ -86,9 +98,8 @@ pub(crate) enum Started {
 }
 
 impl JobRun {
-    /// The job's future: the handler call with its panics caught, its timeout and the
-    /// maximum lease, both counted from `started` (when the dispatcher started the job: one
-    /// clock reading serves the lease, both timers and the run time).
+    /// The job: the handler call with its panics caught; its timeout and the maximum lease
+    /// count from `started`.
     pub(crate) fn new(
         seq: u64,
         service: HandlerService,
@@ -97,54 +108,46 @@ impl JobRun {
         span: Span,
         permit: OwnedSemaphorePermit,
     ) -> Self {
-        let future = async move {
-            let call = AssertUnwindSafe(service.oneshot(job)).catch_unwind();
-            let run = async move {
-                match timeout {
-                    Some(t) => match tokio::time::timeout_at(deadline(started, t), call).await {
-                        Ok(r) => flatten(r),
-                        Err(_) => Err(JobError::retry(format!(
-                            "timed out after {}",
-                            crate::duration::Short(t)
-                        ))),
-                    },
-                    None => flatten(call.await),
-                }
-            };
-            // The maximum lease has its own timer, so it ends the handler on time rather than
-            // at the next lock renewal (the renewal still checks, for a handler that blocks its
-            // thread and never yields to this timer).
-            match tokio::time::timeout_at(deadline(started, max_lease), run).await {
-                Ok(result) => Completion::Finished {
-                    seq,
-                    result,
-                    took: started.elapsed(),
-                },
-                Err(_) => Completion::LeaseExpired { seq },
-            }
-        }
-        .instrument(span);
         Self {
-            future: Box::pin(future),
+            seq,
+            call: AssertUnwindSafe(service.oneshot(job)).catch_unwind(),
+            started,
+            timeout,
+            max_lease,
+            span,
             permit,
         }
     }
 
-    /// Starts the job: polled here once first when its handler has been quick, else (or when
-    /// that poll did not finish it) in a task of its own that sends its completion on `done`.
+    /// Starts the job: its call polled here once first when its handler has been quick (no
+    /// timer is made for a job that finishes in that poll), else (or when that poll did not
+    /// finish it) in a task of its own, with its timers, that sends its completion on `done`.
     pub(crate) fn start(
         self,
         pace: &Arc<Pace>,
         done: &mpsc::UnboundedSender<Completion>,
     ) -> Started {
-        let Self { mut future, permit } = self;
+        let Self {
+            seq,
+            mut call,
+            started,
+            timeout,
+            max_lease,
+            span,
+            permit,
+        } = self;
         let mut polls = 0;
         if pace.inline() {
             polls = 1;
             // A no-op waker: should the job not finish now, its task polls it again with its
             // own waker, and every future registers the waker of its latest poll.
             let mut cx = Context::from_waker(Waker::noop());
-            if let Poll::Ready(c) = future.as_mut().poll(&mut cx) {
+            if let Poll::Ready(r) = span.in_scope(|| Pin::new(&mut call).poll(&mut cx)) {
+                let c = Completion::Finished {
+                    seq,
+                    result: flatten(r),
+                    took: started.elapsed(),
+                };
                 drop(permit);
                 pace.observe(quick(polls, &c));
                 return Started::Done(c);
@@ -152,9 +155,11 @@ impl JobRun {
             // It waits on something: not quick; it goes on in its task.
             pace.observe(false);
         }
+        let future = timed(call, seq, started, timeout, max_lease).instrument(span);
         let pace = pace.clone();
         let done = done.clone();
         let task = tokio::spawn(async move {
+            let mut future = std::pin::pin!(future);
             let c = std::future::poll_fn(|cx| {
                 polls += 1;
                 future.as_mut().poll(cx)
@@ -165,6 +170,38 @@ impl JobRun {
             let _ = done.send(c);
         });
         Started::Task(task.abort_handle())
+    }
+}
+
+/// A job's call under its timeout and the maximum lease. The lease has its own timer, so it
+/// ends the handler on time rather than at the next lock renewal (the renewal still checks,
+/// for a handler that blocks its thread and never yields to this timer).
+async fn timed(
+    call: Call,
+    seq: u64,
+    started: Instant,
+    timeout: Option<Duration>,
+    max_lease: Duration,
+) -> Completion {
+    let run = async move {
+        match timeout {
+            Some(t) => match tokio::time::timeout_at(deadline(started, t), call).await {
+                Ok(r) => flatten(r),
+                Err(_) => Err(JobError::retry(format!(
+                    "timed out after {}",
+                    crate::duration::Short(t)
+                ))),
+            },
+            None => flatten(call.await),
+        }
+    };
+    match tokio::time::timeout_at(deadline(started, max_lease), run).await {
+        Ok(result) => Completion::Finished {
+            seq,
+            result,
+            took: started.elapsed(),
+        },
+        Err(_) => Completion::LeaseExpired { seq },
     }
 }
 
