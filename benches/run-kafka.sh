@@ -33,6 +33,10 @@
 #   SKIP_CONSUME=1                             skip the consumer comparison
 #   HOL_JOBS=20000 HOL_PARTITIONS=4 HOL_CONCURRENCY=200 HOL_PREFETCH=auto HOL_REPEAT=1 SKIP_HOL=1
 #   HOL_BASE_PREFETCH=16                       the base binary's prefetch in the head-of-line run
+#   HOL_PRIMED=1                               also run it for a group that has run before (8 jobs
+#                                              first, so its share partitions are initialised and
+#                                              the measured member is assigned them at once: a
+#                                              worker restarting); 0: only the fresh group
 #   HOL_ASSIGNMENT_INTERVAL_MS=                set the hol group's share.assignment.interval.ms
 #                                              (broker default 1000) before its run
 #   RENEW_JOBS=1000 RENEW_LOCK_MS=15000 RENEW_PARTITIONS=4 SKIP_RENEW=1
@@ -76,6 +80,7 @@ HOL_CONCURRENCY="${HOL_CONCURRENCY:-200}"
 HOL_PREFETCH="${HOL_PREFETCH:-auto}"
 HOL_BASE_PREFETCH="${HOL_BASE_PREFETCH:-16}"
 HOL_REPEAT="${HOL_REPEAT:-1}"
+HOL_PRIMED="${HOL_PRIMED:-1}"
 HOL_ASSIGNMENT_INTERVAL_MS="${HOL_ASSIGNMENT_INTERVAL_MS:-}"
 RENEW_JOBS="${RENEW_JOBS:-1000}"
 RENEW_LOCK_MS="${RENEW_LOCK_MS:-15000}"
@@ -348,6 +353,22 @@ if [[ -z "${SKIP_HOL:-}" ]]; then
             sed 's/^| /| (base) /' "$out/hol.out"
             grep -E '^hol|^  ' "$out/hol.err" >&2 || true
             log "  base: CPU $CPU s, peak RSS $RSS_MIB MiB, broker CPU $BROKER_CPU s, other CPU $OTHER_CPU s"
+        fi
+        if ((HOL_PRIMED)); then
+            # The same workload for a group that has run before (a worker restarting): a first
+            # run of 8 jobs on the topic initialises the group's share partitions, so the
+            # measured run's member is assigned them in its first heartbeat.
+            wait_quiet
+            run_id=$((run_id + 1))
+            t="bench-hol-primed-$(date +%s)-$run_id"
+            log "primed: kafka-hol --topic $t --jobs 8, then --jobs $HOL_JOBS (load $LOAD)"
+            "$bin" kafka-hol --url "kafka://$B" --topic "$t" --jobs 8 --partitions "$HOL_PARTITIONS" \
+                --concurrency "$HOL_CONCURRENCY" --prefetch "$HOL_PREFETCH" >/dev/null 2>&1
+            measure hol "$bin" kafka-hol --url "kafka://$B" --topic "$t" --jobs "$HOL_JOBS" \
+                --partitions "$HOL_PARTITIONS" --concurrency "$HOL_CONCURRENCY" --prefetch "$HOL_PREFETCH"
+            sed 's/^| /| (group run before) /' "$out/hol.out"
+            grep -E '^hol|^  ' "$out/hol.err" >&2 || true
+            log "  primed: CPU $CPU s, peak RSS $RSS_MIB MiB, broker CPU $BROKER_CPU s, other CPU $OTHER_CPU s"
         fi
     done
 fi
