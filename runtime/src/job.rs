@@ -46,7 +46,9 @@ pub(crate) struct JobMeta {
     pub(crate) max_attempts: u16,
     pub(crate) handler: Arc<str>,
     pub(crate) group: Arc<str>,
-    pub(crate) cancel: CancellationToken,
+    /// The worker's shutdown token, shared by every job of a group (cloning a
+    /// `CancellationToken` takes a lock in its tree; cloning the `Arc` does not).
+    pub(crate) cancel: Arc<CancellationToken>,
 }
 
 impl Job<Bytes> {
@@ -55,7 +57,7 @@ impl Job<Bytes> {
         max_attempts: u16,
         handler: Arc<str>,
         group: Arc<str>,
-        cancel: CancellationToken,
+        cancel: Arc<CancellationToken>,
     ) -> Self {
         let payload = delivery.value.clone().unwrap_or_default();
         Job {
@@ -410,7 +412,7 @@ mod tests {
             3,
             Arc::from("send"),
             Arc::from("send"),
-            CancellationToken::new(),
+            Arc::new(CancellationToken::new()),
         )
     }
 

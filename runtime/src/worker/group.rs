@@ -179,6 +179,8 @@ struct Dispatcher {
     held_count: Vec<u32>,
     held: BinaryHeap<Reverse<(Instant, u64)>>,
     next_seq: u64,
+    /// The shutdown token every job of the group is given.
+    cancel: Arc<CancellationToken>,
     /// How quick each handler's jobs have been (where its next job runs).
     pace: Vec<Arc<Pace>>,
     acks: Vec<Ack>,
@@ -220,7 +222,9 @@ impl GroupRunner {
             .enumerate()
             .map(|(i, h)| (h.topic.clone(), i))
             .collect();
+        let cancel = Arc::new(self.shutdown.clone());
         let mut d = Dispatcher {
+            cancel,
             r: self,
             by_topic,
             entries: Entries::default(),
@@ -583,7 +587,7 @@ impl Dispatcher {
             max_attempts,
             hr.name.clone(),
             self.r.group.clone(),
-            self.r.shutdown.clone(),
+            self.cancel.clone(),
         );
         entry.meta = Some(job.meta().clone());
         let started = Instant::now();
