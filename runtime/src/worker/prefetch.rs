@@ -198,9 +198,7 @@ impl Sizer {
             let here = (i, Arc::as_ptr(&d.id.topic), d.id.partition);
             if last != Some(here) {
                 last = Some(here);
-                if !h.partitions.contains(&(d.id.topic.clone(), d.id.partition)) {
-                    h.partitions.insert((d.id.topic.clone(), d.id.partition));
-                }
+                h.partitions.insert((d.id.topic.clone(), d.id.partition));
             }
         }
     }

@@ -5,14 +5,17 @@
 //! (the job task, then the dispatcher for its completion). For a handler that finishes in
 //! microseconds without waiting on anything, that is most of the work. So a handler whose jobs
 //! have been quick ([`Pace`]) gets each new job polled once by the dispatcher itself: when the
-//! job finishes in that poll, no task is made; when it does not (it waits on something), the
-//! same future goes on in a task of its own, exactly as a spawned job would. A job that is not
+//! job's call finishes in that poll, no task and no timer is made; when it does not (it waits
+//! on something), the same call goes on in a task of its own under its timers, exactly as a
+//! spawned job would. A job that is not
 //! quick puts its handler back on a task per job until it has been quick again
 //! [`QUICK_STREAK`] times in a row, so a handler that runs long or blocks its thread holds up
 //! the dispatcher for one poll at most, and only after a run of quick jobs.
 //!
-//! The future is the same on both paths: panics are caught, the handler's timeout and the
-//! maximum lease are timers inside it, and dropping it (an abort) cancels the handler.
+//! The call is the same on both paths, with its panics caught; the handler's timeout and the
+//! maximum lease count from when the dispatcher started the job (a call finished in the first
+//! poll is done whatever the time, as with tokio's `timeout`, which polls its future first), and
+//! dropping the task (an abort) cancels the handler.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
