@@ -61,12 +61,13 @@ macro_rules! handler_with_states {
                 vec![$($ty::need()),*]
             }
 
+            #[allow(unused_variables)] // by handlers without states
             fn into_service(self, states: &States) -> HandlerService {
-                #[allow(unused_variables)] // by handlers without states
-                let states = states.clone();
+                // Each state is looked up once, here; every job gets a clone.
+                $(let $var = $ty::from_states(states);)*
                 BoxCloneService::new(tower::service_fn(move |job: Job<Bytes>| {
                     let handler = self.clone();
-                    $(let $var = $ty::from_states(&states);)*
+                    $(let $var = $var.clone();)*
                     async move {
                         let job = job.decode::<T>().map_err(BoxError::from)?;
                         $(

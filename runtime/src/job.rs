@@ -41,6 +41,7 @@ pub struct Job<T = Bytes> {
     meta: Arc<JobMeta>,
 }
 
+#[derive(Clone)]
 pub(crate) struct JobMeta {
     pub(crate) delivery: Delivery,
     pub(crate) max_attempts: u16,
@@ -52,23 +53,11 @@ pub(crate) struct JobMeta {
 }
 
 impl Job<Bytes> {
-    pub(crate) fn from_delivery(
-        delivery: Delivery,
-        max_attempts: u16,
-        handler: Arc<str>,
-        group: Arc<str>,
-        cancel: Arc<CancellationToken>,
-    ) -> Self {
-        let payload = delivery.value.clone().unwrap_or_default();
+    /// The job of a record whose metadata the dispatcher made when it acquired the record.
+    pub(crate) fn from_meta(meta: Arc<JobMeta>) -> Self {
         Job {
-            payload,
-            meta: Arc::new(JobMeta {
-                delivery,
-                max_attempts,
-                handler,
-                group,
-                cancel,
-            }),
+            payload: meta.delivery.value.clone().unwrap_or_default(),
+            meta,
         }
     }
 
@@ -207,10 +196,6 @@ impl<T> Job<T> {
             payload: f(self.payload),
             meta: self.meta,
         }
-    }
-
-    pub(crate) fn meta(&self) -> &Arc<JobMeta> {
-        &self.meta
     }
 }
 
@@ -407,13 +392,13 @@ mod tests {
             delivery_count: 1,
             lock_duration: Duration::from_secs(30),
         };
-        Job::from_delivery(
+        Job::from_meta(Arc::new(JobMeta {
             delivery,
-            3,
-            Arc::from("send"),
-            Arc::from("send"),
-            Arc::new(CancellationToken::new()),
-        )
+            max_attempts: 3,
+            handler: Arc::from("send"),
+            group: Arc::from("send"),
+            cancel: Arc::new(CancellationToken::new()),
+        }))
     }
 
     #[derive(serde::Deserialize, Debug, PartialEq)]

@@ -144,7 +144,7 @@ impl Need {
     note = "a #[job] handler takes its `Job<T>`, then only `State<T>` arguments: values \
             registered on the worker with `.state(..)` (T: Clone + Send + Sync + 'static)"
 )]
-pub trait FromStates: Sized + Send + 'static + sealed::Sealed {
+pub trait FromStates: Clone + Sized + Send + Sync + 'static + sealed::Sealed {
     /// The state this argument needs, checked when the worker starts.
     fn need() -> Need;
 

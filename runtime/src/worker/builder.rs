@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use super::events::{EventSink, JobEvent};
 use super::group::HandlerRt;
-use super::{Counters, Signal, Worker};
+use super::{Signal, Worker};
 use crate::Error;
 use crate::broker::{Broker, BrokerAdmin};
 use crate::config::{self, Config, DeadLetter, Declared, Sources};
@@ -370,10 +370,6 @@ impl WorkerBuilder {
         } else {
             None
         };
-        let counters = Arc::new(Counters::default());
-        let mut events = self.events;
-        let c = counters.clone();
-        events.add(Arc::new(move |e| c.count(e)));
         Ok(Worker {
             broker,
             groups,
@@ -383,8 +379,7 @@ impl WorkerBuilder {
             stop_now: CancellationToken::new(),
             signal: self.signal,
             handle_signals: self.handle_signals,
-            events,
-            counters,
+            events: self.events,
             config,
             status,
             metrics,

@@ -1,8 +1,10 @@
 //! What happened to each job, for the testing harness and for metrics.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::RunSummary;
 use crate::broker::{AckKind, RecordId};
 
 /// One thing that happened to one delivery of a record.
@@ -88,10 +90,12 @@ pub enum Outcome {
     },
 }
 
-/// Where events go; cheap to clone.
+/// Where events go: the run's counts (always) and the observers given to
+/// [`WorkerBuilder::on_event`](super::WorkerBuilder::on_event); cheap to clone.
 #[derive(Clone, Default)]
 pub(crate) struct EventSink {
     observers: Vec<Observer>,
+    counters: Arc<Counters>,
 }
 
 /// A function called with every event.
@@ -102,9 +106,59 @@ impl EventSink {
         self.observers.push(f);
     }
 
-    pub(crate) fn emit(&self, event: JobEvent) {
+    /// Counts `outcome` for the run's summary and, when anyone observes events, builds the
+    /// event (`make`) and gives it to each observer. With no observer (a worker's usual case)
+    /// no event is built: its handler, group and record names are not cloned per job.
+    pub(crate) fn emit(&self, outcome: Outcome, make: impl FnOnce(Outcome) -> JobEvent) {
+        self.counters.count(&outcome);
+        if self.observers.is_empty() {
+            return;
+        }
+        let event = make(outcome);
         for o in &self.observers {
             o(&event);
+        }
+    }
+
+    /// What the run did so far.
+    pub(crate) fn summary(&self) -> RunSummary {
+        self.counters.summary()
+    }
+}
+
+/// The run's counts, for [`RunSummary`].
+#[derive(Default)]
+struct Counters {
+    accepted: AtomicU64,
+    retried: AtomicU64,
+    dead_lettered: AtomicU64,
+    rejected: AtomicU64,
+    lease_expired: AtomicU64,
+    settle_failures: AtomicU64,
+}
+
+impl Counters {
+    fn count(&self, outcome: &Outcome) {
+        let c = match outcome {
+            Outcome::Accepted => &self.accepted,
+            Outcome::Retrying { .. } => &self.retried,
+            Outcome::DeadLettered | Outcome::DeadLetteredByBroker { .. } => &self.dead_lettered,
+            Outcome::Rejected { .. } => &self.rejected,
+            Outcome::LeaseExpired => &self.lease_expired,
+            Outcome::SettleFailed { .. } => &self.settle_failures,
+            _ => return,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn summary(&self) -> RunSummary {
+        RunSummary {
+            accepted: self.accepted.load(Ordering::Relaxed),
+            retried: self.retried.load(Ordering::Relaxed),
+            dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            lease_expired: self.lease_expired.load(Ordering::Relaxed),
+            settle_failures: self.settle_failures.load(Ordering::Relaxed),
         }
     }
 }

@@ -16,7 +16,6 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -118,42 +117,6 @@ pub struct RunSummary {
     pub settle_failures: u64,
 }
 
-#[derive(Default)]
-struct Counters {
-    accepted: AtomicU64,
-    retried: AtomicU64,
-    dead_lettered: AtomicU64,
-    rejected: AtomicU64,
-    lease_expired: AtomicU64,
-    settle_failures: AtomicU64,
-}
-
-impl Counters {
-    fn count(&self, e: &JobEvent) {
-        let c = match e.outcome {
-            Outcome::Accepted => &self.accepted,
-            Outcome::Retrying { .. } => &self.retried,
-            Outcome::DeadLettered | Outcome::DeadLetteredByBroker { .. } => &self.dead_lettered,
-            Outcome::Rejected { .. } => &self.rejected,
-            Outcome::LeaseExpired => &self.lease_expired,
-            Outcome::SettleFailed { .. } => &self.settle_failures,
-            _ => return,
-        };
-        c.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn summary(&self) -> RunSummary {
-        RunSummary {
-            accepted: self.accepted.load(Ordering::Relaxed),
-            retried: self.retried.load(Ordering::Relaxed),
-            dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
-            rejected: self.rejected.load(Ordering::Relaxed),
-            lease_expired: self.lease_expired.load(Ordering::Relaxed),
-            settle_failures: self.settle_failures.load(Ordering::Relaxed),
-        }
-    }
-}
-
 /// Stops a running [`Worker`] gracefully from elsewhere; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct ShutdownHandle(CancellationToken);
@@ -185,7 +148,6 @@ pub struct Worker {
     signal: Option<Signal>,
     handle_signals: bool,
     events: EventSink,
-    counters: Arc<Counters>,
     config: Config,
     status: WorkerStatus,
     metrics: Arc<Metrics>,
@@ -404,7 +366,7 @@ impl Worker {
             let _ = w.await;
         }
         stop_side_tasks().await;
-        let summary = self.counters.summary();
+        let summary = self.events.summary();
         if let Some(e) = self.status.take_fatal() {
             tracing::error!(summary = %crate::logs::Json(summary), error = %e, "worker stopped");
             return Err(e);

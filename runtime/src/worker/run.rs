@@ -94,8 +94,9 @@ pub(crate) struct JobRun {
 
 /// Where a started job is.
 pub(crate) enum Started {
-    /// It finished in the dispatcher's poll.
-    Done(Completion),
+    /// It finished in the dispatcher's poll, at the instant given (a clock reading the
+    /// dispatcher may use as the start of the job it starts next).
+    Done(Completion, Instant),
     /// It runs in its own task, which sends its completion.
     Task(AbortHandle),
 }
@@ -146,14 +147,15 @@ impl JobRun {
             // own waker, and every future registers the waker of its latest poll.
             let mut cx = Context::from_waker(Waker::noop());
             if let Poll::Ready(r) = span.in_scope(|| Pin::new(&mut call).poll(&mut cx)) {
+                let ended = Instant::now();
                 let c = Completion::Finished {
                     seq,
                     result: flatten(r),
-                    took: started.elapsed(),
+                    took: ended.saturating_duration_since(started),
                 };
                 drop(permit);
                 pace.observe(quick(polls, &c));
-                return Started::Done(c);
+                return Started::Done(c, ended);
             }
             // It waits on something: not quick; it goes on in its task.
             pace.observe(false);

@@ -61,12 +61,15 @@ impl Dispatcher {
         let Some(e) = self.entries.get(&seq) else {
             return;
         };
-        let (h, attempt, id) = (e.handler, e.attempt, e.id.clone());
+        let (h, attempt) = (e.handler, e.attempt);
+        if let Decision::Accept { settle } = decision {
+            self.event(h, e.id(), attempt, Outcome::Accepted, took);
+            self.settle(seq, AckKind::Accept, settle);
+            return;
+        }
+        let id = e.id().clone();
         match decision {
-            Decision::Accept { settle } => {
-                self.event(h, &id, attempt, Outcome::Accepted, took);
-                self.settle(seq, AckKind::Accept, settle);
-            }
+            Decision::Accept { .. } => {}
             Decision::Hold { delay } => {
                 self.retrying(h, &id, attempt, delay, &error, took);
                 if let Some(e) = self.entries.get_mut(&seq) {
@@ -109,7 +112,8 @@ impl Dispatcher {
         if let Some(e) = self.entries.remove(&seq)
             && settle
         {
-            self.acks.push((e.id, kind, e.attempt));
+            let attempt = e.attempt;
+            self.acks.push((e.into_id(), kind, attempt));
         }
     }
 
@@ -144,7 +148,7 @@ impl Dispatcher {
         if decide::archived_on_release(e.attempt, self.r.limit.get(), e.lost) {
             self.archived(
                 e.handler,
-                &e.id,
+                e.id(),
                 e.attempt,
                 format!("released at its last delivery: {why}"),
             );
@@ -166,15 +170,15 @@ impl Dispatcher {
         let Some(entry) = self.entries.get(&seq) else {
             return; // abandoned at the end of the grace period or the lease
         };
-        let (h, attempt, id) = (entry.handler, entry.attempt, entry.id.clone());
+        let h = entry.handler;
         self.running[h] -= 1;
         let outcome = match &result {
             Ok(()) => "succeeded",
             Err(e) if e.is_permanent() => "failed permanently",
             Err(_) => "failed",
         };
-        debug!(handler = %self.r.handlers[h].name, record = %id, attempt, outcome,
-            took = %crate::duration::Short(took), "job finished");
+        debug!(handler = %self.r.handlers[h].name, record = %entry.id(), attempt = entry.attempt,
+            outcome, took = %crate::duration::Short(took), "job finished");
         // The limit as the broker has it now (re-read at every refresh): a record failing at
         // or past it is dead-lettered, since released it would be archived.
         let (ending, error) = match result {
@@ -193,7 +197,7 @@ impl Dispatcher {
         let Some(entry) = self.entries.get(&seq) else {
             return;
         };
-        let (h, attempt, id) = (entry.handler, entry.attempt, entry.id.clone());
+        let (h, attempt, id) = (entry.handler, entry.attempt, entry.id().clone());
         let hr = &self.r.handlers[h];
         let (why, settle) = match decision {
             Decision::BrokerDeadLetter { why, settle } | Decision::Reject { why, settle } => {
@@ -225,17 +229,7 @@ impl Dispatcher {
             (Decision::DeadLetter { .. }, DeadLetter::Topic(topic)) => {
                 error!(handler = %hr.name, record = %id, attempt, dead_letter = %topic,
                     error = %err, "job failed ({why}); sending it to the dead-letter topic");
-                let original = self
-                    .entries
-                    .get_mut(&seq)
-                    .and_then(|e| e.meta.take())
-                    .map(|m| m.delivery.clone());
-                let Some(original) = original else {
-                    if let Some(e) = self.entries.remove(&seq) {
-                        self.release(e, "its record was not kept for a dead letter");
-                    }
-                    return;
-                };
+                let original = entry.meta.delivery.clone();
                 let job = dead_letter::DeadLetterJob {
                     topic,
                     group: self.r.group.clone(),
@@ -280,7 +274,7 @@ impl Dispatcher {
         let Some(e) = self.entries.remove(&seq) else {
             return;
         };
-        let (h, id, attempt) = (e.handler, e.id.clone(), e.attempt);
+        let (h, id, attempt) = (e.handler, e.id().clone(), e.attempt);
         push_ack(&mut self.acks, e, AckKind::Reject);
         self.event(h, &id, attempt, Outcome::DeadLettered, None);
     }
@@ -297,7 +291,7 @@ impl Dispatcher {
         let Some(e) = self.entries.get(&seq) else {
             return;
         };
-        let (h, id, attempt) = (e.handler, e.id.clone(), e.attempt);
+        let (h, id, attempt) = (e.handler, e.id().clone(), e.attempt);
         let hr = &self.r.handlers[h];
         let topic = match &hr.config.dead_letter {
             DeadLetter::Topic(t) => t.as_str(),
@@ -344,21 +338,23 @@ impl Dispatcher {
         let hr = &self.r.handlers[h];
         let max_lease = crate::duration::Short(self.r.max_lease);
         if let Decision::Release { .. } = decision {
-            error!(handler = %hr.name, record = %e.id, max_lease = %max_lease,
+            error!(handler = %hr.name, record = %e.id(), max_lease = %max_lease,
                 "handler ran past the maximum lease; cancelled it and released the record");
             count(&hr.metrics, e.attempt, &Outcome::LeaseExpired, Some(took));
         } else {
             // Its last attempt: released, the broker would archive it.
             hr.metrics.lease_expired.inc();
         }
-        self.r.events.emit(JobEvent {
-            handler: hr.name.clone(),
-            group: self.r.group.clone(),
-            id: e.id.clone(),
-            attempt: e.attempt,
-            outcome: Outcome::LeaseExpired,
-            took: Some(took),
-        });
+        self.r
+            .events
+            .emit(Outcome::LeaseExpired, |outcome| JobEvent {
+                handler: hr.name.clone(),
+                group: self.r.group.clone(),
+                id: e.id().clone(),
+                attempt: e.attempt,
+                outcome,
+                took: Some(took),
+            });
         let error = format!("ran past the maximum lease ({max_lease})");
         self.act(seq, decision, error, Some(took));
     }

@@ -21,7 +21,8 @@ pub(super) type Ack = (RecordId, AckKind, u16);
 /// given it to another delivery, which this acknowledgement must not settle).
 pub(super) fn push_ack(acks: &mut Vec<Ack>, e: Entry, kind: AckKind) {
     if !e.lost {
-        acks.push((e.id, kind, e.attempt));
+        let attempt = e.attempt;
+        acks.push((e.into_id(), kind, attempt));
     }
 }
 
@@ -46,7 +47,7 @@ impl Dispatcher {
         if kind == AckKind::Renew {
             // The lock is gone: stop renewing, and never settle this delivery.
             let mut archived = None;
-            if let Some(e) = self.entries.values_mut().find(|e| e.id == id && !e.lost) {
+            if let Some(e) = self.entries.values_mut().find(|e| *e.id() == id && !e.lost) {
                 e.lost = true;
                 attempt = e.attempt;
                 // A dead letter being written still lands; anything else at its last
@@ -73,14 +74,16 @@ impl Dispatcher {
             warn!(group = %self.r.group, record = %id, ack = %kind, error = %error,
                 "settling failed; the record will be delivered again when its lock expires");
         }
-        self.r.events.emit(JobEvent {
-            handler: self.handler_for(&id),
-            group: self.r.group.clone(),
-            id,
-            attempt,
-            outcome: Outcome::SettleFailed { kind },
-            took: None,
-        });
+        self.r
+            .events
+            .emit(Outcome::SettleFailed { kind }, |outcome| JobEvent {
+                handler: self.handler_for(&id),
+                group: self.r.group.clone(),
+                id,
+                attempt,
+                outcome,
+                took: None,
+            });
     }
 
     /// Sends the waiting acknowledgements when enough wait, the oldest waited long enough, or

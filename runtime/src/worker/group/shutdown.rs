@@ -18,11 +18,7 @@ impl Dispatcher {
         self.fetch = None;
         self.permit_wait = None;
         // Records that have not started, or wait out a backoff, go back now.
-        let queued: Vec<u64> = self
-            .queues
-            .iter_mut()
-            .flat_map(|q| q.drain(..).map(|(seq, _)| seq))
-            .collect();
+        let queued: Vec<u64> = self.queues.iter_mut().flat_map(|q| q.drain(..)).collect();
         for seq in queued {
             if let Some(e) = self.entries.remove(&seq) {
                 self.release(e, "shutdown before it started");
@@ -48,24 +44,24 @@ impl Dispatcher {
             match &e.state {
                 State::Running(h) => {
                     h.abort();
-                    warn!(group = %group, record = %e.id, attempt = e.attempt,
+                    warn!(group = %group, record = %e.id(), attempt = e.attempt,
                         "still running when the shutdown grace period ended; cancelled and released");
                 }
                 State::DeadLettering(h) => {
                     h.abort();
                     let hr = &self.r.handlers[e.handler];
-                    error!(handler = %hr.name, group = %group, record = %e.id, attempt = e.attempt,
+                    error!(handler = %hr.name, group = %group, record = %e.id(), attempt = e.attempt,
                         "the dead-letter write was still unfinished when the shutdown grace period ended; cut off and released: the record is delivered again (and may be dead-lettered twice, if the write had landed), or archived by the broker at its delivery count limit");
                     self.event(
                         e.handler,
-                        &e.id,
+                        e.id(),
                         e.attempt,
                         Outcome::DeadLetterAbandoned,
                         None,
                     );
                 }
                 State::Queued | State::Held => {
-                    warn!(group = %group, record = %e.id, "still held when the shutdown grace period ended; released");
+                    warn!(group = %group, record = %e.id(), "still held when the shutdown grace period ended; released");
                 }
             }
             self.release(e, "the shutdown grace period ended");
