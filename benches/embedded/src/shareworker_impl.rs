@@ -1,13 +1,17 @@
 //! e2e on shareworker: `EmbeddedBroker` + `Queue::send_batch`, then a `Worker` with a no-op
 //! handler until every record is accepted and the group's lag is 0.
+//!
+//! The handler counts itself done through its `State`, as a service's handler reaches its
+//! pool (and as the apalis run counts in its handler); no event observer is installed, since
+//! a worker's usual configuration has none.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shareworker::{
-    Config, EmbeddedBroker, Job, JobDefinition, JobError, Queue, Worker,
+    Config, EmbeddedBroker, Job, JobDefinition, JobError, Queue, State, Worker,
     broker::{Broker, Bytes, StartFrom},
     queue::Message,
-    worker::Outcome,
 };
 
 use crate::{Completion, E2e};
@@ -23,13 +27,15 @@ pub(crate) enum Payload {
     Bytes,
 }
 
-async fn noop_json(job: Job<u64>) -> Result<(), JobError> {
+async fn noop_json(job: Job<u64>, State(done): State<Arc<Completion>>) -> Result<(), JobError> {
     std::hint::black_box(job.payload());
+    done.one();
     Ok(())
 }
 
-async fn noop_bytes(job: Job<Bytes>) -> Result<(), JobError> {
+async fn noop_bytes(job: Job<Bytes>, State(done): State<Arc<Completion>>) -> Result<(), JobError> {
     std::hint::black_box(job.payload());
+    done.one();
     Ok(())
 }
 
@@ -74,23 +80,18 @@ pub(crate) async fn e2e(
 
     let t1 = Instant::now();
     let done = Completion::new(jobs);
-    let counter = done.clone();
     let mut config = Config::default();
     config.concurrency = config.concurrency.max(concurrency);
     let def = match payload {
-        Payload::Json => JobDefinition::new(HANDLER, TOPIC, noop_json),
-        Payload::Bytes => JobDefinition::new(HANDLER, TOPIC, noop_bytes),
+        Payload::Json => JobDefinition::handler(HANDLER, TOPIC, noop_json),
+        Payload::Bytes => JobDefinition::handler(HANDLER, TOPIC, noop_bytes),
     };
     let worker = Worker::builder()
         .broker(broker.clone())
         .code_config_only()
         .without_signal_handling()
         .config(config)
-        .on_event(move |e| {
-            if e.outcome == Outcome::Accepted {
-                counter.one();
-            }
-        })
+        .state(done.clone())
         .job(match prefetch {
             Some(p) => def.concurrency(concurrency).prefetch(p),
             None => def.concurrency(concurrency),
@@ -101,8 +102,8 @@ pub(crate) async fn e2e(
     let stop = worker.shutdown_handle();
     let running = tokio::spawn(worker.run());
     done.wait().await;
-    // Accepted events come before the settle batch reaches the broker: wait for lag 0, so that
-    // every job is acknowledged on the broker, not only finished.
+    // Handlers finish before the settle batch reaches the broker: wait for lag 0, so that every
+    // job is acknowledged on the broker, not only finished.
     loop {
         let lag: u64 = broker
             .lag(HANDLER)
