@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus::local::LocalHistogram;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
@@ -70,6 +71,16 @@ use fate::count;
 use settle::{Ack, settle_loop};
 
 type Entries = HashMap<u64, Entry, std::hash::BuildHasherDefault<SeqHasher>>;
+
+/// Which handler reads a topic.
+struct Topics(Vec<Arc<str>>);
+
+impl Topics {
+    /// The handler reading `topic`.
+    fn handler(&self, topic: &str) -> Option<usize> {
+        self.0.iter().position(|t| **t == *topic)
+    }
+}
 
 /// A handler as its group runs it.
 pub(crate) struct HandlerRt {
@@ -133,6 +144,28 @@ struct Entry {
     lost: bool,
 }
 
+/// A handler's histograms as its dispatcher fills them: observed here without atomics, added
+/// to the shared ones (`shareworker_job_duration_seconds`, `shareworker_job_attempts`) once per
+/// pass of the dispatcher's loop, and when the dispatcher ends.
+pub(super) struct Observed {
+    pub(super) duration: LocalHistogram,
+    pub(super) attempts: LocalHistogram,
+}
+
+impl Observed {
+    fn new(m: &HandlerMetrics) -> Self {
+        Self {
+            duration: m.duration.local(),
+            attempts: m.attempts.local(),
+        }
+    }
+
+    fn flush(&self) {
+        self.duration.flush();
+        self.attempts.flush();
+    }
+}
+
 /// What job and dead-letter tasks report back.
 pub(crate) enum Completion {
     Finished {
@@ -173,7 +206,9 @@ type PermitFuture = Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + 
 
 struct Dispatcher {
     r: GroupRunner,
-    by_topic: HashMap<Arc<str>, usize>,
+    /// The handlers' topics, by handler index (a group has a few: a scan is quicker than
+    /// hashing each record's topic name).
+    topics: Topics,
     entries: Entries,
     /// Each handler's records acquired ahead of a free slot, in order (their entries hold them).
     queues: Vec<VecDeque<u64>>,
@@ -185,6 +220,8 @@ struct Dispatcher {
     cancel: Arc<CancellationToken>,
     /// How quick each handler's jobs have been (where its next job runs).
     pace: Vec<Arc<Pace>>,
+    /// Each handler's histograms, flushed once per pass.
+    observed: Vec<Observed>,
     acks: Vec<Ack>,
     /// The RENEW acknowledgements among `acks`.
     acks_renew: usize,
@@ -222,17 +259,17 @@ impl GroupRunner {
             self.group.clone(),
         ));
         let n = self.handlers.len();
-        let by_topic = self
+        let topics = Topics(self.handlers.iter().map(|h| h.topic.clone()).collect());
+        let cancel = Arc::new(self.shutdown.clone());
+        let observed = self
             .handlers
             .iter()
-            .enumerate()
-            .map(|(i, h)| (h.topic.clone(), i))
+            .map(|h| Observed::new(&h.metrics))
             .collect();
-        let cancel = Arc::new(self.shutdown.clone());
         let mut d = Dispatcher {
             cancel,
             r: self,
-            by_topic,
+            topics,
             entries: Entries::default(),
             queues: (0..n).map(|_| VecDeque::new()).collect(),
             running: vec![0; n],
@@ -240,6 +277,7 @@ impl GroupRunner {
             held: BinaryHeap::new(),
             next_seq: 0,
             pace: (0..n).map(|_| Arc::default()).collect(),
+            observed,
             acks: Vec::new(),
             acks_renew: 0,
             settling: 0,
@@ -341,8 +379,8 @@ impl Dispatcher {
                 (res, took) = poll_opt(&mut self.fetch) => {
                     self.fetch = None;
                     if let Ok(records) = &res {
-                        let by_topic = &self.by_topic;
-                        self.sizer.fetched(took, records, |d| by_topic.get(&d.id.topic).copied());
+                        let topics = &self.topics;
+                        self.sizer.fetched(took, records, |d| topics.handler(&d.id.topic));
                     }
                     self.on_fetched(res);
                 }
@@ -360,8 +398,12 @@ impl Dispatcher {
         }
     }
 
-    /// Running, prefetched and held records per handler, for the gauges (a few atomic stores).
+    /// Running, prefetched and held records per handler, for the gauges (a few atomic stores),
+    /// and the histograms observed since the last pass.
     fn publish_gauges(&self) {
+        for o in &self.observed {
+            o.flush();
+        }
         for (h, hr) in self.r.handlers.iter().enumerate() {
             hr.metrics.in_flight.set(i64::from(self.running[h]));
             hr.metrics.held.set(i64::from(self.held_count[h]));
@@ -405,7 +447,7 @@ impl Dispatcher {
         self.r.metrics.fetched.inc_by(records.len() as u64);
         let now = Instant::now();
         for d in records {
-            let Some(&h) = self.by_topic.get(&d.id.topic) else {
+            let Some(h) = self.topics.handler(&d.id.topic) else {
                 warn!(group = %self.r.group, record = %d.id, "acquired a record of a topic no handler reads; releasing it");
                 self.acks.push((d.id, AckKind::Release, d.delivery_count));
                 continue;
@@ -464,6 +506,10 @@ impl Dispatcher {
                 return;
             }
             self.fetch_paused_until = None;
+        }
+        // The automatic prefetch counts completions in the duration histogram.
+        for o in &self.observed {
+            o.duration.flush();
         }
         self.size_prefetch();
         let mut free = 0usize;
@@ -608,7 +654,7 @@ impl Dispatcher {
         if entry.meta.max_attempts != max_attempts {
             Arc::make_mut(&mut entry.meta).max_attempts = max_attempts;
         }
-        let hr = &self.r.handlers[h];
+        let hr = &mut self.r.handlers[h];
         let d = &entry.meta.delivery;
         let span = info_span!(
             "job",
@@ -623,7 +669,7 @@ impl Dispatcher {
         entry.lease_from = started;
         let run = JobRun::new(
             seq,
-            hr.service.clone(),
+            &mut hr.service,
             job,
             (started, hr.config.timeout, self.r.max_lease),
             span,
@@ -663,9 +709,9 @@ impl Dispatcher {
     }
 
     fn handler_for(&self, id: &RecordId) -> Arc<str> {
-        self.by_topic
-            .get(&id.topic)
-            .map_or_else(|| Arc::from(""), |&h| self.r.handlers[h].name.clone())
+        self.topics
+            .handler(&id.topic)
+            .map_or_else(|| Arc::from(""), |h| self.r.handlers[h].name.clone())
     }
 
     fn event(
@@ -676,7 +722,13 @@ impl Dispatcher {
         outcome: Outcome,
         took: Option<Duration>,
     ) {
-        count(&self.r.handlers[handler].metrics, attempt, &outcome, took);
+        count(
+            &self.r.handlers[handler].metrics,
+            &self.observed[handler],
+            attempt,
+            &outcome,
+            took,
+        );
         self.r.events.emit(outcome, |outcome| JobEvent {
             handler: self.r.handlers[handler].name.clone(),
             group: self.r.group.clone(),

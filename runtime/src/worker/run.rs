@@ -31,8 +31,8 @@ use futures_util::future::CatchUnwind;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
-use tower::ServiceExt;
 use tower::util::Oneshot;
+use tower::{Service, ServiceExt};
 use tracing::{Instrument, Span};
 
 use super::group::Completion;
@@ -77,7 +77,60 @@ fn quick(polls: u32, c: &Completion) -> bool {
 /// The handler call with its panics caught. Every part of it is `Unpin` (the handler's future
 /// is boxed by `BoxCloneService`), so a call polled once by the dispatcher can still move into
 /// a task of its own.
-type Call = CatchUnwind<AssertUnwindSafe<Oneshot<HandlerService, Job<Bytes>>>>;
+type Call = CatchUnwind<AssertUnwindSafe<HandlerCall>>;
+
+/// One call of a handler's service.
+enum HandlerCall {
+    /// The dispatcher's own handle on the service was ready: the call's future.
+    Called(<HandlerService as Service<Job<Bytes>>>::Future),
+    /// It was not (a layer that limits or buffers, at its limit): a clone of the service
+    /// waits for readiness by itself, then calls.
+    Waiting(Oneshot<HandlerService, Job<Bytes>>),
+    /// A service of the application's own (`JobDefinition::from_service`) panicked in
+    /// `poll_ready` or `call`: the panic goes on when the call is polled, where it is caught
+    /// like a panic in the handler's future.
+    Panicked(Option<Box<dyn std::any::Any + Send>>),
+}
+
+impl HandlerCall {
+    /// Calls `service` with `job` at once when it is ready (no clone of the service, which is
+    /// an allocation per job), else through a clone that waits for it.
+    fn new(service: &mut HandlerService, job: Job<Bytes>) -> Self {
+        // A no-op waker: a service that is not ready now is not polled again here; its clone
+        // registers its own waker.
+        let mut cx = Context::from_waker(Waker::noop());
+        let call = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            match service.poll_ready(&mut cx) {
+                Poll::Ready(Ok(())) => Self::Called(service.call(job)),
+                // Not ready: this handle may now hold a place in the service's queue (a
+                // concurrency limit's or a buffer's semaphore); left here, it would take the
+                // next free slot and keep it until the next job. So this handle goes on to
+                // wait, with its place, and the dispatcher keeps a fresh clone. A readiness
+                // error goes the same way, to be met (or not) in the handle's own poll.
+                Poll::Ready(Err(_)) | Poll::Pending => {
+                    let fresh = service.clone();
+                    Self::Waiting(std::mem::replace(service, fresh).oneshot(job))
+                }
+            }
+        }));
+        call.unwrap_or_else(|panic| Self::Panicked(Some(panic)))
+    }
+}
+
+impl Future for HandlerCall {
+    type Output = Result<(), crate::job::BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Self::Called(f) => f.as_mut().poll(cx),
+            Self::Waiting(f) => Pin::new(f).poll(cx),
+            Self::Panicked(panic) => match panic.take() {
+                Some(p) => std::panic::resume_unwind(p),
+                None => Poll::Ready(Err("the handler's service panicked".into())),
+            },
+        }
+    }
+}
 
 /// One job, ready to run.
 pub(crate) struct JobRun {
@@ -106,7 +159,7 @@ impl JobRun {
     /// count from `started`.
     pub(crate) fn new(
         seq: u64,
-        service: HandlerService,
+        service: &mut HandlerService,
         job: Job<Bytes>,
         (started, timeout, max_lease): (Instant, Option<Duration>, Duration),
         span: Span,
@@ -114,7 +167,7 @@ impl JobRun {
     ) -> Self {
         Self {
             seq,
-            call: AssertUnwindSafe(service.oneshot(job)).catch_unwind(),
+            call: AssertUnwindSafe(HandlerCall::new(service, job)).catch_unwind(),
             started,
             timeout,
             max_lease,
@@ -239,6 +292,140 @@ fn flatten(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::{Delivery, Headers, RecordId};
+    use crate::job::{BoxError, JobMeta};
+    use tokio::sync::Semaphore;
+    use tokio_util::sync::CancellationToken;
+    use tower::util::BoxCloneService;
+
+    fn job() -> Job<Bytes> {
+        Job::from_meta(Arc::new(JobMeta {
+            delivery: Delivery {
+                id: RecordId {
+                    topic: "t".into(),
+                    partition: 0,
+                    offset: 0,
+                },
+                key: None,
+                value: Some(Bytes::from_static(b"x")),
+                headers: Headers::default(),
+                timestamp: std::time::SystemTime::UNIX_EPOCH,
+                delivery_count: 1,
+                lock_duration: Duration::from_secs(30),
+            },
+            max_attempts: 3,
+            handler: "h".into(),
+            group: "g".into(),
+            cancel: Arc::new(CancellationToken::new()),
+        }))
+    }
+
+    /// Starts one job of `service` on the inline path and returns its result.
+    async fn run_once(mut service: HandlerService) -> Result<(), JobError> {
+        let pace = Arc::new(Pace::default());
+        for _ in 0..QUICK_STREAK {
+            pace.observe(true);
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let permit = Arc::new(Semaphore::new(1))
+            .try_acquire_owned()
+            .expect("a free permit");
+        let now = Instant::now();
+        let run = JobRun::new(
+            0,
+            &mut service,
+            job(),
+            (now, None, Duration::from_secs(60)),
+            Span::none(),
+            permit,
+        );
+        let c = match run.start(&pace, &tx) {
+            Started::Done(c, _) => c,
+            Started::Task(_) => rx.recv().await.expect("a completion"),
+        };
+        match c {
+            Completion::Finished { result, .. } => result,
+            _ => panic!("the job did not finish"),
+        }
+    }
+
+    /// A service of the application's own that panics when called, or when asked whether it
+    /// is ready.
+    #[derive(Clone)]
+    struct Panics {
+        in_ready: bool,
+    }
+
+    impl Service<Job<Bytes>> for Panics {
+        type Response = ();
+        type Error = BoxError;
+        type Future = std::future::Ready<Result<(), BoxError>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            assert!(!self.in_ready, "broken in poll_ready");
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Job<Bytes>) -> Self::Future {
+            panic!("broken in call");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_service_that_panics_when_called_fails_its_job_and_not_the_dispatcher() {
+        // Tried: a service whose `call` panics, and one whose `poll_ready` panics; both are
+        // called by the dispatcher itself (no clone), so the panic must be caught there.
+        for (in_ready, words) in [(false, "broken in call"), (true, "broken in poll_ready")] {
+            let err = run_once(BoxCloneService::new(Panics { in_ready }))
+                .await
+                .expect_err("the job fails");
+            let text = err.to_string();
+            assert!(text.contains("handler panicked"), "{text}");
+            assert!(text.contains(words), "{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_service_that_is_not_ready_is_called_through_a_clone_that_waits() {
+        // A concurrency limit of 1 whose only slot is taken by a first call that never ends:
+        // the dispatcher's handle is not ready, so the second job goes to a clone that waits;
+        // once the first call is dropped, the second runs (and does not wait behind a place
+        // the dispatcher's handle took in the limit's queue when it was asked).
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let (g, c) = (gate.clone(), calls.clone());
+        let inner = tower::service_fn(move |_job: Job<Bytes>| {
+            let (g, c) = (g.clone(), c.clone());
+            async move {
+                if c.fetch_add(1, Ordering::SeqCst) == 0 {
+                    g.notified().await;
+                }
+                Ok::<(), BoxError>(())
+            }
+        });
+        let mut service: HandlerService =
+            BoxCloneService::new(tower::limit::ConcurrencyLimit::new(inner, 1));
+        let mut first = HandlerCall::new(&mut service, job());
+        assert!(matches!(first, HandlerCall::Called(_)));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(Pin::new(&mut first).poll(&mut cx).is_pending());
+        let second = HandlerCall::new(&mut service, job());
+        assert!(matches!(second, HandlerCall::Waiting(_)));
+        let waiting = tokio::spawn(second);
+        tokio::task::yield_now().await;
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "the second call waits for the slot"
+        );
+        drop(first);
+        tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("the second call got the freed slot")
+            .expect("the task")
+            .expect("the second call succeeds");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
 
     #[test]
     fn a_handler_goes_inline_after_a_streak_of_quick_jobs_and_back_after_one_slow() {

@@ -10,7 +10,7 @@ use tracing::{debug, error, warn};
 use super::super::decide::{self, Decision, Ending, Facts, ReleaseWhy, Route, decide};
 use super::super::events::{JobEvent, Outcome};
 use super::settle::push_ack;
-use super::{Completion, Dispatcher, Entry, State};
+use super::{Completion, Dispatcher, Entry, Observed, State};
 use crate::Error;
 use crate::broker::{AckKind, RecordId};
 use crate::config::DeadLetter;
@@ -340,7 +340,13 @@ impl Dispatcher {
         if let Decision::Release { .. } = decision {
             error!(handler = %hr.name, record = %e.id(), max_lease = %max_lease,
                 "handler ran past the maximum lease; cancelled it and released the record");
-            count(&hr.metrics, e.attempt, &Outcome::LeaseExpired, Some(took));
+            count(
+                &hr.metrics,
+                &self.observed[h],
+                e.attempt,
+                &Outcome::LeaseExpired,
+                Some(took),
+            );
         } else {
             // Its last attempt: released, the broker would archive it.
             hr.metrics.lease_expired.inc();
@@ -361,11 +367,17 @@ impl Dispatcher {
 }
 
 /// Counts an outcome in the handler's metrics.
-pub(super) fn count(m: &HandlerMetrics, attempt: u16, outcome: &Outcome, took: Option<Duration>) {
+pub(super) fn count(
+    m: &HandlerMetrics,
+    o: &Observed,
+    attempt: u16,
+    outcome: &Outcome,
+    took: Option<Duration>,
+) {
     if let Some(t) = took
         && !matches!(outcome, Outcome::DeadLettered | Outcome::LockRenewed)
     {
-        m.duration.observe(t.as_secs_f64());
+        o.duration.observe(t.as_secs_f64());
     }
     let settled_for_good = match outcome {
         Outcome::Accepted => {
@@ -405,6 +417,6 @@ pub(super) fn count(m: &HandlerMetrics, attempt: u16, outcome: &Outcome, took: O
         _ => false,
     };
     if settled_for_good && attempt > 0 {
-        m.attempts.observe(f64::from(attempt));
+        o.attempts.observe(f64::from(attempt));
     }
 }
