@@ -165,3 +165,73 @@ async fn share_lag_arrivals_hint_and_errors_on_kafka() {
     stop.shutdown();
     run.await.expect("join").expect("run");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_that_does_not_exist_is_reported_until_it_is_created() {
+    let Some(url) = kafka::bootstrap() else {
+        return;
+    };
+    // A new user's typo, or a worker deployed before its topic: the group subscribes to a
+    // topic that does not exist, and Kafka gives it no partitions. The worker must say so
+    // (shareworker_topic_missing 1, and a warning) instead of idling like an empty queue, and
+    // take the topic up once it is created.
+    let broker = kafka::connect(&url).await;
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let topic = format!("not-yet-{stamp}");
+    let group = format!("not-yet-g-{stamp}");
+    broker
+        .configure_group(
+            &group,
+            &GroupConfig::default().start_from(StartFrom::Earliest),
+        )
+        .await
+        .expect("earliest");
+    let mut config = Config::default();
+    config.http.address = "127.0.0.1:0".into();
+    config.autoscale.refresh = Duration::from_secs(1);
+    let worker = Worker::builder()
+        .broker_arc(broker.clone())
+        .config(config)
+        .code_config_only()
+        .without_signal_handling()
+        .job(
+            JobDefinition::new("late", &topic, |_: Job<String>| async {
+                Ok::<(), JobError>(())
+            })
+            .group(&group)
+            .no_dead_letter(),
+        )
+        .build()
+        .await
+        .expect("build");
+    let addr = worker.http_address().expect("on");
+    let stop = worker.shutdown_handle();
+    let run = tokio::spawn(worker.run());
+
+    wait_for(addr, "the topic reported missing", |t| {
+        sample(t, "shareworker_topic_missing", &[("topic", &topic)]) == Some(1.0)
+    })
+    .await;
+
+    broker.create_topic(&topic, 2).await.expect("create topic");
+    for i in 0..3 {
+        broker
+            .produce(&topic, vec![OutgoingRecord::new(i.to_string())])
+            .await
+            .expect("produce");
+    }
+    wait_for(addr, "the topic found and its 3 records done", |t| {
+        sample(t, "shareworker_topic_missing", &[("topic", &topic)]) == Some(0.0)
+            && sample(
+                t,
+                "shareworker_jobs_total",
+                &[("group", &group), ("outcome", "accepted")],
+            ) == Some(3.0)
+    })
+    .await;
+
+    stop.shutdown();
+    run.await.expect("join").expect("run");
+}

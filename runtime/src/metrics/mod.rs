@@ -45,6 +45,7 @@ pub(crate) struct Metrics {
     archived: IntCounterVec,
     delivery_limit: IntGaugeVec,
     missing_acl: IntGaugeVec,
+    topic_missing: IntGaugeVec,
     renewals: IntCounterVec,
     renewal_failures: IntCounterVec,
     locks_lost: IntCounterVec,
@@ -199,6 +200,14 @@ impl Metrics {
                 &["feature", "operation", "resource"],
             )
             .map_err(prom)?,
+            topic_missing: IntGaugeVec::new(
+                opts(
+                    "shareworker_topic_missing",
+                    "1 while a topic a handler reads does not exist on the broker (its group gets no records from it; Kafka does not create a topic for a share group's subscription); 0 once it does.",
+                ),
+                &["topic"],
+            )
+            .map_err(prom)?,
             renewals: IntCounterVec::new(
                 opts(
                     "shareworker_lock_renewals_total",
@@ -297,6 +306,7 @@ impl Metrics {
             Box::new(m.archived.clone()),
             Box::new(m.delivery_limit.clone()),
             Box::new(m.missing_acl.clone()),
+            Box::new(m.topic_missing.clone()),
             Box::new(m.renewals.clone()),
             Box::new(m.renewal_failures.clone()),
             Box::new(m.locks_lost.clone()),
@@ -349,6 +359,11 @@ impl Metrics {
     pub(crate) fn missing_acl(&self, feature: &str, operation: &str, resource: &str) -> IntGauge {
         self.missing_acl
             .with_label_values(&[feature, operation, resource])
+    }
+
+    /// The `shareworker_topic_missing` gauge of `topic`.
+    pub(crate) fn topic_missing(&self, topic: &str) -> IntGauge {
+        self.topic_missing.with_label_values(&[topic])
     }
 
     /// The metrics of one group.

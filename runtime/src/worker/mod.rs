@@ -7,6 +7,7 @@ mod events;
 mod group;
 mod prefetch;
 mod run;
+mod topics;
 use crate::logging;
 
 pub use app::App;
@@ -348,6 +349,22 @@ impl Worker {
             });
         }
         self.status.set_joined();
+        let mut read_by: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for r in &runners {
+            for h in &r.handlers {
+                read_by
+                    .entry(h.topic.to_string())
+                    .or_default()
+                    .push(h.name.to_string());
+            }
+        }
+        let topic_watch = tokio::spawn(topics::watch(
+            self.broker.clone(),
+            self.metrics.clone(),
+            read_by,
+            self.config.autoscale.refresh,
+            token.clone(),
+        ));
         let status = self.status.clone();
         let watch = token.clone();
         tokio::spawn(async move {
@@ -365,6 +382,7 @@ impl Worker {
         if let Some(w) = watcher {
             let _ = w.await;
         }
+        topic_watch.abort();
         stop_side_tasks().await;
         let summary = self.events.summary();
         if let Some(e) = self.status.take_fatal() {
