@@ -83,8 +83,8 @@ type Call = CatchUnwind<AssertUnwindSafe<HandlerCall>>;
 enum HandlerCall {
     /// The dispatcher's own handle on the service was ready: the call's future.
     Called(<HandlerService as Service<Job<Bytes>>>::Future),
-    /// It was not (a layer that limits or buffers, at its limit): a clone of the service
-    /// waits for readiness by itself, then calls.
+    /// It was not (a layer that limits or buffers, at its limit): the handle that asked waits
+    /// for readiness by itself, then calls (the dispatcher goes on with a clone).
     Waiting(Oneshot<HandlerService, Job<Bytes>>),
     /// A service of the application's own (`JobDefinition::from_service`) panicked in
     /// `poll_ready` or `call`: the panic goes on when the call is polled, where it is caught
@@ -94,10 +94,11 @@ enum HandlerCall {
 
 impl HandlerCall {
     /// Calls `service` with `job` at once when it is ready (no clone of the service, which is
-    /// an allocation per job), else through a clone that waits for it.
+    /// an allocation per job); else `service` goes on to wait for readiness with the job and
+    /// is replaced by a clone.
     fn new(service: &mut HandlerService, job: Job<Bytes>) -> Self {
-        // A no-op waker: a service that is not ready now is not polled again here; its clone
-        // registers its own waker.
+        // A no-op waker: a service that is not ready now is not polled again here; the handle
+        // that waits registers its own waker in its next poll.
         let mut cx = Context::from_waker(Waker::noop());
         let call = std::panic::catch_unwind(AssertUnwindSafe(|| {
             match service.poll_ready(&mut cx) {
@@ -388,9 +389,10 @@ mod tests {
     #[tokio::test]
     async fn a_service_that_is_not_ready_is_called_through_a_clone_that_waits() {
         // A concurrency limit of 1 whose only slot is taken by a first call that never ends:
-        // the dispatcher's handle is not ready, so the second job goes to a clone that waits;
-        // once the first call is dropped, the second runs (and does not wait behind a place
-        // the dispatcher's handle took in the limit's queue when it was asked).
+        // the dispatcher's handle is not ready, so the second job waits with that handle (the
+        // dispatcher keeps a clone); once the first call is dropped, the second runs. (Kept
+        // by the dispatcher, the asking handle would hold its place in the limit's queue and
+        // take the freed slot, and the second job would wait for ever.)
         let gate = Arc::new(tokio::sync::Notify::new());
         let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
         let (g, c) = (gate.clone(), calls.clone());
