@@ -235,3 +235,33 @@ async fn a_topic_that_does_not_exist_is_reported_until_it_is_created() {
     stop.shutdown();
     run.await.expect("join").expect("run");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_group_config_change_is_counted_under_its_request_name() {
+    let Some(url) = kafka::bootstrap() else {
+        return;
+    };
+    // Tried: a delivery count limit below Kafka's least (2). The broker refuses it; the count
+    // is labelled with the request (IncrementalAlterConfigs), not with the first word of the
+    // error's description.
+    let broker = kafka::connect(&url).await;
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let group = format!("refused-{stamp}");
+    let err = broker
+        .set_group_configs(
+            &group,
+            &[("share.delivery.count.limit".to_owned(), "1".to_owned())],
+        )
+        .await
+        .expect_err("Kafka refuses a limit of 1");
+    let counts = broker.error_counts();
+    assert!(
+        counts
+            .iter()
+            .any(|c| c.api == "IncrementalAlterConfigs" && c.code == "INVALID_CONFIG"),
+        "{err}: {counts:?}"
+    );
+    assert!(counts.iter().all(|c| c.api != "cannot"), "{counts:?}");
+}

@@ -185,7 +185,11 @@ impl Admin {
             .map(|(k, v)| format!("{}={v}", k.as_ref()))
             .collect::<Vec<_>>()
             .join(", ");
-        let cause = self.cluster.errors().error(
+        // Counted under the request's name (a bounded label); the error says what was tried.
+        self.cluster
+            .errors()
+            .answered("IncrementalAlterConfigs", result.error_code);
+        let cause = <Error as crate::KafkaError>::kafka(
             &format!("cannot set {what} on {what_resource} `{name}`"),
             result.error_code,
             result.error_message.as_ref().map(|m| m.as_str()),
