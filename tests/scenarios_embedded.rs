@@ -121,6 +121,11 @@ async fn acquires_stay_within_the_record_locks() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn ack_batches_fit_the_record_locks() {
+    scenarios::ack_batches_fit_the_record_locks(&harness("ackfit")).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn prefetched_records_keep_their_locks_while_they_wait() {
     scenarios::prefetched_records_keep_their_locks(&harness("prefetch")).await;
 }

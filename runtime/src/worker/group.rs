@@ -559,11 +559,17 @@ impl Dispatcher {
     /// holds one (queued, running, backing off, dead-lettering, its acknowledgement waiting or
     /// on its way). Other members' locks are not known here: the bound is this member's own.
     fn free_locks(&self) -> usize {
+        let acks = self.acks.len() - self.acks_renew;
+        let held = self.entries.len() + acks + self.settling;
+        self.lock_limit().saturating_sub(held)
+    }
+
+    /// The record locks this member may hold: `share.partition.max.record.locks` per
+    /// partition its records came from.
+    fn lock_limit(&self) -> usize {
         let limit = u64::from(self.r.limit.record_locks())
             .saturating_mul(self.sizer.partitions().max(1) as u64);
-        let acks = self.acks.len() - self.acks_renew;
-        let held = (self.entries.len() + acks + self.settling) as u64;
-        usize::try_from(limit.saturating_sub(held)).unwrap_or(usize::MAX)
+        usize::try_from(limit).unwrap_or(usize::MAX)
     }
 
     /// Handler `h`'s prefetch: the fixed one, or the automatic one's target.

@@ -101,6 +101,10 @@ impl Dispatcher {
             ACK_BATCH,
             ACK_LINGER,
         );
+        // A batch never waits for more acknowledgements than the record locks let this member
+        // hold at once (a fixed prefetch may be far larger): half of them, so the other half
+        // is processed while these are answered.
+        let batch = batch.min((self.lock_limit() / 2).max(1));
         let due = *self.acks_due.get_or_insert(now + linger);
         if self.acks.len() >= batch || due <= now || self.shutting_down.is_some() {
             self.flush_acks();
