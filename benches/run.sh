@@ -2,14 +2,15 @@
 # Builds the embedded benchmark once (release) and runs it: e2e for shareworker, apalis and a bare
 # tokio loop at concurrency 1 and 256, then the head-of-line workload; prints markdown tables.
 #
-#   benches/run.sh                      # the full run (1M jobs per e2e run, 3 runs each, median)
+#   benches/run.sh                      # the full run (1M jobs per e2e run, 5 runs each, median)
 #   JOBS=100000 REPEAT=1 benches/run.sh # quicker
 #
 # Settings (environment):
 #   JOBS=1000000        jobs per e2e run
 #   CONCURRENCY="1 256" e2e concurrency levels
 #   IMPLS="shareworker apalis tokio"
-#   REPEAT=3            runs per e2e configuration; the row with the median end-to-end rate is shown
+#   REPEAT=5            runs per e2e configuration, round after round of all of them; the row
+#                       with the median end-to-end rate is shown
 #   HOL_JOBS=20000 HOL_PARTITIONS=4 HOL_CONCURRENCY=200
 #   MAX_LOAD=1.5        wait before each run while the 1-minute load average is above this...
 #   MAX_WAIT=600        ...for at most this many seconds in total (then run anyway, and say so)
@@ -27,7 +28,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target/bench-embedded}"
 JOBS="${JOBS:-1000000}"
 CONCURRENCY="${CONCURRENCY:-1 256}"
 IMPLS="${IMPLS:-shareworker apalis tokio}"
-REPEAT="${REPEAT:-3}"
+REPEAT="${REPEAT:-5}"
 HOL_JOBS="${HOL_JOBS:-20000}"
 HOL_PARTITIONS="${HOL_PARTITIONS:-4}"
 HOL_CONCURRENCY="${HOL_CONCURRENCY:-200}"
@@ -61,10 +62,12 @@ wait_quiet() {
 
 notes=()
 rows=()
-for c in $CONCURRENCY; do
-    for impl in $IMPLS; do
-        runs=()
-        for ((r = 1; r <= REPEAT; r++)); do
+# Round after round of every configuration (not all runs of one, then the next): this shared
+# machine drifts over minutes, and a drift must hit every configuration alike.
+declare -A runs=()
+for ((r = 1; r <= REPEAT; r++)); do
+    for c in $CONCURRENCY; do
+        for impl in $IMPLS; do
             wait_quiet
             log "e2e --impl $impl --concurrency $c --jobs $JOBS (run $r/$REPEAT, load ${loads[-1]})"
             start=$(date +%s)
@@ -78,12 +81,16 @@ for c in $CONCURRENCY; do
             if (( c == 1 && secs > 180 )); then
                 notes+=("$impl at concurrency 1 took ${secs}s (over 3 minutes); its result is used anyway")
             fi
-            runs+=("$row")
+            runs["$c $impl"]+="$row"$'\n'
         done
+    done
+done
+for c in $CONCURRENCY; do
+    for impl in $IMPLS; do
         # The row whose end-to-end rate (7th |-separated field) is the median.
-        median=$(printf '%s\n' "${runs[@]}" \
-            | awk -F'|' '{ r = $7; gsub(/[ ,]/, "", r); print r "\t" $0 }' \
-            | sort -n -k1,1 | awk -v n="${#runs[@]}" 'NR == int((n + 1) / 2) { sub(/^[^\t]*\t/, ""); print }')
+        median=$(printf '%s' "${runs["$c $impl"]}" \
+            | awk -F'|' 'NF > 1 { r = $7; gsub(/[ ,]/, "", r); print r "\t" $0 }' \
+            | sort -n -k1,1 | awk -v n="$REPEAT" 'NR == int((n + 1) / 2) { sub(/^[^\t]*\t/, ""); print }')
         rows+=("$median")
     done
 done
