@@ -45,11 +45,17 @@ pub struct Job<T = Bytes> {
 pub(crate) struct JobMeta {
     pub(crate) delivery: Delivery,
     pub(crate) max_attempts: u16,
-    pub(crate) handler: Arc<str>,
+    /// What every job of its handler shares: one `Arc` per job instead of one per field.
+    pub(crate) handler: Arc<HandlerContext>,
+}
+
+/// What the jobs of one handler share.
+pub(crate) struct HandlerContext {
+    pub(crate) name: Arc<str>,
     pub(crate) group: Arc<str>,
-    /// The worker's shutdown token, shared by every job of a group (cloning a
-    /// `CancellationToken` takes a lock in its tree; cloning the `Arc` does not).
-    pub(crate) cancel: Arc<CancellationToken>,
+    /// The worker's shutdown token (cloning a `CancellationToken` takes a lock in its tree;
+    /// sharing it does not).
+    pub(crate) cancel: CancellationToken,
 }
 
 impl Job<Bytes> {
@@ -161,18 +167,18 @@ impl<T> Job<T> {
 
     /// The name of the handler running the job.
     pub fn handler(&self) -> &str {
-        &self.meta.handler
+        &self.meta.handler.name
     }
 
     /// The share group the record was acquired for.
     pub fn group(&self) -> &str {
-        &self.meta.group
+        &self.meta.handler.group
     }
 
     /// Whether the worker is shutting down. A long handler may check it and stop early; a handler
     /// still running when the shutdown grace period ends is dropped and its record released.
     pub fn is_cancelled(&self) -> bool {
-        self.meta.cancel.is_cancelled()
+        self.meta.handler.cancel.is_cancelled()
     }
 
     /// Completes when the worker starts shutting down.
@@ -187,7 +193,7 @@ impl<T> Job<T> {
     /// }
     /// ```
     pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
-        self.meta.cancel.cancelled()
+        self.meta.handler.cancel.cancelled()
     }
 
     /// Replaces the payload, keeping everything else.
@@ -395,9 +401,11 @@ mod tests {
         Job::from_meta(Arc::new(JobMeta {
             delivery,
             max_attempts: 3,
-            handler: Arc::from("send"),
-            group: Arc::from("send"),
-            cancel: Arc::new(CancellationToken::new()),
+            handler: Arc::new(HandlerContext {
+                name: Arc::from("send"),
+                group: Arc::from("send"),
+                cancel: CancellationToken::new(),
+            }),
         }))
     }
 

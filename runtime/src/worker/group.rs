@@ -28,7 +28,7 @@ use crate::Error;
 use crate::broker::{AckKind, Broker, Delivery, Member, RecordId};
 use crate::config::{HandlerConfig, Prefetch};
 use crate::definition::HandlerService;
-use crate::job::{Job, JobError, JobMeta};
+use crate::job::{HandlerContext, Job, JobError, JobMeta};
 use crate::limits::DeliveryLimit;
 use crate::metrics::{GroupMetrics, HandlerMetrics};
 use crate::worker::WorkerStatus;
@@ -216,8 +216,8 @@ struct Dispatcher {
     held_count: Vec<u32>,
     held: BinaryHeap<Reverse<(Instant, u64)>>,
     next_seq: u64,
-    /// The shutdown token every job of the group is given.
-    cancel: Arc<CancellationToken>,
+    /// What each handler's jobs share (its name, the group, the shutdown token).
+    contexts: Vec<Arc<HandlerContext>>,
     /// How quick each handler's jobs have been (where its next job runs).
     pace: Vec<Arc<Pace>>,
     /// Each handler's histograms, flushed once per pass.
@@ -260,14 +260,24 @@ impl GroupRunner {
         ));
         let n = self.handlers.len();
         let topics = Topics(self.handlers.iter().map(|h| h.topic.clone()).collect());
-        let cancel = Arc::new(self.shutdown.clone());
+        let contexts = self
+            .handlers
+            .iter()
+            .map(|h| {
+                Arc::new(HandlerContext {
+                    name: h.name.clone(),
+                    group: self.group.clone(),
+                    cancel: self.shutdown.clone(),
+                })
+            })
+            .collect();
         let observed = self
             .handlers
             .iter()
             .map(|h| Observed::new(&h.metrics))
             .collect();
         let mut d = Dispatcher {
-            cancel,
+            contexts,
             r: self,
             topics,
             entries: Entries::default(),
@@ -475,9 +485,7 @@ impl Dispatcher {
             let meta = Arc::new(JobMeta {
                 delivery: d,
                 max_attempts: self.max_attempts(h),
-                handler: self.r.handlers[h].name.clone(),
-                group: self.r.group.clone(),
-                cancel: self.cancel.clone(),
+                handler: self.contexts[h].clone(),
             });
             self.entries.insert(
                 seq,

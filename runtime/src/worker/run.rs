@@ -303,7 +303,7 @@ fn flatten(
 mod tests {
     use super::*;
     use crate::broker::{Delivery, Headers, RecordId};
-    use crate::job::{BoxError, JobMeta};
+    use crate::job::{BoxError, HandlerContext, JobMeta};
     use tokio::sync::Semaphore;
     use tokio_util::sync::CancellationToken;
     use tower::util::BoxCloneService;
@@ -324,9 +324,11 @@ mod tests {
                 lock_duration: Duration::from_secs(30),
             },
             max_attempts: 3,
-            handler: "h".into(),
-            group: "g".into(),
-            cancel: Arc::new(CancellationToken::new()),
+            handler: Arc::new(HandlerContext {
+                name: "h".into(),
+                group: "g".into(),
+                cancel: CancellationToken::new(),
+            }),
         }))
     }
 

@@ -136,20 +136,28 @@ pub(super) async fn settle_loop(
     done: mpsc::UnboundedSender<Completion>,
     group: Arc<str>,
 ) {
-    let mut batch = Vec::new();
-    while let Some(mut first) = rx.recv().await {
-        batch.append(&mut first);
-        while let Ok(mut more) = rx.try_recv() {
-            batch.append(&mut more);
+    // The acknowledgements as the broker takes them, and each one's delivery count beside
+    // (moved out of the batches, not cloned).
+    let mut wire: Vec<(RecordId, AckKind)> = Vec::new();
+    let mut attempts: Vec<u16> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut records = 0;
+        let mut take = |batch: Vec<Ack>| {
+            records += finals(&batch);
+            for (id, kind, attempt) in batch {
+                wire.push((id, kind));
+                attempts.push(attempt);
+            }
+        };
+        take(first);
+        while let Ok(more) = rx.try_recv() {
+            take(more);
         }
-        let wire: Vec<(RecordId, AckKind)> = batch
-            .iter()
-            .map(|(id, kind, _)| (id.clone(), *kind))
-            .collect();
-        let records = finals(&batch);
         match member.settle(&wire).await {
             Ok(results) => {
-                for ((id, kind, attempt), r) in batch.drain(..).zip(results) {
+                for (((id, kind), attempt), r) in
+                    wire.drain(..).zip(attempts.drain(..)).zip(results)
+                {
                     if let Err(error) = r {
                         let _ = done.send(Completion::SettleFailed {
                             id,
@@ -161,9 +169,9 @@ pub(super) async fn settle_loop(
                 }
             }
             Err(e) => {
-                error!(group = %group, error = %e, records = batch.len(),
+                error!(group = %group, error = %e, records = wire.len(),
                     "settle request failed; these records come back when their locks expire");
-                for (id, kind, attempt) in batch.drain(..) {
+                for ((id, kind), attempt) in wire.drain(..).zip(attempts.drain(..)) {
                     let _ = done.send(Completion::SettleFailed {
                         id,
                         kind,
@@ -173,7 +181,8 @@ pub(super) async fn settle_loop(
                 }
             }
         }
-        batch.clear();
+        wire.clear();
+        attempts.clear();
         // After the SettleFailed answers: the dispatcher learns of a failure before it counts
         // the lock as free.
         let _ = done.send(Completion::Settled { records });
