@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shareworker::{
     Config, Job, JobDefinition, JobError, Worker,
-    broker::{GroupConfig, OutgoingRecord, StartFrom},
+    broker::{BrokerAdmin, GroupConfig, OutgoingRecord, StartFrom},
 };
 use shareworker_tests::http::{request, sample, wait_for_metrics};
 use shareworker_tests::kafka;
@@ -26,25 +26,62 @@ async fn wait_for(addr: SocketAddr, what: &str, cond: impl Fn(&str) -> bool) -> 
     .await
 }
 
+/// Milliseconds since the epoch, to name this run's topics and groups.
+fn stamp() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+/// A group that starts from the earliest record.
+async fn earliest(broker: &Arc<dyn BrokerAdmin>, group: &str) {
+    broker
+        .configure_group(
+            group,
+            &GroupConfig::default().start_from(StartFrom::Earliest),
+        )
+        .await
+        .expect("earliest");
+}
+
+/// Runs a worker with `def` on `broker`, its metrics on a free port and refreshed every
+/// second; returns the metrics address, its shutdown handle and the running task.
+async fn run_worker(
+    broker: &Arc<dyn BrokerAdmin>,
+    def: JobDefinition,
+) -> (
+    SocketAddr,
+    shareworker::worker::ShutdownHandle,
+    tokio::task::JoinHandle<Result<shareworker::worker::RunSummary, shareworker::Error>>,
+) {
+    let mut config = Config::default();
+    config.http.address = "127.0.0.1:0".into();
+    config.autoscale.refresh = Duration::from_secs(1);
+    let worker = Worker::builder()
+        .broker_arc(broker.clone())
+        .config(config)
+        .code_config_only()
+        .without_signal_handling()
+        .job(def)
+        .build()
+        .await
+        .expect("build");
+    let addr = worker.http_address().expect("on");
+    let stop = worker.shutdown_handle();
+    (addr, stop, tokio::spawn(worker.run()))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn share_lag_arrivals_hint_and_errors_on_kafka() {
     let Some(url) = kafka::bootstrap() else {
         return;
     };
     let broker = kafka::connect(&url).await;
-    let stamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
+    let stamp = stamp();
     let topic = format!("metrics-{stamp}");
     let group = format!("metrics-g-{stamp}");
     broker.create_topic(&topic, 2).await.expect("create topic");
-    broker
-        .configure_group(
-            &group,
-            &GroupConfig::default().start_from(StartFrom::Earliest),
-        )
-        .await
-        .expect("earliest");
+    earliest(&broker, &group).await;
     let produce = |n: usize, from: usize| {
         let broker = broker.clone();
         let topic = topic.clone();
@@ -62,35 +99,20 @@ async fn share_lag_arrivals_hint_and_errors_on_kafka() {
 
     let gate = Arc::new(Semaphore::new(0));
     let g = gate.clone();
-    let mut config = Config::default();
-    config.http.address = "127.0.0.1:0".into();
-    config.autoscale.refresh = Duration::from_secs(1);
-    let worker = Worker::builder()
-        .broker_arc(broker.clone())
-        .config(config)
-        .code_config_only()
-        .without_signal_handling()
-        .job(
-            JobDefinition::new("metrics", &topic, move |_: Job<String>| {
-                let g = g.clone();
-                async move {
-                    if let Ok(p) = g.acquire().await {
-                        p.forget();
-                    }
-                    Ok::<(), JobError>(())
-                }
-            })
-            .group(&group)
-            .concurrency(5)
-            .prefetch(0)
-            .no_dead_letter(),
-        )
-        .build()
-        .await
-        .expect("build");
-    let addr = worker.http_address().expect("on");
-    let stop = worker.shutdown_handle();
-    let run = tokio::spawn(worker.run());
+    let def = JobDefinition::new("metrics", &topic, move |_: Job<String>| {
+        let g = g.clone();
+        async move {
+            if let Ok(p) = g.acquire().await {
+                p.forget();
+            }
+            Ok::<(), JobError>(())
+        }
+    })
+    .group(&group)
+    .concurrency(5)
+    .prefetch(0)
+    .no_dead_letter();
+    let (addr, stop, run) = run_worker(&broker, def).await;
 
     // 50 records, 5 of them in flight: the broker's lag counts them all.
     let text = wait_for(addr, "a share lag of 50 and 5 in flight", |t| {
@@ -176,39 +198,16 @@ async fn a_topic_that_does_not_exist_is_reported_until_it_is_created() {
     // (shareworker_topic_missing 1, and a warning) instead of idling like an empty queue, and
     // take the topic up once it is created.
     let broker = kafka::connect(&url).await;
-    let stamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
+    let stamp = stamp();
     let topic = format!("not-yet-{stamp}");
     let group = format!("not-yet-g-{stamp}");
-    broker
-        .configure_group(
-            &group,
-            &GroupConfig::default().start_from(StartFrom::Earliest),
-        )
-        .await
-        .expect("earliest");
-    let mut config = Config::default();
-    config.http.address = "127.0.0.1:0".into();
-    config.autoscale.refresh = Duration::from_secs(1);
-    let worker = Worker::builder()
-        .broker_arc(broker.clone())
-        .config(config)
-        .code_config_only()
-        .without_signal_handling()
-        .job(
-            JobDefinition::new("late", &topic, |_: Job<String>| async {
-                Ok::<(), JobError>(())
-            })
-            .group(&group)
-            .no_dead_letter(),
-        )
-        .build()
-        .await
-        .expect("build");
-    let addr = worker.http_address().expect("on");
-    let stop = worker.shutdown_handle();
-    let run = tokio::spawn(worker.run());
+    earliest(&broker, &group).await;
+    let def = JobDefinition::new("late", &topic, |_: Job<String>| async {
+        Ok::<(), JobError>(())
+    })
+    .group(&group)
+    .no_dead_letter();
+    let (addr, stop, run) = run_worker(&broker, def).await;
 
     wait_for(addr, "the topic reported missing", |t| {
         sample(t, "shareworker_topic_missing", &[("topic", &topic)]) == Some(1.0)
@@ -245,10 +244,7 @@ async fn a_refused_group_config_change_is_counted_under_its_request_name() {
     // is labelled with the request (IncrementalAlterConfigs), not with the first word of the
     // error's description.
     let broker = kafka::connect(&url).await;
-    let stamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let group = format!("refused-{stamp}");
+    let group = format!("refused-{}", stamp());
     let err = broker
         .set_group_configs(
             &group,
