@@ -194,6 +194,11 @@ impl JobDefinition {
 
     /// A definition for any tower service over [`Job<Bytes>`]. Its errors are retryable unless
     /// they are a [`JobError`] that says otherwise.
+    ///
+    /// As tower expects, `poll_ready` and `call` should return at once: the worker's
+    /// dispatcher calls them itself (a panic in them fails the job like a panic in the
+    /// handler), and the work belongs in the future `call` returns. A service that is not
+    /// ready gets its job once it is, without holding up the others.
     pub fn from_service<S>(name: &str, topic: &str, service: S) -> Self
     where
         S: Service<Job<Bytes>, Response = ()> + Clone + Send + 'static,
