@@ -2552,6 +2552,19 @@ pub async fn lock_lost_at_last_delivery_is_counted(h: &Harness) {
         f.of(&topic, &produced)
     );
     assert_eq!(archived[0].attempt, 2, "archived at its 2nd delivery");
+    // Its handler then succeeded, too late: that is said, and not counted as accepted.
+    let events = f.of(&topic, &produced);
+    assert!(
+        events
+            .iter()
+            .any(|e| e.attempt == 2 && e.outcome == Outcome::SucceededAfterLockLost),
+        "the success after the lost lock should be reported as such; events {events:#?}"
+    );
+    assert!(
+        !events.iter().any(|e| e.outcome == Outcome::Accepted),
+        "a record the broker archived was reported accepted; events {events:#?}"
+    );
+    assert_eq!(f.summary.accepted, 0, "{:?}", f.summary);
     assert_eq!(
         attempts.len(),
         2,

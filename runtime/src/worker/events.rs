@@ -78,6 +78,11 @@ pub enum Outcome {
         /// The handler's error.
         error: String,
     },
+    /// The handler succeeded, but after the record's lock was lost (a renewal was refused):
+    /// the broker had taken the record back, so the success is not acknowledged and not
+    /// counted as accepted. The broker delivers the record again or, at its delivery count
+    /// limit, archives it ([`Outcome::Archived`] says so).
+    SucceededAfterLockLost,
     /// The record's lock was renewed (its handler runs long, or it waits out a backoff).
     LockRenewed,
     /// The handler ran past the maximum lease; it was cancelled and the record released, or,

@@ -63,7 +63,13 @@ impl Dispatcher {
         };
         let (h, attempt) = (e.handler, e.attempt);
         if let Decision::Accept { settle } = decision {
-            self.event(h, e.id(), attempt, Outcome::Accepted, took);
+            if settle {
+                self.event(h, e.id(), attempt, Outcome::Accepted, took);
+            } else {
+                warn!(handler = %self.r.handlers[h].name, record = %e.id(), attempt,
+                    "job succeeded after its lock was lost: not acknowledged; the broker delivers the record again (or archives it at its delivery count limit)");
+                self.event(h, e.id(), attempt, Outcome::SucceededAfterLockLost, took);
+            }
             self.settle(seq, AckKind::Accept, settle);
             return;
         }
