@@ -72,14 +72,10 @@ use settle::{Ack, settle_loop};
 
 type Entries = HashMap<u64, Entry, std::hash::BuildHasherDefault<SeqHasher>>;
 
-/// Which handler reads a topic.
-struct Topics(Vec<Arc<str>>);
-
-impl Topics {
-    /// The handler reading `topic`.
-    fn handler(&self, topic: &str) -> Option<usize> {
-        self.0.iter().position(|t| **t == *topic)
-    }
+/// The handler (its index) reading `topic`. A group has a few handlers: comparing names is
+/// quicker than hashing each record's topic.
+fn handler_of(handlers: &[HandlerRt], topic: &str) -> Option<usize> {
+    handlers.iter().position(|h| *h.topic == *topic)
 }
 
 /// A handler as its group runs it.
@@ -125,12 +121,10 @@ enum State {
 
 struct Entry {
     handler: usize,
-    attempt: u16,
     /// When the maximum lease started: when the handler started, not when the record was
     /// acquired, so a record that waited in the prefetch queue gets its whole lease.
     lease_from: Instant,
     lock_started: Instant,
-    lock: Duration,
     state: State,
     /// The record and what its job carries, made once when the record is acquired: queued, it
     /// waits here (the queue holds only its number); running, its job shares it; failed, it is
@@ -206,9 +200,6 @@ type PermitFuture = Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + 
 
 struct Dispatcher {
     r: GroupRunner,
-    /// The handlers' topics, by handler index (a group has a few: a scan is quicker than
-    /// hashing each record's topic name).
-    topics: Topics,
     entries: Entries,
     /// Each handler's records acquired ahead of a free slot, in order (their entries hold them).
     queues: Vec<VecDeque<u64>>,
@@ -259,7 +250,6 @@ impl GroupRunner {
             self.group.clone(),
         ));
         let n = self.handlers.len();
-        let topics = Topics(self.handlers.iter().map(|h| h.topic.clone()).collect());
         let contexts = self
             .handlers
             .iter()
@@ -279,7 +269,6 @@ impl GroupRunner {
         let mut d = Dispatcher {
             contexts,
             r: self,
-            topics,
             entries: Entries::default(),
             queues: (0..n).map(|_| VecDeque::new()).collect(),
             running: vec![0; n],
@@ -320,6 +309,16 @@ impl GroupRunner {
 impl Entry {
     fn id(&self) -> &RecordId {
         &self.meta.delivery.id
+    }
+
+    /// The delivery count of this delivery.
+    fn attempt(&self) -> u16 {
+        self.meta.delivery.delivery_count
+    }
+
+    /// How long the record's lock lasts from its acquisition or last renewal.
+    fn lock(&self) -> Duration {
+        self.meta.delivery.lock_duration
     }
 
     /// The record's id, for its acknowledgement (a clone: moving it out of the shared record
@@ -389,8 +388,8 @@ impl Dispatcher {
                 (res, took) = poll_opt(&mut self.fetch) => {
                     self.fetch = None;
                     if let Ok(records) = &res {
-                        let topics = &self.topics;
-                        self.sizer.fetched(took, records, |d| topics.handler(&d.id.topic));
+                        let handlers = &self.r.handlers;
+                        self.sizer.fetched(took, records, |d| handler_of(handlers, &d.id.topic));
                     }
                     self.on_fetched(res);
                 }
@@ -457,7 +456,7 @@ impl Dispatcher {
         self.r.metrics.fetched.inc_by(records.len() as u64);
         let now = Instant::now();
         for d in records {
-            let Some(h) = self.topics.handler(&d.id.topic) else {
+            let Some(h) = handler_of(&self.r.handlers, &d.id.topic) else {
                 warn!(group = %self.r.group, record = %d.id, "acquired a record of a topic no handler reads; releasing it");
                 self.acks.push((d.id, AckKind::Release, d.delivery_count));
                 continue;
@@ -481,7 +480,6 @@ impl Dispatcher {
             self.next_seq += 1;
             let renew_at = now + d.lock_duration / 2;
             self.next_renew = Some(self.next_renew.map_or(renew_at, |t| t.min(renew_at)));
-            let (attempt, lock) = (d.delivery_count, d.lock_duration);
             let meta = Arc::new(JobMeta {
                 delivery: d,
                 max_attempts: self.max_attempts(h),
@@ -491,10 +489,8 @@ impl Dispatcher {
                 seq,
                 Entry {
                     handler: h,
-                    attempt,
                     lease_from: now,
                     lock_started: now,
-                    lock,
                     state: State::Queued,
                     meta,
                     error: None,
@@ -723,8 +719,7 @@ impl Dispatcher {
     }
 
     fn handler_for(&self, id: &RecordId) -> Arc<str> {
-        self.topics
-            .handler(&id.topic)
+        handler_of(&self.r.handlers, &id.topic)
             .map_or_else(|| Arc::from(""), |h| self.r.handlers[h].name.clone())
     }
 
@@ -783,7 +778,7 @@ impl Dispatcher {
             if e.lost {
                 continue;
             }
-            let due = e.lock_started + e.lock / 2;
+            let due = e.lock_started + e.lock() / 2;
             if due > now {
                 next = Some(next.map_or(due, |n: Instant| n.min(due)));
                 continue;
@@ -795,11 +790,12 @@ impl Dispatcher {
                 continue;
             }
             debug!(group = %self.r.group, record = %e.id(), "renewing lock");
-            self.acks.push((e.id().clone(), AckKind::Renew, e.attempt));
+            self.acks
+                .push((e.id().clone(), AckKind::Renew, e.attempt()));
             self.acks_renew += 1;
             e.lock_started = now;
-            renewed.push((e.handler, e.id().clone(), e.attempt));
-            let due = now + e.lock / 2;
+            renewed.push((e.handler, e.id().clone(), e.attempt()));
+            let due = now + e.lock() / 2;
             next = Some(next.map_or(due, |n: Instant| n.min(due)));
         }
         self.r.metrics.renewals.inc_by(renewed.len() as u64);

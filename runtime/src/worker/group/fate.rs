@@ -24,7 +24,7 @@ impl Dispatcher {
         let hr = &self.r.handlers[e.handler];
         Facts {
             ending,
-            attempt: e.attempt,
+            attempt: e.attempt(),
             max_attempts: hr.config.max_attempts,
             delivery_limit: self.r.limit.get(),
             backoff: hr.config.backoff,
@@ -61,7 +61,7 @@ impl Dispatcher {
         let Some(e) = self.entries.get(&seq) else {
             return;
         };
-        let (h, attempt) = (e.handler, e.attempt);
+        let (h, attempt) = (e.handler, e.attempt());
         if let Decision::Accept { settle } = decision {
             if settle {
                 self.event(h, e.id(), attempt, Outcome::Accepted, took);
@@ -118,7 +118,7 @@ impl Dispatcher {
         if let Some(e) = self.entries.remove(&seq)
             && settle
         {
-            let attempt = e.attempt;
+            let attempt = e.attempt();
             self.acks.push((e.into_id(), kind, attempt));
         }
     }
@@ -151,11 +151,11 @@ impl Dispatcher {
     /// Releases a record. At (or past) the delivery count limit the broker archives it instead
     /// of delivering it again: that is counted and logged, never silent.
     pub(super) fn release(&mut self, e: Entry, why: &str) {
-        if decide::archived_on_release(e.attempt, self.r.limit.get(), e.lost) {
+        if decide::archived_on_release(e.attempt(), self.r.limit.get(), e.lost) {
             self.archived(
                 e.handler,
                 e.id(),
-                e.attempt,
+                e.attempt(),
                 format!("released at its last delivery: {why}"),
             );
         }
@@ -183,7 +183,7 @@ impl Dispatcher {
             Err(e) if e.is_permanent() => "failed permanently",
             Err(_) => "failed",
         };
-        debug!(handler = %self.r.handlers[h].name, record = %entry.id(), attempt = entry.attempt,
+        debug!(handler = %self.r.handlers[h].name, record = %entry.id(), attempt = entry.attempt(),
             outcome, took = %crate::duration::Short(took), "job finished");
         // The limit as the broker has it now (re-read at every refresh): a record failing at
         // or past it is dead-lettered, since released it would be archived.
@@ -203,7 +203,7 @@ impl Dispatcher {
         let Some(entry) = self.entries.get(&seq) else {
             return;
         };
-        let (h, attempt, id) = (entry.handler, entry.attempt, entry.id().clone());
+        let (h, attempt, id) = (entry.handler, entry.attempt(), entry.id().clone());
         let hr = &self.r.handlers[h];
         let (why, settle) = match decision {
             Decision::BrokerDeadLetter { why, settle } | Decision::Reject { why, settle } => {
@@ -280,7 +280,7 @@ impl Dispatcher {
         let Some(e) = self.entries.remove(&seq) else {
             return;
         };
-        let (h, id, attempt) = (e.handler, e.id().clone(), e.attempt);
+        let (h, id, attempt) = (e.handler, e.id().clone(), e.attempt());
         push_ack(&mut self.acks, e, AckKind::Reject);
         self.event(h, &id, attempt, Outcome::DeadLettered, None);
     }
@@ -297,7 +297,7 @@ impl Dispatcher {
         let Some(e) = self.entries.get(&seq) else {
             return;
         };
-        let (h, id, attempt) = (e.handler, e.id().clone(), e.attempt);
+        let (h, id, attempt) = (e.handler, e.id().clone(), e.attempt());
         let hr = &self.r.handlers[h];
         let topic = match &hr.config.dead_letter {
             DeadLetter::Topic(t) => t.as_str(),
@@ -349,7 +349,7 @@ impl Dispatcher {
             count(
                 &hr.metrics,
                 &self.observed[h],
-                e.attempt,
+                e.attempt(),
                 &Outcome::LeaseExpired,
                 Some(took),
             );
@@ -363,7 +363,7 @@ impl Dispatcher {
                 handler: hr.name.clone(),
                 group: self.r.group.clone(),
                 id: e.id().clone(),
-                attempt: e.attempt,
+                attempt: e.attempt(),
                 outcome,
                 took: Some(took),
             });

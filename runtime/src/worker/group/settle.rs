@@ -21,7 +21,7 @@ pub(super) type Ack = (RecordId, AckKind, u16);
 /// given it to another delivery, which this acknowledgement must not settle).
 pub(super) fn push_ack(acks: &mut Vec<Ack>, e: Entry, kind: AckKind) {
     if !e.lost {
-        let attempt = e.attempt;
+        let attempt = e.attempt();
         acks.push((e.into_id(), kind, attempt));
     }
 }
@@ -49,11 +49,11 @@ impl Dispatcher {
             let mut archived = None;
             if let Some(e) = self.entries.values_mut().find(|e| *e.id() == id && !e.lost) {
                 e.lost = true;
-                attempt = e.attempt;
+                attempt = e.attempt();
                 // A dead letter being written still lands; anything else at its last
                 // delivery is archived by the broker when its lock expires.
                 if decide::archived_on_lost_lock(
-                    e.attempt,
+                    e.attempt(),
                     limit,
                     matches!(e.state, State::DeadLettering(_)),
                 ) {

@@ -44,18 +44,18 @@ impl Dispatcher {
             match &e.state {
                 State::Running(h) => {
                     h.abort();
-                    warn!(group = %group, record = %e.id(), attempt = e.attempt,
+                    warn!(group = %group, record = %e.id(), attempt = e.attempt(),
                         "still running when the shutdown grace period ended; cancelled and released");
                 }
                 State::DeadLettering(h) => {
                     h.abort();
                     let hr = &self.r.handlers[e.handler];
-                    error!(handler = %hr.name, group = %group, record = %e.id(), attempt = e.attempt,
+                    error!(handler = %hr.name, group = %group, record = %e.id(), attempt = e.attempt(),
                         "the dead-letter write was still unfinished when the shutdown grace period ended; cut off and released: the record is delivered again (and may be dead-lettered twice, if the write had landed), or archived by the broker at its delivery count limit");
                     self.event(
                         e.handler,
                         e.id(),
-                        e.attempt,
+                        e.attempt(),
                         Outcome::DeadLetterAbandoned,
                         None,
                     );
