@@ -5,7 +5,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::Error;
 use crate::broker::{Delivery, Headers, OutgoingRecord, RecordId};
@@ -93,6 +93,113 @@ pub(super) fn to_delivery(
     }
 }
 
+/// Keys and values up to this size are packed (see [`Packer`]); larger ones are stored as
+/// they came, since copying them costs more than the allocation packing saves.
+const PACK_MAX: usize = 1024;
+/// The most bytes one shared buffer holds: while one of its records lives (in the log, or as
+/// a running job's payload), its whole buffer does.
+const CHUNK_MAX: usize = 64 * 1024;
+
+/// Copies the small keys and values that one `produce` call stores in one partition into
+/// shared buffers. A record's stored bytes are then a slice of a buffer whose clones (one per
+/// delivery, one per job) only count references: a `Bytes` made from a `Vec`, as a message's
+/// payload usually is, allocates on its first clone. It also makes one allocation per buffer
+/// instead of one per record for the log to hold and to free when it trims. The records of one
+/// buffer are neighbours in one partition, so it is freed once the log is trimmed past them
+/// and their jobs are done.
+pub(super) struct Packer {
+    chunk: BytesMut,
+    /// The bytes still to be packed by this call in this partition: the next buffer's size.
+    left: usize,
+}
+
+impl Packer {
+    /// A packer for `records` small keys and values of `bytes` bytes in all, or `None` when
+    /// packing would not save anything (fewer than two).
+    pub(super) fn new(records: usize, bytes: usize) -> Option<Self> {
+        (records >= 2).then(|| Self {
+            chunk: BytesMut::new(),
+            left: bytes,
+        })
+    }
+
+    /// Whether `b` is packed (when its partition has a packer).
+    pub(super) fn packs(b: &Bytes) -> bool {
+        !b.is_empty() && b.len() <= PACK_MAX
+    }
+
+    /// `b`'s bytes in a shared buffer when it is small, else `b` itself.
+    pub(super) fn pack(&mut self, b: Bytes) -> Bytes {
+        if !Self::packs(&b) {
+            return b;
+        }
+        if self.chunk.capacity() < b.len() {
+            self.chunk = BytesMut::with_capacity(self.left.clamp(b.len(), CHUNK_MAX));
+        }
+        self.left = self.left.saturating_sub(b.len());
+        self.chunk.extend_from_slice(&b);
+        self.chunk.split().freeze()
+    }
+}
+
+/// Where the records of one `produce` call go, and a packer per partition (`None` where
+/// packing saves nothing).
+pub(super) struct Placement {
+    /// The partition of each record, in order.
+    pub(super) to: Vec<usize>,
+    pub(super) packers: Vec<Option<Packer>>,
+    /// The topic's round-robin position once the call's keyless records are placed.
+    pub(super) next_partition: usize,
+}
+
+/// Places the records of one `produce` call in `t`'s partitions: by the partition given, else
+/// by key, else round-robin. Every record is checked first, so that a call with a bad record
+/// stores none of them.
+pub(super) fn place(
+    t: &Topic,
+    records: &[OutgoingRecord],
+    max_message_bytes: usize,
+) -> Result<Placement, Error> {
+    let n = t.partitions.len();
+    let mut next_partition = t.next_partition;
+    let mut to = Vec::with_capacity(records.len());
+    let mut small = vec![(0usize, 0usize); n];
+    for r in records {
+        let size = record_size(r);
+        if size > max_message_bytes {
+            return Err(record_too_large(&t.name, size, max_message_bytes));
+        }
+        let p = match (r.partition, &r.key) {
+            (Some(p), _) => usize::try_from(p).ok().filter(|&p| p < n).ok_or_else(|| {
+                Error::invalid_input(format!(
+                    "topic `{}` has {n} partitions; partition {p} does not exist",
+                    t.name
+                ))
+            })?,
+            (None, Some(key)) => partition_for_key(key, n),
+            (None, None) => {
+                next_partition = (next_partition + 1) % n;
+                next_partition
+            }
+        };
+        to.push(p);
+        for b in [&r.key, &r.value].into_iter().flatten() {
+            if Packer::packs(b) {
+                small[p].0 += 1;
+                small[p].1 += b.len();
+            }
+        }
+    }
+    Ok(Placement {
+        to,
+        packers: small
+            .into_iter()
+            .map(|(records, bytes)| Packer::new(records, bytes))
+            .collect(),
+        next_partition,
+    })
+}
+
 pub(super) fn validate_topic_name(name: &str) -> Result<(), Error> {
     let ok = !name.is_empty()
         && name.len() <= 249
@@ -111,7 +218,7 @@ pub(super) fn validate_topic_name(name: &str) -> Result<(), Error> {
 }
 
 /// A record's size as the limit counts it: key, value, header keys and header values.
-pub(super) fn record_size(r: &OutgoingRecord) -> usize {
+fn record_size(r: &OutgoingRecord) -> usize {
     let headers: usize = r
         .headers
         .iter()
@@ -120,14 +227,14 @@ pub(super) fn record_size(r: &OutgoingRecord) -> usize {
     r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len()) + headers
 }
 
-pub(super) fn record_too_large(topic: &str, size: usize, max: usize) -> Error {
+fn record_too_large(topic: &str, size: usize, max: usize) -> Error {
     Error::invalid_input(format!(
         "topic `{topic}`: a record of {size} bytes is larger than the embedded broker's max_message_bytes ({max} bytes; Kafka's default max.message.bytes is 1 MiB); set `embedded.max_message_bytes` to allow it, or send a reference to the data instead"
     ))
     .with_kafka_code(MESSAGE_TOO_LARGE)
 }
 
-pub(super) fn partition_for_key(key: &[u8], partitions: usize) -> usize {
+fn partition_for_key(key: &[u8], partitions: usize) -> usize {
     let mut h = std::hash::DefaultHasher::new();
     key.hash(&mut h);
     (h.finish() % partitions as u64) as usize

@@ -22,10 +22,7 @@ mod log;
 mod member;
 mod partition;
 
-use log::{
-    Log, StoredRecord, Topic, partition_for_key, record_size, record_too_large, to_delivery,
-    validate_topic_name,
-};
+use log::{Log, Placement, StoredRecord, Topic, place, to_delivery, validate_topic_name};
 use member::EmbeddedMember;
 use partition::SharePartition;
 
@@ -441,32 +438,20 @@ impl Broker for EmbeddedBroker {
         {
             let mut state = self.lock();
             let t = state.topic_or_create(topic, &self.inner)?;
-            let n = t.partitions.len();
-            for r in &records {
-                let size = record_size(r);
-                if size > self.inner.max_message_bytes {
-                    return Err(record_too_large(topic, size, self.inner.max_message_bytes));
-                }
-                if let Some(p) = r.partition
-                    && (p < 0 || p as usize >= n)
-                {
-                    return Err(Error::invalid_input(format!(
-                        "topic `{topic}` has {n} partitions; partition {p} does not exist"
-                    )));
-                }
-            }
-            for r in records {
-                let p = match (r.partition, &r.key) {
-                    (Some(p), _) => p as usize,
-                    (None, Some(key)) => partition_for_key(key, n),
-                    (None, None) => {
-                        t.next_partition = (t.next_partition + 1) % n;
-                        t.next_partition
-                    }
+            let Placement {
+                to,
+                mut packers,
+                next_partition,
+            } = place(t, &records, self.inner.max_message_bytes)?;
+            t.next_partition = next_partition;
+            for (r, p) in records.into_iter().zip(to) {
+                let mut pack = |b: bytes::Bytes| match &mut packers[p] {
+                    Some(packer) => packer.pack(b),
+                    None => b,
                 };
                 let offset = t.partitions[p].push(StoredRecord {
-                    key: r.key,
-                    value: r.value,
+                    key: r.key.map(&mut pack),
+                    value: r.value.map(&mut pack),
                     headers: r.headers,
                     timestamp: now,
                 });

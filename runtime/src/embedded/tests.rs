@@ -1,6 +1,9 @@
 //! Tests of the embedded broker as a whole (the share-partition state machine has its own).
 
 use super::*;
+use bytes::Bytes;
+
+use super::log::Packer;
 use crate::broker::{AckKind, RecordId};
 
 #[test]
@@ -176,6 +179,104 @@ async fn a_record_over_max_message_bytes_is_refused_and_nothing_is_written() {
             .build()
             .is_err()
     );
+}
+
+/// Whether `b` starts where `a` ends: both are slices of one buffer, side by side.
+fn adjacent(a: &Bytes, b: &Bytes) -> bool {
+    a.as_ptr().wrapping_add(a.len()) == b.as_ptr()
+}
+
+fn value(d: &Delivery) -> &Bytes {
+    d.value.as_ref().expect("a value")
+}
+
+#[tokio::test]
+async fn small_values_of_one_call_share_a_buffer_per_partition_and_large_ones_are_kept() {
+    let broker = EmbeddedBroker::builder()
+        .start_from(StartFrom::Earliest)
+        .build()
+        .expect("valid settings");
+    broker.create_topic("t", 2).await.expect("create");
+    let large = Bytes::from(vec![b'L'; 2000]);
+    // Keyless: round-robin over the two partitions (1, 0, 1, 0, 1).
+    let records = vec![
+        OutgoingRecord::new("a1"),
+        OutgoingRecord::new("b0"),
+        OutgoingRecord::new("c1"),
+        OutgoingRecord::new(large.clone()),
+        OutgoingRecord::new("e1"),
+    ];
+    broker.produce("t", records).await.expect("produce");
+    let stored = broker.read_topic("t").expect("topic");
+    let by_value: Vec<(i32, &[u8])> = stored
+        .iter()
+        .map(|d| (d.id.partition, &value(d)[..]))
+        .collect();
+    assert_eq!(
+        by_value,
+        [
+            (0, &b"b0"[..]),
+            (0, &large[..]),
+            (1, b"a1"),
+            (1, b"c1"),
+            (1, b"e1")
+        ]
+    );
+    // Partition 1's three small values are neighbours in one buffer ...
+    assert!(adjacent(value(&stored[2]), value(&stored[3])));
+    assert!(adjacent(value(&stored[3]), value(&stored[4])));
+    // ... not in partition 0's, which has one small value: nothing to share, so not packed.
+    assert!(!adjacent(value(&stored[0]), value(&stored[2])));
+    // The large value is the caller's own buffer, not a copy.
+    assert_eq!(value(&stored[1]).as_ptr(), large.as_ptr());
+
+    // A second call starts buffers of its own: its records never keep the first call's alive.
+    broker
+        .produce(
+            "t",
+            vec![OutgoingRecord::new("f"), OutgoingRecord::new("g")],
+        )
+        .await
+        .expect("produce");
+    // Partition 0 now holds b0, the large value and f; partition 1 a1, c1, e1 and g.
+    let stored = broker.read_topic("t").expect("topic");
+    assert_eq!(
+        (&value(&stored[5])[..], &value(&stored[6])[..]),
+        (&b"e1"[..], &b"g"[..])
+    );
+    assert!(!adjacent(value(&stored[5]), value(&stored[6])));
+    // A delivery's value is the stored slice, not a copy of it.
+    let member = broker.join("g", &["t".to_string()]).await.expect("join");
+    let acquired = member.acquire(10, Duration::ZERO).await.expect("acquire");
+    let c1 = acquired
+        .iter()
+        .find(|d| &value(d)[..] == b"c1")
+        .expect("c1 acquired");
+    assert_eq!(value(c1).as_ptr(), value(&stored[4]).as_ptr());
+}
+
+#[test]
+fn a_packed_buffer_holds_at_most_64_kib() {
+    let values: Vec<Bytes> = (0..200u8).map(|i| Bytes::from(vec![i; 1000])).collect();
+    let mut packer = Packer::new(values.len(), 200 * 1000).expect("200 small values");
+    let packed: Vec<Bytes> = values.iter().map(|v| packer.pack(v.clone())).collect();
+    assert_eq!(packed, values, "the bytes are unchanged");
+    // Buffers are runs of neighbours: 200,000 bytes need four of at most 64 KiB.
+    let mut runs = vec![packed[0].len()];
+    for w in packed.windows(2) {
+        if adjacent(&w[0], &w[1]) {
+            *runs.last_mut().expect("a run") += w[1].len();
+        } else {
+            runs.push(w[1].len());
+        }
+    }
+    assert_eq!(runs.len(), 4, "{runs:?}");
+    assert!(runs.iter().all(|&r| r <= 64 * 1024), "{runs:?}");
+    // An empty value and one over 1 KiB are not copied.
+    assert!(packer.pack(Bytes::new()).is_empty());
+    let big = Bytes::from(vec![0; 1025]);
+    assert_eq!(packer.pack(big.clone()).as_ptr(), big.as_ptr());
+    assert!(Packer::new(1, 10).is_none(), "one value: nothing to share");
 }
 
 #[test]
