@@ -62,12 +62,44 @@ impl Log {
     }
 }
 
+/// A record as a partition's log keeps it: 48 bytes, since a log may hold millions (each byte
+/// less is memory that need not be touched, and faulted in, as the log grows). The key and
+/// headers, which most job records lack, sit behind a pointer; the timestamp is kept in
+/// milliseconds, Kafka's precision.
 #[derive(Clone)]
 pub(super) struct StoredRecord {
-    pub(super) key: Option<Bytes>,
-    pub(super) value: Option<Bytes>,
-    pub(super) headers: Headers,
-    pub(super) timestamp: SystemTime,
+    value: Option<Bytes>,
+    extra: Option<Box<Extra>>,
+    timestamp_ms: i64,
+}
+
+#[derive(Clone)]
+struct Extra {
+    key: Option<Bytes>,
+    headers: Headers,
+}
+
+impl StoredRecord {
+    pub(super) fn new(
+        key: Option<Bytes>,
+        value: Option<Bytes>,
+        headers: Headers,
+        timestamp_ms: i64,
+    ) -> Self {
+        let extra =
+            (key.is_some() || !headers.is_empty()).then(|| Box::new(Extra { key, headers }));
+        Self {
+            value,
+            extra,
+            timestamp_ms,
+        }
+    }
+}
+
+/// `t` in milliseconds since the Unix epoch, as a record's timestamp is kept (0 before it).
+pub(super) fn millis(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 pub(super) fn to_delivery(
@@ -84,10 +116,15 @@ pub(super) fn to_delivery(
             partition,
             offset,
         },
-        key: r.key.clone(),
+        key: r.extra.as_ref().and_then(|e| e.key.clone()),
         value: r.value.clone(),
-        headers: r.headers.clone(),
-        timestamp: r.timestamp,
+        headers: r
+            .extra
+            .as_ref()
+            .map(|e| e.headers.clone())
+            .unwrap_or_default(),
+        timestamp: SystemTime::UNIX_EPOCH
+            + Duration::from_millis(u64::try_from(r.timestamp_ms).unwrap_or(0)),
         delivery_count: count,
         lock_duration: lock,
     }

@@ -22,7 +22,7 @@ mod log;
 mod member;
 mod partition;
 
-use log::{Log, Placement, StoredRecord, Topic, place, to_delivery, validate_topic_name};
+use log::{Log, Placement, StoredRecord, Topic, millis, place, to_delivery, validate_topic_name};
 use member::EmbeddedMember;
 use partition::SharePartition;
 
@@ -433,7 +433,7 @@ impl Broker for EmbeddedBroker {
         topic: &str,
         records: Vec<OutgoingRecord>,
     ) -> Result<Vec<Produced>, Error> {
-        let now = SystemTime::now();
+        let now = millis(SystemTime::now());
         let mut produced = Vec::with_capacity(records.len());
         {
             let mut state = self.lock();
@@ -449,12 +449,12 @@ impl Broker for EmbeddedBroker {
                     Some(packer) => packer.pack(b),
                     None => b,
                 };
-                let offset = t.partitions[p].push(StoredRecord {
-                    key: r.key.map(&mut pack),
-                    value: r.value.map(&mut pack),
-                    headers: r.headers,
-                    timestamp: now,
-                });
+                let offset = t.partitions[p].push(StoredRecord::new(
+                    r.key.map(&mut pack),
+                    r.value.map(&mut pack),
+                    r.headers,
+                    now,
+                ));
                 produced.push(Produced {
                     partition: p as i32,
                     offset,

@@ -267,7 +267,7 @@ pub(super) enum Settled {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, SystemTime};
+    use std::time::Duration;
 
     use super::*;
     use crate::broker::Headers;
@@ -279,12 +279,12 @@ mod tests {
     fn log(n: usize) -> Log {
         let mut log = Log::default();
         for i in 0..n {
-            log.push(StoredRecord {
-                key: None,
-                value: Some(bytes::Bytes::from(vec![i as u8])),
-                headers: Headers::default(),
-                timestamp: SystemTime::UNIX_EPOCH,
-            });
+            log.push(StoredRecord::new(
+                None,
+                Some(bytes::Bytes::from(vec![i as u8])),
+                Headers::default(),
+                0,
+            ));
         }
         log
     }

@@ -255,6 +255,31 @@ async fn small_values_of_one_call_share_a_buffer_per_partition_and_large_ones_ar
     assert_eq!(value(c1).as_ptr(), value(&stored[4]).as_ptr());
 }
 
+#[tokio::test]
+async fn a_stored_record_keeps_its_key_headers_and_timestamp_in_48_bytes() {
+    assert_eq!(std::mem::size_of::<StoredRecord>(), 48);
+    let broker = EmbeddedBroker::new();
+    let mut keyed = OutgoingRecord::new("v");
+    keyed.key = Some(Bytes::from_static(b"k"));
+    keyed.headers.push("h", "x");
+    let before = SystemTime::now();
+    broker
+        .produce("t", vec![keyed, OutgoingRecord::new("plain")])
+        .await
+        .expect("produce");
+    let stored = broker.read_topic("t").expect("topic");
+    let keyed = stored.iter().find(|d| d.key.is_some()).expect("the keyed record");
+    assert_eq!(keyed.key.as_deref(), Some(&b"k"[..]));
+    assert_eq!(keyed.headers.get("h"), Some(&b"x"[..]));
+    let plain = stored.iter().find(|d| d.key.is_none()).expect("the plain record");
+    assert!(plain.headers.is_empty());
+    assert_eq!(value(plain), &b"plain"[..]);
+    // Milliseconds, as Kafka keeps them: at most a millisecond before the call.
+    let ms = Duration::from_millis(1);
+    assert!(plain.timestamp + ms > before, "{:?} vs {before:?}", plain.timestamp);
+    assert!(plain.timestamp <= SystemTime::now());
+}
+
 #[test]
 fn a_packed_buffer_holds_at_most_64_kib() {
     let values: Vec<Bytes> = (0..200u8).map(|i| Bytes::from(vec![i; 1000])).collect();
