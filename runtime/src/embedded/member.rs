@@ -144,18 +144,16 @@ impl Member for EmbeddedMember {
             // The partition of the previous ack: runs of acks on one partition look it up once.
             let mut current: Option<(usize, &mut SharePartition)> = None;
             for (id, kind) in acks.iter().map(|(i, k)| (i, *k)) {
-                let same = current.as_ref().is_some_and(|(k, _)| {
-                    let (t, p) = &touched[*k];
-                    *p == id.partition && **t == *id.topic
-                });
+                // Topics compare by pointer first: a record's id shares its topic's name.
+                let is = |(t, p): &(Arc<str>, i32)| {
+                    *p == id.partition && (Arc::ptr_eq(t, &id.topic) || **t == *id.topic)
+                };
+                let same = current.as_ref().is_some_and(|(k, _)| is(&touched[*k]));
                 if !same {
                     current = None;
                     let key = (id.topic.clone(), id.partition);
                     if let Some(sp) = g.partitions.get_mut(&key) {
-                        let k = match touched
-                            .iter()
-                            .position(|(t, p)| *p == id.partition && **t == *id.topic)
-                        {
+                        let k = match touched.iter().position(is) {
                             Some(k) => k,
                             None => {
                                 touched.push(key);

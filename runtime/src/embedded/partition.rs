@@ -120,6 +120,8 @@ impl SharePartition {
         let deadline = now + limits.lock_duration;
         let mut budget = max.min(limits.max_record_locks.saturating_sub(self.acquired) as usize);
         let before = out.len();
+        let new = usize::try_from(log.end() - self.end()).unwrap_or(0);
+        out.reserve(budget.min(new.saturating_add(self.available as usize)));
         // Redeliveries first: released or expired records inside the window.
         if self.available > 0 && budget > 0 {
             for i in 0..self.states.len() {

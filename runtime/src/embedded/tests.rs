@@ -268,15 +268,25 @@ async fn a_stored_record_keeps_its_key_headers_and_timestamp_in_48_bytes() {
         .await
         .expect("produce");
     let stored = broker.read_topic("t").expect("topic");
-    let keyed = stored.iter().find(|d| d.key.is_some()).expect("the keyed record");
+    let keyed = stored
+        .iter()
+        .find(|d| d.key.is_some())
+        .expect("the keyed record");
     assert_eq!(keyed.key.as_deref(), Some(&b"k"[..]));
     assert_eq!(keyed.headers.get("h"), Some(&b"x"[..]));
-    let plain = stored.iter().find(|d| d.key.is_none()).expect("the plain record");
+    let plain = stored
+        .iter()
+        .find(|d| d.key.is_none())
+        .expect("the plain record");
     assert!(plain.headers.is_empty());
     assert_eq!(value(plain), &b"plain"[..]);
     // Milliseconds, as Kafka keeps them: at most a millisecond before the call.
     let ms = Duration::from_millis(1);
-    assert!(plain.timestamp + ms > before, "{:?} vs {before:?}", plain.timestamp);
+    assert!(
+        plain.timestamp + ms > before,
+        "{:?} vs {before:?}",
+        plain.timestamp
+    );
     assert!(plain.timestamp <= SystemTime::now());
 }
 
