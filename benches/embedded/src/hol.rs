@@ -12,8 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use shareworker::{
-    Config, Job, JobDefinition, JobError, Queue, Worker, broker::Broker, queue::Message,
-    worker::Outcome,
+    Job, JobDefinition, JobError, Queue, Worker, broker::Broker, queue::Message, worker::Outcome,
 };
 
 use crate::{Args, Completion, memory_kib, shareworker_impl, thousands};
@@ -207,7 +206,7 @@ pub(crate) async fn execute(
     // Accepted on a delivery after the first: a lock ran out (or a member left) on the way.
     let redelivered = Arc::new(AtomicU64::new(0));
     let again = redelivered.clone();
-    let mut config = Config::default();
+    let mut config = crate::default_config();
     config.concurrency = config.concurrency.max(concurrency);
     let t1 = Instant::now();
     let worker = Worker::builder()

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use shareworker::{
-    Config, Job, JobDefinition, JobError, KafkaBroker, Worker,
+    Job, JobDefinition, JobError, KafkaBroker, Worker,
     broker::{Broker, Bytes, GroupConfig, StartFrom},
     worker::Outcome,
 };
@@ -80,7 +80,7 @@ pub(crate) async fn consume(args: &Args, header: bool) -> Result<(), String> {
     let counter = done.clone();
     let first_ns = Arc::new(AtomicU64::new(0));
     let first = first_ns.clone();
-    let mut config = Config::default();
+    let mut config = crate::default_config();
     config.concurrency = config.concurrency.max(concurrency);
     let cpu0 = cpu_seconds();
     let t0 = Instant::now();

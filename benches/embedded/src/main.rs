@@ -69,6 +69,15 @@ impl Completion {
     }
 }
 
+/// A worker's default configuration, with its metrics endpoint on loopback at a free port: it
+/// is still served, as by default, but a benchmark opens no port to the network and two runs
+/// never clash over 9464.
+pub(crate) fn default_config() -> shareworker::Config {
+    let mut config = shareworker::Config::default();
+    config.http.address = "127.0.0.1:0".into();
+    config
+}
+
 /// `(VmHWM, VmRSS)` of this process in KiB, from /proc/self/status.
 pub(crate) fn memory_kib() -> (u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

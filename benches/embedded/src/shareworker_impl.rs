@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shareworker::{
-    Config, EmbeddedBroker, Job, JobDefinition, JobError, Queue, State, Worker,
+    EmbeddedBroker, Job, JobDefinition, JobError, Queue, State, Worker,
     broker::{Broker, Bytes, StartFrom},
     queue::Message,
 };
@@ -80,7 +80,7 @@ pub(crate) async fn e2e(
 
     let t1 = Instant::now();
     let done = Completion::new(jobs);
-    let mut config = Config::default();
+    let mut config = crate::default_config();
     config.concurrency = config.concurrency.max(concurrency);
     let def = match payload {
         Payload::Json => JobDefinition::handler(HANDLER, TOPIC, noop_json),
