@@ -11,6 +11,9 @@
 //!   the ACL the dead letters are written, all of them.
 //! - A user with no rights at all, and one that may read its group but not its topic, fail at
 //!   start with an error that names the Read ACLs, at once (no retry loop).
+//! - A worker whose configuration sets its group's configs (`[groups.<group>]`) without the
+//!   AlterConfigs ACL on the group fails at start naming the section and the ACL; the group's
+//!   configs stay as they were.
 //!
 //! The test starts its own broker with `scripts/kafka.sh` (ports 25210-25212), so the shared
 //! test broker is left alone:
@@ -708,5 +711,50 @@ async fn with_describe_but_not_read_on_its_topic_the_worker_stops_with_the_error
     assert!(
         refusals <= 3,
         "the refused fetch is logged {refusals} times"
+    );
+}
+
+/// `[groups.<group>]` in the configuration of a worker whose principal may not change the
+/// group's configs (no AlterConfigs on it): a start-up error that names the section and the ACL
+/// and keeps its kind (not authorized), before the worker joins or reads anything; the group's
+/// configs are left as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_settings_without_alter_configs_fail_at_start_naming_the_acl() {
+    use figment::providers::Format;
+    logs();
+    if broker().is_none() {
+        return;
+    }
+    let admin = admin().await;
+    let (topic, dlq, group) = setup(&admin, "gset", true).await;
+    produce(&admin, &topic, &values("ok", 1)).await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let section =
+        format!("[groups.\"{group}\"]\nstart_from = \"latest\"\ndelivery_count_limit = 3\n");
+    let worker = Worker::builder()
+        .figment(config(NOBODY).merge(figment::providers::Toml::string(&section)))
+        .without_signal_handling()
+        .job(handler(&topic, &group, &dlq, seen.clone()))
+        .build();
+    let result = tokio::time::timeout(Duration::from_secs(60), worker)
+        .await
+        .unwrap_or_else(|_| panic!("the worker neither started nor failed within 60 s"));
+    let e = match result {
+        Ok(_) => panic!("the worker started with `groups.{group}` and no AlterConfigs on it"),
+        Err(e) => e,
+    };
+    let text = e.to_string();
+    assert!(e.is_not_authorized(), "{text} ({e:?})");
+    for part in [
+        format!("`groups.{group}`"),
+        format!("no AlterConfigs ACL on Group:{group}"),
+    ] {
+        assert!(text.contains(&part), "the error names {part}: {text}");
+    }
+    assert!(seen.lock().expect("lock").is_empty(), "a handler ran");
+    let limits = admin.group_limits(&group).await.expect("limits");
+    assert_eq!(
+        limits.delivery_count_limit, 5,
+        "the refused change must leave the group's delivery count limit at Kafka's default"
     );
 }

@@ -96,6 +96,11 @@ async fn max_attempts_is_clamped_to_the_delivery_count_limit() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn group_settings_in_the_configuration_are_set_at_start() {
+    scenarios::group_settings_from_the_configuration(&harness("gset")).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_maximum_lease_ends_a_runaway_handler() {
     scenarios::max_lease_ends_runaway_handlers(&harness("lease")).await;
 }

@@ -53,6 +53,7 @@ on_kafka! {
     panics_and_bad_json_do_not_stop_the_worker => bad_input_does_not_stop_the_worker,
     a_timeout_is_a_retryable_failure => timeout_is_retryable,
     max_attempts_is_clamped_to_the_delivery_count_limit => max_attempts_clamped_to_delivery_limit,
+    group_settings_in_the_configuration_are_set_at_start => group_settings_from_the_configuration,
     the_maximum_lease_ends_a_runaway_handler => max_lease_ends_runaway_handlers,
     the_maximum_lease_starts_with_the_handler => max_lease_starts_with_the_handler,
     held_records_are_bounded => held_records_are_bounded,

@@ -18,6 +18,10 @@ pub const LOCK_DURATION_MS: &str = "share.record.lock.duration.ms";
 /// `share.partition.max.record.locks`: records of one partition acquired at once.
 pub const MAX_RECORD_LOCKS: &str = "share.partition.max.record.locks";
 
+/// `share.assignment.interval.ms`: the least time between two assignment rounds of the group
+/// (Kafka 4.3 or newer; the embedded broker assigns at once and accepts it with nothing to change).
+pub const ASSIGNMENT_INTERVAL_MS: &str = "share.assignment.interval.ms";
+
 /// The share-group configs every broker here knows, by their Kafka names.
 pub const GROUP_CONFIG_KEYS: [&str; 4] = [
     AUTO_OFFSET_RESET,
@@ -173,9 +177,13 @@ pub fn group_config_from(pairs: &[(String, String)]) -> Result<GroupConfig, Erro
             MAX_RECORD_LOCKS => {
                 config.max_record_locks = Some(v.parse().map_err(|_| bad("a whole number"))?);
             }
+            ASSIGNMENT_INTERVAL_MS => {
+                let ms: u64 = v.parse().map_err(|_| bad("a number of milliseconds"))?;
+                config.assignment_interval = Some(Duration::from_millis(ms));
+            }
             _ => {
                 return Err(Error::config(format!(
-                    "`{key}` is not a share-group config this broker knows; it knows {}",
+                    "`{key}` is not a share-group config this broker knows; it knows {} and {ASSIGNMENT_INTERVAL_MS}",
                     GROUP_CONFIG_KEYS.join(", ")
                 )));
             }
@@ -201,6 +209,7 @@ mod tests {
             (DELIVERY_COUNT_LIMIT, "3"),
             (LOCK_DURATION_MS, "15000"),
             (MAX_RECORD_LOCKS, "100"),
+            (ASSIGNMENT_INTERVAL_MS, "100"),
         ]))
         .expect("valid");
         assert_eq!(
@@ -210,10 +219,12 @@ mod tests {
                 .delivery_count_limit(3)
                 .lock_duration(Duration::from_secs(15))
                 .max_record_locks(100)
+                .assignment_interval(Duration::from_millis(100))
         );
         for (k, v, says) in [
             (AUTO_OFFSET_RESET, "soon", "`earliest` or `latest`"),
             (DELIVERY_COUNT_LIMIT, "-1", "whole number"),
+            (ASSIGNMENT_INTERVAL_MS, "1s", "milliseconds"),
             (
                 "share.isolation.level",
                 "x",

@@ -39,8 +39,9 @@ pub mod lock;
 pub mod retry;
 
 pub use describe::{
-    AUTO_OFFSET_RESET, DELIVERY_COUNT_LIMIT, GROUP_CONFIG_KEYS, GroupDescription, GroupMember,
-    LOCK_DURATION_MS, MAX_RECORD_LOCKS, PartitionOffsets, SharePartitionState,
+    ASSIGNMENT_INTERVAL_MS, AUTO_OFFSET_RESET, DELIVERY_COUNT_LIMIT, GROUP_CONFIG_KEYS,
+    GroupDescription, GroupMember, LOCK_DURATION_MS, MAX_RECORD_LOCKS, PartitionOffsets,
+    SharePartitionState,
 };
 #[doc(hidden)]
 pub use describe::{configs_of, group_config_from};
@@ -269,6 +270,11 @@ pub struct GroupConfig {
     pub lock_duration: Option<Duration>,
     /// `share.partition.max.record.locks`.
     pub max_record_locks: Option<u32>,
+    /// `share.assignment.interval.ms` (Kafka 4.3, KIP-1263): the least time between two
+    /// assignment rounds of the group's coordinator, 1 s by default. A new group reads nothing
+    /// until its first round; a shorter interval brings its first record sooner. The embedded
+    /// broker assigns at once and accepts it with nothing to change.
+    pub assignment_interval: Option<Duration>,
     /// `errors.deadletterqueue.topic.name` (Kafka 4.4, KIP-1191): the broker writes rejected and
     /// archived records there itself. The topic must exist and, by the broker's default, start
     /// with `dlq.`. An empty name turns it off.
@@ -297,6 +303,12 @@ impl GroupConfig {
     /// Sets the per-partition limit of acquired records.
     pub fn max_record_locks(mut self, locks: u32) -> Self {
         self.max_record_locks = Some(locks);
+        self
+    }
+
+    /// Sets the least time between two assignment rounds of the group (Kafka 4.3 or newer).
+    pub fn assignment_interval(mut self, interval: Duration) -> Self {
+        self.assignment_interval = Some(interval);
         self
     }
 

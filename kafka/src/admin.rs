@@ -96,6 +96,7 @@ const DELIVERY_COUNT_LIMIT: &str = "share.delivery.count.limit";
 const LOCK_DURATION_MS: &str = "share.record.lock.duration.ms";
 const MAX_RECORD_LOCKS: &str = "share.partition.max.record.locks";
 const AUTO_OFFSET_RESET: &str = "share.auto.offset.reset";
+const ASSIGNMENT_INTERVAL_MS: &str = "share.assignment.interval.ms";
 /// The group's broker-side dead-letter topic (KIP-1191, Kafka 4.4).
 const DEAD_LETTER_TOPIC: &str = "errors.deadletterqueue.topic.name";
 /// The topic config that lets the broker write share groups' dead letters there (KIP-1191).

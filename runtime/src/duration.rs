@@ -58,6 +58,12 @@ pub(crate) mod serde_opt_duration {
             None => s.serialize_none(),
         }
     }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Option::<Raw>::deserialize(d)?.map(from_raw).transpose()
+    }
 }
 
 /// serde helpers for an `Option<Duration>` that configuration may turn off: `"off"` (or

@@ -31,6 +31,7 @@ use shareworker::broker::{
 use shareworker::{
     Config, Error, Job, JobDefinition, JobError, Worker,
     broker::{Broker, GroupConfig, OutgoingRecord, StartFrom},
+    config::{GroupSettings, StartFromConfig},
     dead_letter::headers as dlq,
     worker::{JobEvent, Outcome, RunSummary, ShutdownHandle, WorkerStatus},
 };
@@ -1820,6 +1821,125 @@ pub async fn max_attempts_clamped_to_delivery_limit(h: &Harness) {
         "3",
         "dead-lettered after 3 attempts"
     );
+}
+
+/// `groups.<group>` in the configuration sets the group's configs before the worker joins it,
+/// with no code calling `configure_group`: a group the harness never configured (so it would
+/// start at the end of its topic) reads the records produced before the worker started, and a
+/// delivery count limit of 3 set there is the one the worker follows (max_attempts 8 runs 3
+/// times, then dead-letters). A group name no handler reads in, and a value the broker refuses,
+/// stop the worker at start with an error naming `groups.<group>`, before it reads anything.
+pub async fn group_settings_from_the_configuration(h: &Harness) {
+    let topic = h.name("gset");
+    let group = h.name("gset-g");
+    let produced = h.enqueue(&topic, &[1, 2]).await;
+    let attempts = Attempts::default();
+    let a = attempts.clone();
+    let handler = move |job: Job<u32>| {
+        let a = a.clone();
+        async move {
+            a.record(&job);
+            match *job.payload() {
+                1 => Ok(()),
+                _ => Err(JobError::retry("always fails")),
+            }
+        }
+    };
+    let def = || {
+        JobDefinition::new("gset", &topic, handler.clone())
+            .group(&group)
+            .max_attempts(8)
+            .backoff(Duration::from_millis(100), Duration::from_secs(1), 2.0, 0.0)
+    };
+    let settings = |limit: u16| {
+        GroupSettings::default()
+            .start_from(StartFromConfig::Earliest)
+            .delivery_count_limit(limit)
+            .lock_duration(h.lock)
+            .assignment_interval(Duration::from_millis(100))
+    };
+
+    // A typo in the group's name: refused before anything is set or read.
+    let mut typo = Config::default();
+    typo.groups.insert(format!("{group}x"), settings(3));
+    let err = build_err(h, typo, def()).await;
+    assert!(
+        err.is_config()
+            && err.to_string().contains(&format!("`groups.{group}x`"))
+            && err.to_string().contains(&group),
+        "a `groups` section for a group no handler reads in should be refused, naming it and the handlers' groups; got {err}"
+    );
+    // A delivery count limit out of Kafka's range (2 to 10), on either broker.
+    let mut refused = Config::default();
+    refused.groups.insert(group.clone(), settings(1));
+    let err = build_err(h, refused, def()).await;
+    assert!(
+        err.is_config()
+            && err.to_string().contains(&format!("`groups.{group}`"))
+            && err.to_string().contains("share.delivery.count.limit"),
+        "a delivery count limit of 1 should stop the worker, naming the section and the key; got {err}"
+    );
+    assert_eq!(
+        attempts.len(),
+        0,
+        "a worker that failed to start ran handlers"
+    );
+
+    let mut config = Config::default();
+    config.groups.insert(group.clone(), settings(3));
+    let f = run_until_idle(
+        h,
+        config,
+        vec![def()],
+        &[watch(&group, &topic)],
+        Duration::from_secs(600),
+    )
+    .await;
+    assert_eq!(
+        f.final_outcome(&topic, &produced[0]),
+        Some(&Outcome::Accepted),
+        "start_from = earliest from `groups.{group}`: the record produced before the worker started should be read; events {:#?}",
+        f.events
+    );
+    let runs = attempts.of(&produced[1]);
+    assert_eq!(
+        runs.len(),
+        3,
+        "delivery_count_limit = 3 from `groups.{group}`, max_attempts 8: the job should run 3 times; {runs:?}"
+    );
+    assert_eq!(
+        f.final_outcome(&topic, &produced[1]),
+        Some(&Outcome::DeadLettered),
+        "the third failure should dead-letter the record; events {:#?}",
+        f.events
+    );
+    let limits = h
+        .broker
+        .group_limits(&group)
+        .await
+        .unwrap_or_else(|e| panic!("reading the limits of `{group}` failed: {e}"));
+    assert_eq!(
+        (limits.delivery_count_limit, limits.lock_duration),
+        (3, h.lock),
+        "the broker should have the group's configs the worker set"
+    );
+}
+
+/// Builds a worker that must not start; its error.
+async fn build_err(h: &Harness, mut config: Config, def: JobDefinition) -> Error {
+    config.http.enabled = false;
+    match Worker::builder()
+        .broker_arc(h.broker.clone())
+        .code_config_only()
+        .without_signal_handling()
+        .config(config)
+        .job(def)
+        .build()
+        .await
+    {
+        Ok(_) => panic!("the worker started; it should have been refused"),
+        Err(e) => e,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

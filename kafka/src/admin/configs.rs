@@ -324,6 +324,9 @@ pub(super) fn group_settings(config: &GroupConfig) -> Vec<(&'static str, String)
     if let Some(locks) = config.max_record_locks {
         out.push((MAX_RECORD_LOCKS, locks.to_string()));
     }
+    if let Some(interval) = config.assignment_interval {
+        out.push((ASSIGNMENT_INTERVAL_MS, interval.as_millis().to_string()));
+    }
     if let Some(topic) = &config.broker_dead_letter {
         out.push((DEAD_LETTER_TOPIC, topic.clone()));
     }

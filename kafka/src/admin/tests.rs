@@ -49,7 +49,8 @@ fn group_settings_name_kafka_keys() {
         .start_from(StartFrom::Earliest)
         .delivery_count_limit(3)
         .lock_duration(Duration::from_millis(15_500))
-        .max_record_locks(100);
+        .max_record_locks(100)
+        .assignment_interval(Duration::from_millis(100));
     assert_eq!(
         group_settings(&config),
         [
@@ -57,6 +58,7 @@ fn group_settings_name_kafka_keys() {
             (DELIVERY_COUNT_LIMIT, "3".to_owned()),
             (LOCK_DURATION_MS, "15500".to_owned()),
             (MAX_RECORD_LOCKS, "100".to_owned()),
+            (ASSIGNMENT_INTERVAL_MS, "100".to_owned()),
         ]
     );
     let latest = GroupConfig::default().start_from(StartFrom::Latest);
@@ -257,6 +259,14 @@ async fn configure_group_then_group_limits_on_the_real_broker() {
         max_record_locks: 500,
     };
     assert_eq!(admin.group_limits(&group).await.expect("limits"), want);
+    // Kafka 4.3 on: the group's own assignment interval (KIP-1263).
+    let config = GroupConfig::default().assignment_interval(Duration::from_millis(100));
+    admin.configure_group(&group, &config).await.expect("4.4");
+    let configs = admin.group_configs(&group).await.expect("describe");
+    assert!(
+        configs.contains(&(ASSIGNMENT_INTERVAL_MS.to_owned(), "100".to_owned())),
+        "{configs:?}"
+    );
 
     // Kafka 4.4's ranges, each refused with a message naming the key.
     for (config, key, says) in [

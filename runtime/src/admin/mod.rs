@@ -67,7 +67,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 pub use crate::broker::{
-    AUTO_OFFSET_RESET, DELIVERY_COUNT_LIMIT, GROUP_CONFIG_KEYS, LOCK_DURATION_MS, MAX_RECORD_LOCKS,
+    ASSIGNMENT_INTERVAL_MS, AUTO_OFFSET_RESET, DELIVERY_COUNT_LIMIT, GROUP_CONFIG_KEYS,
+    LOCK_DURATION_MS, MAX_RECORD_LOCKS,
 };
 pub use dlq::{
     DeadLetterFilter, DeadLetterRecord, DiscardOptions, DiscardReport, ReplayOptions, ReplayReport,

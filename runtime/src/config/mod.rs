@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 use crate::duration::serde_duration;
 
+mod group;
 mod handler;
 mod http;
 mod load;
@@ -17,6 +18,7 @@ mod load;
 #[allow(clippy::result_large_err)] // figment's Jail closures
 mod tests;
 
+pub use group::*;
 pub use handler::*;
 pub use http::*;
 pub(crate) use load::*;
@@ -47,6 +49,9 @@ const CONFIG_VAR: &str = "SHAREWORKER_CONFIG";
 /// concurrency = 8
 /// max_attempts = 3
 /// backoff = { initial = "1s", max = "1m" }
+///
+/// [groups.send_email]              # the handler's share group (its name by default)
+/// start_from = "earliest"
 /// ```
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -87,6 +92,10 @@ pub struct Config {
     pub handlers_enabled: Option<Vec<String>>,
     /// Settings per handler, by handler name.
     pub handlers: BTreeMap<String, HandlerConfig>,
+    /// Share-group configs the worker sets on the broker when it starts, by group name (key
+    /// `groups.<group>`; see [`GroupSettings`]). Only groups of this binary's handlers.
+    #[serde(default)]
+    pub groups: BTreeMap<String, GroupSettings>,
 }
 
 /// Settings of the embedded broker (key `embedded`).
@@ -159,6 +168,7 @@ impl Default for Config {
             kafka: crate::kafka::KafkaConfig::default(),
             handlers_enabled: None,
             handlers: BTreeMap::new(),
+            groups: BTreeMap::new(),
         }
     }
 }

@@ -276,3 +276,75 @@ fn backoff_follows_the_formula() {
         );
     }
 }
+
+#[test]
+fn group_settings_come_from_the_code_the_file_and_the_environment() {
+    figment::Jail::expect_with(|jail| {
+        let code = HandlerOverrides::default();
+        let mut base = Config::default();
+        base.groups.insert(
+            "send_email".into(),
+            GroupSettings::default().max_record_locks(500),
+        );
+        jail.create_file(
+            "shareworker.toml",
+            r#"
+            [groups.send_email]
+            start_from = "earliest"
+            assignment_interval = "100ms"
+            lock_duration = "45s"
+            "#,
+        )?;
+        jail.set_env("SHAREWORKER_GROUPS__SEND_EMAIL__DELIVERY_COUNT_LIMIT", "8");
+        let c = load(&base, &declared(&code), &Sources::Standard).map_err(|e| e.to_string())?;
+        let g = &c.groups["send_email"];
+        assert_eq!(
+            *g,
+            GroupSettings::default()
+                .start_from(StartFromConfig::Earliest)
+                .delivery_count_limit(8)
+                .lock_duration(Duration::from_secs(45))
+                .max_record_locks(500)
+                .assignment_interval(Duration::from_millis(100)),
+            "code, file and environment together"
+        );
+        assert_eq!(
+            g.describe(),
+            "share.auto.offset.reset=earliest, share.delivery.count.limit=8, share.record.lock.duration.ms=45000, share.partition.max.record.locks=500, share.assignment.interval.ms=100"
+        );
+        let config = g.to_group_config();
+        assert_eq!(config.assignment_interval, Some(Duration::from_millis(100)));
+        assert_eq!(config.broker_dead_letter, None);
+        Ok(())
+    });
+}
+
+#[test]
+fn bad_group_settings_name_the_key() {
+    for (toml, says) in [
+        (
+            "[groups.g]\nstart_from = \"oldest\"",
+            "`groups.g.start_from`",
+        ),
+        ("[groups.g]\nlock_duration = 30", "has no unit"),
+        (
+            "[groups.g]\nassignment_interval = \"soon\"",
+            "`groups.g.assignment_interval`",
+        ),
+        (
+            "[groups.g]\ndelivery_count_limit = -1",
+            "`groups.g.delivery_count_limit`",
+        ),
+        ("[groups.g]\nsession_timeout = \"45s\"", "unknown field"),
+    ] {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("shareworker.toml", toml)?;
+            let code = HandlerOverrides::default();
+            let err =
+                load(&Config::default(), &declared(&code), &Sources::Standard).expect_err(toml);
+            assert!(err.is_config(), "{err:?}");
+            assert!(err.to_string().contains(says), "{toml}: {err}");
+            Ok(())
+        });
+    }
+}

@@ -554,6 +554,8 @@ impl Broker for EmbeddedBroker {
         if let Some(l) = config.max_record_locks {
             settings.limits.max_record_locks = l;
         }
+        // `config.assignment_interval`: this broker assigns a group's partitions as soon as a
+        // member joins, so there is no round to shorten.
         validate_limits(&settings.limits)?;
         g.settings = settings;
         Ok(())

@@ -146,7 +146,9 @@ impl WorkerBuilder {
                 overrides: &d.overrides,
             })
             .collect();
-        config::load(&self.base, &declared, &self.sources)
+        let config = config::load(&self.base, &declared, &self.sources)?;
+        check_group_names(&config)?;
+        Ok(config)
     }
 
     /// There are handlers, with different names.
@@ -298,6 +300,9 @@ impl WorkerBuilder {
         }
         let mut delivery_limits = BTreeMap::new();
         for (group, handlers) in &mut groups {
+            if let Some(settings) = config.groups.get(group) {
+                apply_group_settings(&*broker, group, settings).await?;
+            }
             let (limits, broker_dlq) = group_settings(&*broker, &metrics, group).await?;
             let limit = DeliveryLimit::new(
                 group,
@@ -425,6 +430,61 @@ async fn prepare_dead_letter_topic(
         Err(e) => {
             warn!(handler = %h.name, dead_letter = %t, error = %e, "could not create the dead-letter topic");
         }
+    }
+}
+
+/// Every `groups.<group>` section names a group of one of the binary's handlers (selected to
+/// run or not): a typo would otherwise set nothing, silently.
+fn check_group_names(config: &Config) -> Result<(), Error> {
+    for group in config.groups.keys() {
+        if config.handlers.values().any(|h| h.group == *group) {
+            continue;
+        }
+        let mut known: Vec<&str> = config.handlers.values().map(|h| h.group.as_str()).collect();
+        known.sort_unstable();
+        known.dedup();
+        return Err(Error::config(format!(
+            "`groups.{group}`: no handler of this worker reads in share group `{group}`; the groups of its handlers are: {} (a handler's group is its name unless `handlers.<name>.group` or `#[job(group = ...)]` says otherwise)",
+            known.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Sets `groups.<group>` on the broker before the worker joins the group. A refusal stops the
+/// worker: it would otherwise run with settings other than those it was given (a group that
+/// starts at the end of its topics instead of their start, say).
+async fn apply_group_settings(
+    broker: &dyn Broker,
+    group: &str,
+    settings: &config::GroupSettings,
+) -> Result<(), Error> {
+    if settings.is_empty() {
+        return Ok(());
+    }
+    match broker
+        .configure_group(group, &settings.to_group_config())
+        .await
+    {
+        Ok(()) => {
+            info!(group = %group, configs = %settings.describe(), "share-group configs set from `groups.{group}`");
+            Ok(())
+        }
+        // The broker's error, with its kind (not authorized, config) and code, says more.
+        Err(e) if e.is_not_authorized() => {
+            let message = format!(
+                "`groups.{group}`: the worker's principal may not change the share group's configs (no AlterConfigs ACL on Group:{group}): grant it, or have an operator set them (`shareworker group config {group} --set ...`) and remove `groups.{group}` from this worker's configuration ({e})"
+            );
+            Err(e.with_message(message))
+        }
+        Err(e) if e.is_config() || e.is_invalid_input() => {
+            let message = format!(
+                "`groups.{group}`: the broker refused {}: {e}",
+                settings.describe()
+            );
+            Err(e.with_message(message))
+        }
+        Err(e) => Err(e),
     }
 }
 
