@@ -37,8 +37,10 @@
 #                                              first, so its share partitions are initialised and
 #                                              the measured member is assigned them at once: a
 #                                              worker restarting); 0: only the fresh group
-#   HOL_ASSIGNMENT_INTERVAL_MS=                set the hol group's share.assignment.interval.ms
-#                                              (broker default 1000) before its run
+#   HOL_ASSIGNMENT_INTERVAL_MS=                the hol group's share.assignment.interval.ms (broker
+#                                              default 1000), set by the worker at start
+#                                              ([groups.<group>] assignment_interval; the base
+#                                              binary's group gets it from kafka-configs first)
 #   RENEW_JOBS=1000 RENEW_LOCK_MS=15000 RENEW_PARTITIONS=4 SKIP_RENEW=1
 #                                              renewal cost: RENEW_JOBS jobs, all running at once,
 #                                              each for twice the group's lock (set to RENEW_LOCK_MS);
@@ -328,13 +330,15 @@ if [[ -z "${SKIP_HOL:-}" ]]; then
         wait_quiet
         run_id=$((run_id + 1))
         t="bench-hol-$(date +%s)-$run_id"
+        # The worker sets the group's assignment interval at start (groups.<group>.assignment_interval).
+        interval=()
         if [[ -n "$HOL_ASSIGNMENT_INTERVAL_MS" ]]; then
-            "${K[@]}" configs --bootstrap-server "$B" --alter --entity-type groups --entity-name "$t" \
-                --add-config "share.assignment.interval.ms=$HOL_ASSIGNMENT_INTERVAL_MS" >/dev/null
+            interval=(--assignment-interval-ms "$HOL_ASSIGNMENT_INTERVAL_MS")
         fi
-        log "kafka-hol --topic $t --jobs $HOL_JOBS --partitions $HOL_PARTITIONS --concurrency $HOL_CONCURRENCY (load $LOAD)"
+        log "kafka-hol --topic $t --jobs $HOL_JOBS --partitions $HOL_PARTITIONS --concurrency $HOL_CONCURRENCY ${interval[*]} (load $LOAD)"
         measure hol "$bin" kafka-hol --url "kafka://$B" --topic "$t" --jobs "$HOL_JOBS" \
-            --partitions "$HOL_PARTITIONS" --concurrency "$HOL_CONCURRENCY" --prefetch "$HOL_PREFETCH" $header
+            --partitions "$HOL_PARTITIONS" --concurrency "$HOL_CONCURRENCY" --prefetch "$HOL_PREFETCH" \
+            "${interval[@]}" $header
         cat "$out/hol.out"
         grep -E '^hol|^  ' "$out/hol.err" >&2 || true
         log "  CPU $CPU s, peak RSS $RSS_MIB MiB, broker CPU $BROKER_CPU s, other CPU $OTHER_CPU s"

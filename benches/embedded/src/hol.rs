@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use shareworker::{
-    Job, JobDefinition, JobError, Queue, Worker, broker::Broker, queue::Message, worker::Outcome,
+    Job, JobDefinition, JobError, Queue, Worker, broker::Broker, config::GroupSettings,
+    queue::Message, worker::Outcome,
 };
 
 use crate::{Args, Completion, memory_kib, shareworker_impl, thousands};
@@ -64,6 +65,7 @@ pub(crate) const OPTIONS: &[&str] = &[
     "--slow-ms",
     "--seed",
     "--prefetch",
+    "--assignment-interval-ms",
 ];
 
 /// The workload's parameters and its handler times, drawn up front.
@@ -73,6 +75,9 @@ pub(crate) struct Workload {
     pub(crate) concurrency: u32,
     /// `None`: the automatic prefetch.
     pub(crate) prefetch: Option<u32>,
+    /// The group's `share.assignment.interval.ms`, set by the worker at start (its
+    /// `groups.<group>.assignment_interval`); `None` leaves the broker's.
+    assignment_interval: Option<Duration>,
     mean_ms: f64,
     sigma: f64,
     mu: f64,
@@ -97,6 +102,12 @@ impl Workload {
         let slow_ms: f64 = args.num("--slow-ms", 2000.0)?;
         let seed: u64 = args.num("--seed", 42)?;
         let prefetch = args.prefetch()?;
+        let assignment_interval = match args.value("--assignment-interval-ms") {
+            Some(v) => Some(Duration::from_millis(v.parse().map_err(|_| {
+                format!("--assignment-interval-ms: `{v}` is not a number of milliseconds")
+            })?)),
+            None => None,
+        };
         if jobs == 0 || concurrency == 0 || partitions < 1 || !(0.0..=1.0).contains(&slow_frac) {
             return Err(
                 "--jobs, --concurrency and --partitions must be at least 1, --slow-frac in 0..=1"
@@ -125,6 +136,7 @@ impl Workload {
             partitions,
             concurrency,
             prefetch,
+            assignment_interval,
             mean_ms,
             sigma,
             mu,
@@ -208,6 +220,12 @@ pub(crate) async fn execute(
     let again = redelivered.clone();
     let mut config = crate::default_config();
     config.concurrency = config.concurrency.max(concurrency);
+    if let Some(interval) = w.assignment_interval {
+        config.groups.insert(
+            handler.to_owned(),
+            GroupSettings::default().assignment_interval(interval),
+        );
+    }
     let t1 = Instant::now();
     let worker = Worker::builder()
         .broker_arc(broker.clone())

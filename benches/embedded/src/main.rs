@@ -142,7 +142,7 @@ usage:
             [--batch 10000] [--prefetch P] [--payload json|bytes] [--threads T] [--header]
   bench hol --jobs 20000 --partitions 4 --concurrency 200
             [--mean-ms 50] [--sigma 0.5] [--slow-frac 0.05] [--slow-ms 2000] [--seed 42]
-            [--prefetch P] [--threads T] [--header]
+            [--prefetch P] [--assignment-interval-ms MS] [--threads T] [--header]
   bench kafka-consume --topic T --group G [--records 2000000] [--concurrency 256] [--prefetch P]
             [--url kafka://127.0.0.1:29092] [--threads T] [--header]
   bench kafka-hol --topic T [--group G] [hol options] [--url kafka://127.0.0.1:29092]
