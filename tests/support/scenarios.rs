@@ -31,7 +31,6 @@ use shareworker::broker::{
 use shareworker::{
     Config, Error, Job, JobDefinition, JobError, Worker,
     broker::{Broker, GroupConfig, OutgoingRecord, StartFrom},
-    config::{GroupSettings, StartFromConfig},
     dead_letter::headers as dlq,
     worker::{JobEvent, Outcome, RunSummary, ShutdownHandle, WorkerStatus},
 };
@@ -1851,12 +1850,13 @@ pub async fn group_settings_from_the_configuration(h: &Harness) {
             .max_attempts(8)
             .backoff(Duration::from_millis(100), Duration::from_secs(1), 2.0, 0.0)
     };
-    let settings = |limit: u16| {
-        GroupSettings::default()
-            .start_from(StartFromConfig::Earliest)
+    let settings = |limit: u16| -> shareworker::config::GroupSettings {
+        GroupConfig::default()
+            .start_from(StartFrom::Earliest)
             .delivery_count_limit(limit)
             .lock_duration(h.lock)
             .assignment_interval(Duration::from_millis(100))
+            .into()
     };
 
     // A typo in the group's name: refused before anything is set or read.

@@ -12,8 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use shareworker::{
-    Job, JobDefinition, JobError, Queue, Worker, broker::Broker, config::GroupSettings,
-    queue::Message, worker::Outcome,
+    Job, JobDefinition, JobError, Queue, Worker,
+    broker::{Broker, GroupConfig},
+    queue::Message,
+    worker::Outcome,
 };
 
 use crate::{Args, Completion, memory_kib, shareworker_impl, thousands};
@@ -223,7 +225,7 @@ pub(crate) async fn execute(
     if let Some(interval) = w.assignment_interval {
         config.groups.insert(
             handler.to_owned(),
-            GroupSettings::default().assignment_interval(interval),
+            GroupConfig::default().assignment_interval(interval).into(),
         );
     }
     let t1 = Instant::now();

@@ -26,19 +26,21 @@ use crate::duration::serde_opt_duration;
 /// lock_duration = "60s"            # share.record.lock.duration.ms
 /// ```
 ///
-/// In code:
+/// In code, from the broker API's [`GroupConfig`]:
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use shareworker::config::{Config, GroupSettings, StartFromConfig};
+/// use shareworker::broker::{GroupConfig, StartFrom};
+/// use shareworker::config::Config;
 ///
 /// let mut config = Config::default();
 /// config.broker = "kafka://127.0.0.1:9092".into();
 /// config.groups.insert(
 ///     "billing".into(),
-///     GroupSettings::default()
-///         .start_from(StartFromConfig::Earliest)
-///         .assignment_interval(Duration::from_millis(100)),
+///     GroupConfig::default()
+///         .start_from(StartFrom::Earliest)
+///         .assignment_interval(Duration::from_millis(100))
+///         .into(),
 /// );
 /// let builder = shareworker::Worker::builder().config(config);
 /// ```
@@ -76,43 +78,20 @@ pub struct GroupSettings {
     pub broker_dead_letter: Option<String>,
 }
 
+impl From<GroupConfig> for GroupSettings {
+    fn from(c: GroupConfig) -> Self {
+        Self {
+            start_from: c.start_from.map(Into::into),
+            delivery_count_limit: c.delivery_count_limit,
+            lock_duration: c.lock_duration,
+            max_record_locks: c.max_record_locks,
+            assignment_interval: c.assignment_interval,
+            broker_dead_letter: c.broker_dead_letter,
+        }
+    }
+}
+
 impl GroupSettings {
-    /// Sets where the group starts reading.
-    pub fn start_from(mut self, start: StartFromConfig) -> Self {
-        self.start_from = Some(start);
-        self
-    }
-
-    /// Sets the delivery count limit.
-    pub fn delivery_count_limit(mut self, limit: u16) -> Self {
-        self.delivery_count_limit = Some(limit);
-        self
-    }
-
-    /// Sets the acquisition lock duration.
-    pub fn lock_duration(mut self, lock: Duration) -> Self {
-        self.lock_duration = Some(lock);
-        self
-    }
-
-    /// Sets the per-partition limit of acquired records.
-    pub fn max_record_locks(mut self, locks: u32) -> Self {
-        self.max_record_locks = Some(locks);
-        self
-    }
-
-    /// Sets the least time between two assignment rounds.
-    pub fn assignment_interval(mut self, interval: Duration) -> Self {
-        self.assignment_interval = Some(interval);
-        self
-    }
-
-    /// Sets the broker's own dead-letter topic (`""` turns it off).
-    pub fn broker_dead_letter(mut self, topic: impl Into<String>) -> Self {
-        self.broker_dead_letter = Some(topic.into());
-        self
-    }
-
     /// Whether there is nothing to set.
     pub fn is_empty(&self) -> bool {
         *self == Self::default()

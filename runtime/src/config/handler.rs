@@ -16,6 +16,15 @@ pub enum StartFromConfig {
     Latest,
 }
 
+impl From<crate::broker::StartFrom> for StartFromConfig {
+    fn from(s: crate::broker::StartFrom) -> Self {
+        match s {
+            crate::broker::StartFrom::Earliest => StartFromConfig::Earliest,
+            crate::broker::StartFrom::Latest => StartFromConfig::Latest,
+        }
+    }
+}
+
 impl From<StartFromConfig> for crate::broker::StartFrom {
     fn from(s: StartFromConfig) -> Self {
         match s {

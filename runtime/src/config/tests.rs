@@ -284,7 +284,9 @@ fn group_settings_come_from_the_code_the_file_and_the_environment() {
         let mut base = Config::default();
         base.groups.insert(
             "send_email".into(),
-            GroupSettings::default().max_record_locks(500),
+            crate::broker::GroupConfig::default()
+                .max_record_locks(500)
+                .into(),
         );
         jail.create_file(
             "shareworker.toml",
@@ -298,23 +300,22 @@ fn group_settings_come_from_the_code_the_file_and_the_environment() {
         jail.set_env("SHAREWORKER_GROUPS__SEND_EMAIL__DELIVERY_COUNT_LIMIT", "8");
         let c = load(&base, &declared(&code), &Sources::Standard).map_err(|e| e.to_string())?;
         let g = &c.groups["send_email"];
+        let want = crate::broker::GroupConfig::default()
+            .start_from(crate::broker::StartFrom::Earliest)
+            .delivery_count_limit(8)
+            .lock_duration(Duration::from_secs(45))
+            .max_record_locks(500)
+            .assignment_interval(Duration::from_millis(100));
         assert_eq!(
             *g,
-            GroupSettings::default()
-                .start_from(StartFromConfig::Earliest)
-                .delivery_count_limit(8)
-                .lock_duration(Duration::from_secs(45))
-                .max_record_locks(500)
-                .assignment_interval(Duration::from_millis(100)),
+            want.clone().into(),
             "code, file and environment together"
         );
+        assert_eq!(g.to_group_config(), want, "and back");
         assert_eq!(
             g.describe(),
             "share.auto.offset.reset=earliest, share.delivery.count.limit=8, share.record.lock.duration.ms=45000, share.partition.max.record.locks=500, share.assignment.interval.ms=100"
         );
-        let config = g.to_group_config();
-        assert_eq!(config.assignment_interval, Some(Duration::from_millis(100)));
-        assert_eq!(config.broker_dead_letter, None);
         Ok(())
     });
 }
