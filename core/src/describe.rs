@@ -141,6 +141,34 @@ pub fn configs_of(limits: &GroupLimits, start_from: Option<StartFrom>) -> Vec<(S
     out
 }
 
+/// `errors.deadletterqueue.topic.name` (Kafka 4.4): the group's broker-side dead-letter topic.
+const DEAD_LETTER_TOPIC: &str = "errors.deadletterqueue.topic.name";
+
+/// The share-group configs `config` sets, by their Kafka names, in a fixed order (`None` fields
+/// left out): what an IncrementalAlterConfigs SET sends, and what a log line shows.
+pub fn settings_of(config: &GroupConfig) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if let Some(start) = config.start_from {
+        out.push((AUTO_OFFSET_RESET, start_from_name(start).to_owned()));
+    }
+    if let Some(limit) = config.delivery_count_limit {
+        out.push((DELIVERY_COUNT_LIMIT, limit.to_string()));
+    }
+    if let Some(lock) = config.lock_duration {
+        out.push((LOCK_DURATION_MS, lock.as_millis().to_string()));
+    }
+    if let Some(locks) = config.max_record_locks {
+        out.push((MAX_RECORD_LOCKS, locks.to_string()));
+    }
+    if let Some(interval) = config.assignment_interval {
+        out.push((ASSIGNMENT_INTERVAL_MS, interval.as_millis().to_string()));
+    }
+    if let Some(topic) = &config.broker_dead_letter {
+        out.push((DEAD_LETTER_TOPIC, topic.clone()));
+    }
+    out
+}
+
 fn start_from_name(start: StartFrom) -> &'static str {
     match start {
         StartFrom::Earliest => "earliest",

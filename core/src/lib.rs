@@ -44,7 +44,7 @@ pub use describe::{
     SharePartitionState,
 };
 #[doc(hidden)]
-pub use describe::{configs_of, group_config_from};
+pub use describe::{configs_of, group_config_from, settings_of};
 pub use headers::{Header, Headers};
 
 /// Where a record lives: topic, partition and offset.

@@ -43,8 +43,7 @@ use super::wire::describe_share_group_offsets::{
 };
 use crate::Error;
 use shareworker_core::{
-    GroupConfig, GroupDescription, GroupLimits, GroupMember, SharePartitionState, StartFrom,
-    TopicLag,
+    GroupConfig, GroupDescription, GroupLimits, GroupMember, SharePartitionState, TopicLag,
 };
 
 mod configs;
@@ -56,9 +55,11 @@ mod topics;
 
 use configs::describe_configs;
 #[cfg(test)]
-use configs::{group_settings, limits_from};
+use configs::limits_from;
 #[cfg(test)]
 use groups::sum_lag;
+#[cfg(test)]
+use shareworker_core::{StartFrom, settings_of as group_settings};
 
 /// How long `configure_group` waits for a change to become visible.
 const CONFIG_PROPAGATION: Duration = Duration::from_secs(10);
@@ -96,6 +97,7 @@ const DELIVERY_COUNT_LIMIT: &str = "share.delivery.count.limit";
 const LOCK_DURATION_MS: &str = "share.record.lock.duration.ms";
 const MAX_RECORD_LOCKS: &str = "share.partition.max.record.locks";
 const AUTO_OFFSET_RESET: &str = "share.auto.offset.reset";
+#[cfg(test)]
 const ASSIGNMENT_INTERVAL_MS: &str = "share.assignment.interval.ms";
 /// The group's broker-side dead-letter topic (KIP-1191, Kafka 4.4).
 const DEAD_LETTER_TOPIC: &str = "errors.deadletterqueue.topic.name";

@@ -83,7 +83,7 @@ impl Admin {
         if group.is_empty() {
             return Err(Error::invalid_input("the group id is empty"));
         }
-        let settings = group_settings(config);
+        let settings = shareworker_core::settings_of(config);
         self.alter_configs(RESOURCE_GROUP, "share group", group, &settings)
             .await
     }
@@ -303,32 +303,4 @@ pub(super) fn limits_from(
         limits.max_record_locks = parse_config(&k, &v)?;
     }
     Ok(limits)
-}
-
-/// The group configs to SET for `config`, as (key, value).
-pub(super) fn group_settings(config: &GroupConfig) -> Vec<(&'static str, String)> {
-    let mut out = Vec::new();
-    if let Some(start) = config.start_from {
-        let v = match start {
-            StartFrom::Earliest => "earliest",
-            StartFrom::Latest => "latest",
-        };
-        out.push((AUTO_OFFSET_RESET, v.to_owned()));
-    }
-    if let Some(limit) = config.delivery_count_limit {
-        out.push((DELIVERY_COUNT_LIMIT, limit.to_string()));
-    }
-    if let Some(lock) = config.lock_duration {
-        out.push((LOCK_DURATION_MS, lock.as_millis().to_string()));
-    }
-    if let Some(locks) = config.max_record_locks {
-        out.push((MAX_RECORD_LOCKS, locks.to_string()));
-    }
-    if let Some(interval) = config.assignment_interval {
-        out.push((ASSIGNMENT_INTERVAL_MS, interval.as_millis().to_string()));
-    }
-    if let Some(topic) = &config.broker_dead_letter {
-        out.push((DEAD_LETTER_TOPIC, topic.clone()));
-    }
-    out
 }

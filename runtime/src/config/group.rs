@@ -111,37 +111,10 @@ impl GroupSettings {
 
     /// The settings as `key=value` with Kafka's names, for log lines.
     pub(crate) fn describe(&self) -> String {
-        let mut out = Vec::new();
-        let c = self.to_group_config();
-        let mut push = |k: &str, v: Option<String>| {
-            if let Some(v) = v {
-                out.push(format!("{k}={v}"));
-            }
-        };
-        push(
-            crate::broker::AUTO_OFFSET_RESET,
-            c.start_from.map(|s| match s {
-                crate::broker::StartFrom::Earliest => "earliest".to_owned(),
-                crate::broker::StartFrom::Latest => "latest".to_owned(),
-            }),
-        );
-        push(
-            crate::broker::DELIVERY_COUNT_LIMIT,
-            c.delivery_count_limit.map(|v| v.to_string()),
-        );
-        push(
-            crate::broker::LOCK_DURATION_MS,
-            c.lock_duration.map(|d| d.as_millis().to_string()),
-        );
-        push(
-            crate::broker::MAX_RECORD_LOCKS,
-            c.max_record_locks.map(|v| v.to_string()),
-        );
-        push(
-            crate::broker::ASSIGNMENT_INTERVAL_MS,
-            c.assignment_interval.map(|d| d.as_millis().to_string()),
-        );
-        push("errors.deadletterqueue.topic.name", c.broker_dead_letter);
-        out.join(", ")
+        shareworker_core::settings_of(&self.to_group_config())
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
